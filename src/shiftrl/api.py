@@ -1,0 +1,107 @@
+"""The small public API: load data, train, load a policy, evaluate.
+
+    import shiftrl
+    ds = shiftrl.load_dataset("hopper-medium.hdf5")
+    run = shiftrl.train("td3bc", ds, steps=100_000, eval_envs=["Hopper-v5"], out="runs/td3bc")
+    print(run.score("final"), run.score("best"))
+    policy = shiftrl.load_policy("runs/td3bc")
+    shiftrl.evaluate(policy, "Hopper-v5", episodes=10).normalized
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shiftrl.data.dataset import TransitionDataset
+from shiftrl.learners import LEARNERS
+
+
+def load_dataset(id_or_path: str | Path) -> TransitionDataset:
+    """A dataset from an .npz / D4RL-style .hdf5 file, or a local Minari dataset id."""
+    from shiftrl.data.io import load_dataset as _load
+
+    return _load(str(id_or_path))
+
+
+def _as_dataset(d: TransitionDataset | str | Path) -> TransitionDataset:
+    return d if isinstance(d, TransitionDataset) else load_dataset(d)
+
+
+def train(
+    algo: str,
+    dataset: TransitionDataset | str | Path,
+    *,
+    sources: Sequence[TransitionDataset | str | Path] = (),
+    steps: int = 1_000_000,
+    seed: int = 0,
+    eval_envs: Sequence[str] = (),
+    out: str | Path | None = None,
+    preset: str | None = None,
+    overrides: dict[str, Any] | Sequence[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence = (),
+    **run_settings: Any,
+):
+    """Train `algo` offline on `dataset` (plus `sources` from other dynamics).
+
+    `overrides` sets learner hyperparameters or run settings by name, e.g.
+    {"alpha": 2.5, "batch_size": 128}; `run_settings` accepts the same run keys directly.
+    """
+    from shiftrl.training.config import apply_overrides, make_config
+    from shiftrl.training.run import train as _train
+
+    target = _as_dataset(dataset)
+    source_sets = [_as_dataset(s) for s in sources]
+    config = make_config(
+        algo,
+        preset,
+        dataset=str(dataset) if not isinstance(dataset, TransitionDataset) else target.metadata.name,
+        sources=tuple(str(s) if not isinstance(s, TransitionDataset) else s.metadata.name for s in sources),
+        steps=steps,
+        seed=seed,
+        eval_envs=tuple(eval_envs),
+    )
+    merged: dict[str, Any] = dict(run_settings)
+    if isinstance(overrides, dict):
+        merged.update(overrides)
+        config = apply_overrides(config, merged)
+    else:
+        config = apply_overrides(config, merged)
+        config = apply_overrides(config, list(overrides or []))
+    return _train(config, target, source_sets, out=out, resume=resume, progress=progress, callbacks=callbacks)
+
+
+def load_policy(run_dir: str | Path, step: int | None = None):
+    from shiftrl.training.run import load_policy as _load
+
+    return _load(run_dir, step)
+
+
+def evaluate(policy_or_run: Any, env_id: str, episodes: int = 10, seed: int = 0):
+    """Deterministic evaluation of a policy (or run folder) in a Gymnasium env."""
+    policy = policy_or_run
+    if isinstance(policy_or_run, str | Path):
+        policy = load_policy(policy_or_run)
+    elif hasattr(policy_or_run, "policy"):
+        policy = policy_or_run.policy
+    return policy.evaluate(env_id, episodes, seed)
+
+
+def algos() -> list[dict[str, Any]]:
+    """Every learner with its description, paper and presets (the `shiftrl algos` table)."""
+    out = []
+    for name, cls in LEARNERS.items():
+        out.append(
+            {
+                "name": name,
+                "description": cls.description,
+                "paper": cls.paper,
+                "presets": list(cls.PRESETS),
+                "defaults": dataclasses.asdict(cls.Config()),
+            }
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Small shared pieces: the batch type, user-facing errors, tiny JAX helpers."""

@@ -1,0 +1,39 @@
+"""The batch every learner and add-on sees."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+# Domain labels carried by every transition, so add-ons act only where they should
+# (DARA corrects source rewards, MOPO penalizes model rewards, target data is untouched).
+TARGET, SOURCE, MODEL = 0, 1, 2
+DOMAIN_NAMES = {TARGET: "target", SOURCE: "source", MODEL: "model"}
+
+
+class Batch(struct.PyTreeNode):
+    """A mini-batch of transitions, all arrays with leading dimension B.
+
+    `terminal` is 1.0 only where the environment truly terminated; a time-limit
+    truncation is stored as 0.0 so that learners keep bootstrapping through it.
+    """
+
+    obs: jax.Array  # [B, obs_dim], already normalized if the run normalizes states
+    action: jax.Array  # [B, act_dim], scaled to [-1, 1]
+    reward: jax.Array  # [B], after the learner's reward scaling
+    next_obs: jax.Array  # [B, obs_dim]
+    terminal: jax.Array  # [B] float, 1.0 = true termination (no bootstrap)
+    domain: jax.Array  # [B] int32, TARGET / SOURCE / MODEL
+
+    @property
+    def size(self) -> int:
+        return self.obs.shape[0]
+
+    @property
+    def is_source(self) -> jax.Array:
+        return self.domain == SOURCE
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *batches)

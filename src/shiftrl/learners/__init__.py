@@ -1,0 +1,36 @@
+"""Offline learners, one file each, registered in one explicit table."""
+
+from __future__ import annotations
+
+from shiftrl.core.errors import ConfigError
+from shiftrl.learners.base import Hooks, Learner, LearnerSpec
+from shiftrl.learners.bc import BC, BCConfig
+from shiftrl.learners.cql import CQL, CQLConfig
+from shiftrl.learners.iql import IQL, IQLConfig
+from shiftrl.learners.td3bc import TD3BC, TD3BCConfig
+
+LEARNERS: dict[str, type[Learner]] = {cls.name: cls for cls in (BC, TD3BC, IQL, CQL)}
+
+
+def get_learner(name: str) -> type[Learner]:
+    key = name.lower().replace("+", "").replace("-", "").replace("_", "")
+    if key not in LEARNERS:
+        raise ConfigError(f"unknown algorithm '{name}'; available: {', '.join(sorted(LEARNERS))}")
+    return LEARNERS[key]
+
+
+__all__ = [
+    "BC",
+    "CQL",
+    "IQL",
+    "LEARNERS",
+    "TD3BC",
+    "BCConfig",
+    "CQLConfig",
+    "Hooks",
+    "IQLConfig",
+    "Learner",
+    "LearnerSpec",
+    "TD3BCConfig",
+    "get_learner",
+]

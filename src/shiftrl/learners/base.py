@@ -1,0 +1,121 @@
+"""The learner contract.
+
+A learner is a small static object (its frozen config plus network modules) with
+pure functions over a state pytree:
+
+    init(rng)                          -> state
+    update(state, batch, rng, hooks)   -> (state, metrics)
+    act(state, obs)                    -> action in [-1, 1]   (deterministic, jittable)
+    value(state, obs)                  -> [B] state value     (used by SRPO's ranking)
+
+Losses are written as named per-sample *terms* with *weights*; the objective is
+sum_k mean(weight_k * term_k). Add-ons edit (terms, weights) through `Hooks`
+instead of editing the learner (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from shiftrl.core.types import Batch
+
+Terms = dict[str, jax.Array]
+Weights = dict[str, Any]  # scalars or [B] arrays
+Metrics = dict[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """Static facts a learner is built for."""
+
+    obs_dim: int
+    act_dim: int
+    total_steps: int = 1_000_000
+    """Length of training, for schedules such as IQL's cosine actor learning rate."""
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Fields every learner config carries: data preprocessing its paper uses."""
+
+    normalize_states: bool = True
+    """Standardise observations with the training data's mean/std (eps 1e-3)."""
+    reward_scale: float = 1.0
+    reward_bias: float = 0.0
+    normalize_reward_by_returns: bool = False
+    """IQL's locomotion trick: r *= 1000 / (max episode return - min episode return)."""
+
+
+class Hooks:
+    """Lets add-ons edit a learner's loss terms; built inside the traced train step."""
+
+    def __init__(self, addons: tuple = (), states: dict[str, Any] | None = None):
+        self.addons = addons
+        self.states = states or {}
+
+    def actor(self, batch: Batch, terms: Terms, weights: Weights) -> tuple[Terms, Weights]:
+        for ad in self.addons:
+            terms, weights = ad.actor_hook(self.states[ad.name], batch, terms, weights)
+        return terms, weights
+
+    def critic(self, batch: Batch, terms: Terms, weights: Weights) -> tuple[Terms, Weights]:
+        for ad in self.addons:
+            terms, weights = ad.critic_hook(self.states[ad.name], batch, terms, weights)
+        return terms, weights
+
+
+NO_HOOKS = Hooks()
+
+
+def objective(terms: Terms, weights: Weights, prefix: str) -> tuple[jax.Array, Metrics]:
+    """sum_k mean(w_k * t_k) over the weighted terms, with each term's mean as a metric."""
+    loss = sum(jnp.mean(weights[k] * terms[k]) for k in weights)
+    metrics = {f"{prefix}/{k}": jnp.mean(terms[k]) for k in weights}
+    metrics[f"{prefix}/loss"] = loss
+    return loss, metrics
+
+
+class Learner:
+    """Base class: subclasses set `name`, `Config`, `PRESETS` and the pure functions."""
+
+    name: ClassVar[str] = "learner"
+    Config: ClassVar[type] = CommonConfig
+    PRESETS: ClassVar[dict[str, Any]] = {}
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    def __init__(self, config: Any, spec: LearnerSpec):
+        self.config = config
+        self.spec = spec
+
+    # -- the contract -----------------------------------------------------------------
+    def init(self, rng: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def update(
+        self, state: Any, batch: Batch, rng: jax.Array, hooks: Hooks = NO_HOOKS
+    ) -> tuple[Any, Metrics]:
+        raise NotImplementedError
+
+    def act(self, state: Any, obs: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def value(self, state: Any, obs: jax.Array) -> jax.Array:
+        """V(s); learners without a value function use their critic at pi(s)."""
+        raise NotImplementedError(f"{self.name} has no value estimate")
+
+    # -- helpers -------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str | None = None) -> Any:
+        if name is None:
+            return cls.Config()
+        return cls.PRESETS[name]
+
+    @classmethod
+    def config_fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls.Config)}

@@ -1,0 +1,1 @@
+"""Training: the compiled loop, evaluation, checkpoints, logs and run folders."""

@@ -1,0 +1,148 @@
+"""Run configuration: frozen, JSON round-trippable, overridable with `key=value` strings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from shiftrl.core.errors import ConfigError
+from shiftrl.learners import get_learner
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    algo: str
+    learner: Any
+    """The learner's frozen config dataclass (its paper defaults, or a preset)."""
+    preset: str | None = None
+    dataset: str = ""
+    """Target dataset ID or path, recorded so `--resume` can reload it."""
+    sources: tuple[str, ...] = ()
+    """Source-domain datasets (other dynamics) trained on together with the target."""
+    addons: tuple[dict, ...] = ()
+    """Add-on settings as recorded in config.json ({"name": ..., **settings})."""
+    steps: int = 1_000_000
+    seed: int = 0
+    batch_size: int = 256
+    source_fraction: float = 0.5
+    """Share of every batch drawn from the source datasets, when there are any."""
+    eval_every: int = 5000
+    eval_episodes: int = 10
+    eval_envs: tuple[str, ...] = ()
+    """Gymnasium ids to evaluate in; default: the dataset's own environment, if registered."""
+    log_every: int = 1000
+    """Longest run of updates fused into one compiled call (progress bar granularity)."""
+    keep_checkpoints: int = 2
+    tensorboard: bool = False
+    wandb_project: str | None = None
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["learner"] = dataclasses.asdict(self.learner)
+        d["sources"], d["eval_envs"], d["addons"] = list(self.sources), list(self.eval_envs), list(self.addons)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunConfig:
+        learner_cls = get_learner(d["algo"])
+        learner_cfg = _build(learner_cls.Config, d["learner"])
+        rest = {k: v for k, v in d.items() if k not in ("learner",)}
+        for k in ("sources", "eval_envs", "addons"):
+            rest[k] = tuple(rest.get(k, ()))
+        return cls(learner=learner_cfg, **rest)
+
+
+def _build(config_cls: type, values: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in values:
+            v = values[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return config_cls(**kwargs)
+
+
+RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"algo", "learner", "preset", "addons"}
+
+
+def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunConfig:
+    learner_cls = get_learner(algo)
+    if preset is not None and preset not in learner_cls.PRESETS:
+        raise ConfigError(
+            f"unknown preset '{preset}' for {learner_cls.name}; available: {', '.join(learner_cls.PRESETS)}"
+        )
+    return RunConfig(algo=learner_cls.name, learner=learner_cls.preset(preset), preset=preset, **run_kwargs)
+
+
+def coerce(value: str, default: Any, key: str) -> Any:
+    """Parse a `--set` string into the type of the field's default value."""
+    try:
+        if isinstance(default, bool):
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            parts = [p for p in value.replace("(", "").replace(")", "").split(",") if p.strip()]
+            return tuple(int(p) if p.strip().lstrip("-").isdigit() else p.strip() for p in parts)
+        if default is None:
+            return None if value.lower() in ("none", "null") else value
+        return value
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"--set {key}={value}: expected a {kind}") from None
+
+
+def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any]) -> RunConfig:
+    """Apply `key=value` overrides to the learner config, then to the run config."""
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    learner_fields = {f.name: f for f in dataclasses.fields(config.learner)}
+    learner_kw: dict[str, Any] = {}
+    run_kw: dict[str, Any] = {}
+    for key, raw in items:
+        if key in learner_fields:
+            default = getattr(config.learner, key)
+            learner_kw[key] = coerce(raw, default, key) if isinstance(raw, str) else raw
+        elif key in RUN_KEYS:
+            default = getattr(config, key)
+            run_kw[key] = coerce(raw, default, key) if isinstance(raw, str) else raw
+        else:
+            valid = sorted(set(learner_fields) | RUN_KEYS)
+            raise ConfigError(f"unknown setting '{key}' for {config.algo}; valid keys: {', '.join(valid)}")
+    learner = dataclasses.replace(config.learner, **learner_kw)
+    out = dataclasses.replace(config, learner=learner, **run_kw)
+    validate_config(out)
+    return out
+
+
+def _split(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got '{item}'")
+    key, value = item.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def validate_config(c: RunConfig) -> None:
+    checks = [
+        (c.steps > 0, "steps must be positive"),
+        (c.batch_size > 0, "batch_size must be positive"),
+        (c.eval_every > 0, "eval_every must be positive"),
+        (c.eval_episodes > 0, "eval_episodes must be positive"),
+        (c.log_every > 0, "log_every must be positive"),
+        (0.0 <= c.source_fraction < 1.0, "source_fraction must be in [0, 1)"),
+        (c.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+

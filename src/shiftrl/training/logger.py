@@ -1,0 +1,77 @@
+"""Run logs: metrics.jsonl (one row per evaluation) and a CSV copy always; TensorBoard
+and Weights & Biases when asked for and installed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = False, wandb_project: str | None = None, config: dict | None = None):
+        self.run_dir = Path(run_dir)
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.csv = self.run_dir / "metrics.csv"
+        self._tb = None
+        self._wandb = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                print("tensorboard logging needs `pip install shiftrl[tensorboard]`; skipping it")
+            else:
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                print("W&B logging needs `pip install shiftrl[wandb]`; skipping it")
+            else:
+                self._wandb = wandb.init(project=wandb_project, config=config, dir=str(self.run_dir))
+
+    def rows(self) -> list[dict]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: forget rows logged after the checkpoint we restart from."""
+        kept = [r for r in self.rows() if r["step"] <= step]
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._write_csv(kept)
+
+    def log(self, row: dict[str, Any]) -> None:
+        row = {k: _clean(v) for k, v in row.items()}
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._write_csv(self.rows())
+        scalars = {k: v for k, v in row.items() if isinstance(v, int | float) and k != "step"}
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(k, v, row["step"])
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=row["step"])
+
+    def _write_csv(self, rows: list[dict]) -> None:
+        flat = [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in rows]
+        keys = list(dict.fromkeys(k for r in flat for k in r))
+        with self.csv.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(flat)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

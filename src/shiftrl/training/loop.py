@@ -1,0 +1,131 @@
+"""The compiled offline training loop.
+
+One train step, in order:
+    1. sample a batch on device: a fixed number of rows from each data source
+       (target, source datasets), each row labelled with its domain;
+    2. add-ons update their own networks on that batch;
+    3. add-ons transform the batch (reward corrections, appended model transitions);
+    4. the learner updates, calling add-on hooks inside its losses.
+`make_train_chunk` fuses `length` such steps into one jit-compiled `lax.scan`; the
+datasets are an argument (not closed over), so one compilation serves a whole run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from shiftrl.addons.base import AddOn, AddOnContext
+from shiftrl.core.types import Batch
+from shiftrl.learners.base import Hooks, Learner, LearnerSpec
+
+DeviceData = tuple[dict[str, jax.Array], ...]  # one dict of arrays per source
+
+
+class TrainCarry(struct.PyTreeNode):
+    learner: Any
+    addons: dict[str, Any]
+    rng: jax.Array
+    step: jax.Array
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """Static batch layout: rows drawn from each source and that source's domain label."""
+
+    counts: tuple[int, ...]
+    domains: tuple[int, ...]
+
+
+def batch_counts(batch_size: int, sizes: list[int], source_fraction: float) -> tuple[int, ...]:
+    """Rows per batch for [target, *sources]: sources share `source_fraction` by their sizes."""
+    if len(sizes) == 1:
+        return (batch_size,)
+    n_source = round(batch_size * source_fraction)
+    src = np.asarray(sizes[1:], float)
+    per = np.floor(n_source * src / src.sum()).astype(int)
+    per[: n_source - per.sum()] += 1  # hand out the rounding remainder
+    return (batch_size - int(per.sum()), *map(int, per))
+
+
+def to_device(arrays: list[dict[str, np.ndarray]]) -> DeviceData:
+    return tuple({k: jnp.asarray(v) for k, v in a.items()} for a in arrays)
+
+
+def sample_batch(data: DeviceData, spec: SamplerSpec, rng: jax.Array) -> Batch:
+    parts = []
+    for i, (src, n, domain) in enumerate(zip(data, spec.counts, spec.domains, strict=True)):
+        if n == 0:
+            continue
+        size = src["reward"].shape[0]
+        idx = jax.random.randint(jax.random.fold_in(rng, i), (n,), 0, size)
+        rows = jax.tree.map(lambda x, idx=idx: x[idx], src)
+        parts.append(Batch(**rows, domain=jnp.full((n,), domain, jnp.int32)))
+    return Batch.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def init_carry(learner: Learner, addons: tuple[AddOn, ...], spec: LearnerSpec, seed: int) -> TrainCarry:
+    rng = jax.random.PRNGKey(seed)
+    rng, k_learner, k_addons = jax.random.split(rng, 3)
+    addon_states = {
+        ad.name: ad.init(jax.random.fold_in(k_addons, i), spec) for i, ad in enumerate(addons)
+    }
+    return TrainCarry(learner.init(k_learner), addon_states, rng, jnp.zeros((), jnp.int32))
+
+
+def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
+    def train_step(carry: TrainCarry, _: Any, data: DeviceData):
+        rng, k_batch, k_addon, k_transform, k_learner = jax.random.split(carry.rng, 5)
+        batch = sample_batch(data, sampler, k_batch)
+
+        ctx = AddOnContext(learner, carry.learner)
+        addon_states, metrics = dict(carry.addons), {}
+        for i, ad in enumerate(addons):  # static tuple: unrolled at trace time
+            addon_states[ad.name], m = ad.update(
+                addon_states[ad.name], batch, ctx, jax.random.fold_in(k_addon, i)
+            )
+            metrics.update({f"addon/{ad.name}/{k}": v for k, v in m.items()})
+        for i, ad in enumerate(addons):
+            batch = ad.transform_batch(
+                addon_states[ad.name], batch, ctx, jax.random.fold_in(k_transform, i)
+            )
+
+        learner_state, m = learner.update(carry.learner, batch, k_learner, Hooks(addons, addon_states))
+        metrics.update(m)
+        metrics["batch/reward"] = batch.reward.mean()
+        carry = TrainCarry(learner_state, addon_states, rng, carry.step + 1)
+        return carry, metrics
+
+    return train_step
+
+
+def make_train_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
+    """A jitted `(carry, data, length) -> (carry, mean metrics over the chunk)`."""
+    step = make_train_step(learner, addons, sampler)
+
+    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    def train_chunk(carry: TrainCarry, data: DeviceData, length: int):
+        carry, metrics = jax.lax.scan(partial(step, data=data), carry, None, length=length)
+        # NaN marks metrics of skipped sub-steps (e.g. TD3's delayed actor)
+        return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
+
+    return train_chunk
+
+
+def chunk_length(steps: int, eval_every: int, log_every: int) -> int:
+    """Largest divisor of gcd(steps, eval_every) not above log_every, so every chunk has
+    the same length (one compilation) and evaluations fall on chunk boundaries."""
+    g = int(np.gcd(steps, eval_every))
+    best = 1
+    for d in range(1, int(np.sqrt(g)) + 1):
+        if g % d == 0:
+            for cand in (d, g // d):
+                if cand <= log_every:
+                    best = max(best, cand)
+    return best
