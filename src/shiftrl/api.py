@@ -1,11 +1,11 @@
 """The small public API: load data, train, load a policy, evaluate.
 
-    import shiftrl
-    ds = shiftrl.load_dataset("hopper-medium.hdf5")
-    run = shiftrl.train("td3bc", ds, steps=100_000, eval_envs=["Hopper-v5"], out="runs/td3bc")
-    print(run.score("final"), run.score("best"))
-    policy = shiftrl.load_policy("runs/td3bc")
-    shiftrl.evaluate(policy, "Hopper-v5", episodes=10).normalized
+import shiftrl
+ds = shiftrl.load_dataset("hopper-medium.hdf5")
+run = shiftrl.train("td3bc", ds, steps=100_000, eval_envs=["Hopper-v5"], out="runs/td3bc")
+print(run.score("final"), run.score("best"))
+policy = shiftrl.load_policy("runs/td3bc")
+shiftrl.evaluate(policy, "Hopper-v5", episodes=10).normalized
 """
 
 from __future__ import annotations
@@ -59,8 +59,12 @@ def train(
     config = make_config(
         algo,
         preset,
-        dataset=str(dataset) if not isinstance(dataset, TransitionDataset) else target.metadata.name,
-        sources=tuple(str(s) if not isinstance(s, TransitionDataset) else s.metadata.name for s in sources),
+        dataset=str(dataset)
+        if not isinstance(dataset, TransitionDataset)
+        else target.metadata.name,
+        sources=tuple(
+            str(s) if not isinstance(s, TransitionDataset) else s.metadata.name for s in sources
+        ),
         steps=steps,
         seed=seed,
         eval_envs=tuple(eval_envs),
@@ -72,7 +76,9 @@ def train(
     else:
         config = apply_overrides(config, merged)
         config = apply_overrides(config, list(overrides or []))
-    return _train(config, target, source_sets, out=out, resume=resume, progress=progress, callbacks=callbacks)
+    return _train(
+        config, target, source_sets, out=out, resume=resume, progress=progress, callbacks=callbacks
+    )
 
 
 def load_policy(run_dir: str | Path, step: int | None = None):

@@ -22,7 +22,9 @@ def build_addons(specs: Sequence[dict[str, Any]]) -> tuple[AddOn, ...]:
         settings = dict(spec)
         name = settings.pop("name", None)
         if name not in ADDONS:
-            raise ConfigError(f"unknown add-on '{name}'; available: {', '.join(sorted(ADDONS)) or 'none'}")
+            raise ConfigError(
+                f"unknown add-on '{name}'; available: {', '.join(sorted(ADDONS)) or 'none'}"
+            )
         out.append(ADDONS[name](**settings))
     return tuple(out)
 

@@ -41,7 +41,9 @@ class BC(Learner):
     def init(self, rng: jax.Array) -> BCState:
         params = self.actor_net.init(rng, jnp.zeros((1, self.spec.obs_dim)))["params"]
         tx = optax.adam(self.config.actor_lr)
-        return BCState(TrainState.create(apply_fn=None, params=params, tx=tx), jnp.zeros((), jnp.int32))
+        return BCState(
+            TrainState.create(apply_fn=None, params=params, tx=tx), jnp.zeros((), jnp.int32)
+        )
 
     def act(self, state: BCState, obs: jax.Array) -> jax.Array:
         return self.actor_net.apply({"params": state.actor.params}, obs)
@@ -54,4 +56,6 @@ class BC(Learner):
 
     def update(self, state: BCState, batch: Batch, rng, hooks: Hooks = NO_HOOKS):
         grads, metrics = jax.grad(self.actor_loss, has_aux=True)(state.actor.params, batch, hooks)
-        return state.replace(actor=state.actor.apply_gradients(grads=grads), step=state.step + 1), metrics
+        return state.replace(
+            actor=state.actor.apply_gradients(grads=grads), step=state.step + 1
+        ), metrics

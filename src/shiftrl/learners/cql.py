@@ -161,7 +161,9 @@ class CQL(Learner):
         rand_a = jax.random.uniform(k_rand, (B * n, A), minval=-1.0, maxval=1.0)
         cur_a, cur_logp = self.sample(state.actor.params, obs_n, k_cur)
         next_a, next_logp = self.sample(state.actor.params, next_obs_n, k_next)
-        cur_a, cur_logp, next_a, next_logp = jax.lax.stop_gradient((cur_a, cur_logp, next_a, next_logp))
+        cur_a, cur_logp, next_a, next_logp = jax.lax.stop_gradient(
+            (cur_a, cur_logp, next_a, next_logp)
+        )
 
         def q_n(a):  # [n_critics, B, n]
             return self.q(critic_params, obs_n, a).reshape(-1, B, n)
@@ -189,7 +191,9 @@ class CQL(Learner):
         target_q = self.q(state.critic_target, batch.next_obs, next_a).min(0)
         if c.backup_entropy:
             target_q = target_q - self.alpha(state) * next_logp
-        target = jax.lax.stop_gradient(batch.reward + c.discount * (1.0 - batch.terminal) * target_q)
+        target = jax.lax.stop_gradient(
+            batch.reward + c.discount * (1.0 - batch.terminal) * target_q
+        )
         q = self.q(critic_params, batch.obs, batch.action)
         gap = self.conservative_gap(critic_params, state, batch, q, k_cql)
 
@@ -205,7 +209,9 @@ class CQL(Learner):
         terms = {"td": jnp.sum((q - target) ** 2, axis=0), "cql": gap_term}
         terms, weights = hooks.critic(batch, terms, {"td": 1.0, "cql": cql_weight})
         loss, metrics = objective(terms, weights, "critic")
-        metrics.update({"critic/q": q.mean(), "critic/target": target.mean(), "critic/gap": gap.mean()})
+        metrics.update(
+            {"critic/q": q.mean(), "critic/target": target.mean(), "critic/gap": gap.mean()}
+        )
         # the dual gets the gap as data; returned so the Lagrange step uses the same samples
         return loss, (metrics, jax.lax.stop_gradient(gap))
 
@@ -213,7 +219,9 @@ class CQL(Learner):
         alpha_prime = jnp.clip(jnp.exp(log_alpha_prime["value"]), 0.0, 1e6)
         c = self.config
         # maximise alpha' * (gap - target): minimise the negative, averaged over both critics
-        return -0.5 * jnp.sum(alpha_prime * c.cql_alpha * (gap.mean(axis=1) - c.cql_target_action_gap))
+        return -0.5 * jnp.sum(
+            alpha_prime * c.cql_alpha * (gap.mean(axis=1) - c.cql_target_action_gap)
+        )
 
     # -- update -------------------------------------------------------------------------
     def update(self, state: CQLState, batch: Batch, rng, hooks: Hooks = NO_HOOKS):
@@ -234,7 +242,9 @@ class CQL(Learner):
             g_alpha = jax.grad(self.alpha_loss)(state.log_alpha.params, log_pi)
             new["log_alpha"] = state.log_alpha.apply_gradients(grads=g_alpha)
         if c.cql_lagrange:
-            a_loss, g_ap = jax.value_and_grad(self.alpha_prime_loss)(state.log_alpha_prime.params, gap)
+            a_loss, g_ap = jax.value_and_grad(self.alpha_prime_loss)(
+                state.log_alpha_prime.params, gap
+            )
             new["log_alpha_prime"] = state.log_alpha_prime.apply_gradients(grads=g_ap)
             metrics["critic/alpha_prime_loss"] = a_loss
         step = state.step + 1

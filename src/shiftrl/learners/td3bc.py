@@ -1,9 +1,9 @@
 """TD3+BC: A Minimalist Approach to Offline Reinforcement Learning (Fujimoto & Gu, 2021).
 
-    critic:  y = r + gamma (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(eps, -c, c), -1, 1))
-             L_Q = sum_i (Q_i(s, a) - y)^2
-    actor:   lambda = alpha / mean|Q_1(s, pi(s))|   (on steps 2, 4, ... as in the reference code)
-             L_pi = -lambda Q_1(s, pi(s)) + (pi(s) - a)^2        (every `policy_freq` steps)
+critic:  y = r + gamma (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(eps, -c, c), -1, 1))
+         L_Q = sum_i (Q_i(s, a) - y)^2
+actor:   lambda = alpha / mean|Q_1(s, pi(s))|   (on steps 2, 4, ... as in the reference code)
+         L_pi = -lambda Q_1(s, pi(s)) + (pi(s) - a)^2        (every `policy_freq` steps)
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ class TD3BC(Learner):
     # -- losses -----------------------------------------------------------------------
     def critic_loss(self, critic_params, state: TD3BCState, batch: Batch, rng, hooks: Hooks):
         c = self.config
-        noise = jnp.clip(c.policy_noise * jax.random.normal(rng, batch.action.shape), -c.noise_clip, c.noise_clip)
+        noise = jnp.clip(
+            c.policy_noise * jax.random.normal(rng, batch.action.shape), -c.noise_clip, c.noise_clip
+        )
         next_action = jnp.clip(self.pi(state.actor_target, batch.next_obs) + noise, -1.0, 1.0)
         next_q = self.q(state.critic_target, batch.next_obs, next_action).min(0)
         target = jax.lax.stop_gradient(batch.reward + c.discount * (1.0 - batch.terminal) * next_q)

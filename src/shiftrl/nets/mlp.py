@@ -16,7 +16,9 @@ import numpy as np
 
 def hidden_init(orthogonal: bool):
     # CORL's CQL uses orthogonal(sqrt 2) hidden layers; everything else keeps PyTorch-like defaults.
-    return nn.initializers.orthogonal(np.sqrt(2.0)) if orthogonal else nn.initializers.lecun_normal()
+    return (
+        nn.initializers.orthogonal(np.sqrt(2.0)) if orthogonal else nn.initializers.lecun_normal()
+    )
 
 
 class MLP(nn.Module):
@@ -41,7 +43,9 @@ class MLP(nn.Module):
             init = (
                 nn.initializers.orthogonal(self.last_layer_scale)
                 if self.orthogonal_init
-                else nn.initializers.variance_scaling(self.last_layer_scale**2, "fan_avg", "uniform")
+                else nn.initializers.variance_scaling(
+                    self.last_layer_scale**2, "fan_avg", "uniform"
+                )
             )
             return nn.Dense(self.out_dim, kernel_init=init, bias_init=nn.initializers.zeros)(x)
         return nn.Dense(self.out_dim)(x)

@@ -54,7 +54,9 @@ class TanhGaussianActor(nn.Module):
 
     def setup(self):
         self.net = MLP(self.hidden, 2 * self.act_dim, self.orthogonal_init, last_layer_scale=1e-2)
-        self.std_mult = self.param("log_std_multiplier", lambda _: jnp.array(self.log_std_multiplier))
+        self.std_mult = self.param(
+            "log_std_multiplier", lambda _: jnp.array(self.log_std_multiplier)
+        )
         self.std_off = self.param("log_std_offset", lambda _: jnp.array(self.log_std_offset))
 
     def dist(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:

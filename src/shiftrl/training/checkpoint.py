@@ -20,7 +20,11 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 def save(run_dir: Path, step: int, carry: Any, keep: int = 2) -> Path:
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, "step": step, "carry": serialization.to_state_dict(carry)}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "carry": serialization.to_state_dict(carry),
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(payload))
     os.replace(tmp, path)  # atomic: a killed run never leaves a half-written checkpoint
@@ -45,4 +49,6 @@ def load(path: Path, template: Any) -> tuple[int, Any]:
         carry = serialization.from_state_dict(template, payload["carry"])
         return int(payload["step"]), carry
     except (ValueError, KeyError, TypeError) as e:
-        raise ShiftRLError(f"{path}: not a readable shiftrl checkpoint ({type(e).__name__})") from None
+        raise ShiftRLError(
+            f"{path}: not a readable shiftrl checkpoint ({type(e).__name__})"
+        ) from None

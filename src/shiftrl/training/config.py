@@ -41,7 +41,11 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["learner"] = dataclasses.asdict(self.learner)
-        d["sources"], d["eval_envs"], d["addons"] = list(self.sources), list(self.eval_envs), list(self.addons)
+        d["sources"], d["eval_envs"], d["addons"] = (
+            list(self.sources),
+            list(self.eval_envs),
+            list(self.addons),
+        )
         return d
 
     @classmethod
@@ -63,7 +67,14 @@ def _build(config_cls: type, values: dict[str, Any]) -> Any:
     return config_cls(**kwargs)
 
 
-RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"algo", "learner", "preset", "addons"}
+RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {
+    "algo",
+    "learner",
+    "preset",
+    "addons",
+    "dataset",
+    "sources",
+}
 
 
 def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunConfig:
@@ -72,7 +83,9 @@ def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunC
         raise ConfigError(
             f"unknown preset '{preset}' for {learner_cls.name}; available: {', '.join(learner_cls.PRESETS)}"
         )
-    return RunConfig(algo=learner_cls.name, learner=learner_cls.preset(preset), preset=preset, **run_kwargs)
+    return RunConfig(
+        algo=learner_cls.name, learner=learner_cls.preset(preset), preset=preset, **run_kwargs
+    )
 
 
 def coerce(value: str, default: Any, key: str) -> Any:
@@ -118,7 +131,9 @@ def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any]) ->
             run_kw[key] = coerce(raw, default, key) if isinstance(raw, str) else raw
         else:
             valid = sorted(set(learner_fields) | RUN_KEYS)
-            raise ConfigError(f"unknown setting '{key}' for {config.algo}; valid keys: {', '.join(valid)}")
+            raise ConfigError(
+                f"unknown setting '{key}' for {config.algo}; valid keys: {', '.join(valid)}"
+            )
     learner = dataclasses.replace(config.learner, **learner_kw)
     out = dataclasses.replace(config, learner=learner, **run_kw)
     validate_config(out)
@@ -145,4 +160,3 @@ def validate_config(c: RunConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
-

@@ -17,7 +17,13 @@ def _clean(v: Any) -> Any:
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = False, wandb_project: str | None = None, config: dict | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        config: dict | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.jsonl = self.run_dir / "metrics.jsonl"
         self.csv = self.run_dir / "metrics.csv"
@@ -36,7 +42,9 @@ class RunLogger:
             except ImportError:
                 print("W&B logging needs `pip install shiftrl[wandb]`; skipping it")
             else:
-                self._wandb = wandb.init(project=wandb_project, config=config, dir=str(self.run_dir))
+                self._wandb = wandb.init(
+                    project=wandb_project, config=config, dir=str(self.run_dir)
+                )
 
     def rows(self) -> list[dict]:
         if not self.jsonl.exists():

@@ -70,7 +70,9 @@ def sample_batch(data: DeviceData, spec: SamplerSpec, rng: jax.Array) -> Batch:
     return Batch.concat(parts) if len(parts) > 1 else parts[0]
 
 
-def init_carry(learner: Learner, addons: tuple[AddOn, ...], spec: LearnerSpec, seed: int) -> TrainCarry:
+def init_carry(
+    learner: Learner, addons: tuple[AddOn, ...], spec: LearnerSpec, seed: int
+) -> TrainCarry:
     rng = jax.random.PRNGKey(seed)
     rng, k_learner, k_addons = jax.random.split(rng, 3)
     addon_states = {
@@ -96,7 +98,9 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
                 addon_states[ad.name], batch, ctx, jax.random.fold_in(k_transform, i)
             )
 
-        learner_state, m = learner.update(carry.learner, batch, k_learner, Hooks(addons, addon_states))
+        learner_state, m = learner.update(
+            carry.learner, batch, k_learner, Hooks(addons, addon_states)
+        )
         metrics.update(m)
         metrics["batch/reward"] = batch.reward.mean()
         carry = TrainCarry(learner_state, addon_states, rng, carry.step + 1)

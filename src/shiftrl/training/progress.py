@@ -34,7 +34,9 @@ class TrainProgress:
     def __enter__(self) -> TrainProgress:
         if self._progress is not None:
             self._progress.__enter__()
-            self._task = self._progress.add_task(self._title, total=self._total, completed=self._start, info="")
+            self._task = self._progress.add_task(
+                self._title, total=self._total, completed=self._start, info=""
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -50,5 +52,9 @@ class TrainProgress:
             return
         score = row.get("normalized_score")
         ret = row.get("return")
-        info = f"score {score:.1f}" if score is not None else (f"return {ret:.1f}" if ret is not None else "")
+        info = (
+            f"score {score:.1f}"
+            if score is not None
+            else (f"return {ret:.1f}" if ret is not None else "")
+        )
         self._progress.update(self._task, info=info)

@@ -153,7 +153,11 @@ def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
     learner = build_learner(config, meta["obs_dim"], meta["act_dim"])
     addons = build_addons(config.addons)
     template = init_carry(learner, addons, learner.spec, config.seed)
-    path = checkpoint.checkpoint_path(run_dir, step) if step is not None else checkpoint.latest(run_dir)
+    path = (
+        checkpoint.checkpoint_path(run_dir, step)
+        if step is not None
+        else checkpoint.latest(run_dir)
+    )
     if path is None or not path.exists():
         raise ShiftRLError(f"{run_dir}: no checkpoint to load")
     _, carry = checkpoint.load(path, template)
@@ -168,7 +172,14 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    envs = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("eval/") and k.endswith("/normalized_score")})
+    envs = sorted(
+        {
+            k.split("/")[1]
+            for r in rows
+            for k in r
+            if k.startswith("eval/") and k.endswith("/normalized_score")
+        }
+    )
     steps = [r["step"] for r in rows]
     use_norm = any(r.get(f"eval/{e}/normalized_score") is not None for r in rows for e in envs)
     key = "normalized_score" if use_norm else "return"
@@ -205,23 +216,35 @@ def train(
     datasets = [target, *sources]
     checksums = [d.checksum() for d in datasets]
 
-    run_dir = Path(out) if out is not None else Path("runs") / f"{config.algo}-{target.metadata.name}-s{config.seed}".replace("/", "_")
+    run_dir = (
+        Path(out)
+        if out is not None
+        else Path("runs") / f"{config.algo}-{target.metadata.name}-s{config.seed}".replace("/", "_")
+    )
     fresh = not (resume and (run_dir / "config.json").exists())
     if fresh and run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run folder {run_dir} already exists; pass --resume to continue it or choose another --out")
+        raise ConfigError(
+            f"run folder {run_dir} already exists; pass --resume to continue it or choose another --out"
+        )
 
     if fresh:
         pre = fit_preprocessor(datasets, config.learner)
     else:
         meta = json.loads((run_dir / "config.json").read_text())
         if meta["checksums"] != checksums:
-            raise DataError(f"{run_dir}: the datasets differ from those the run started with (checksum mismatch)")
+            raise DataError(
+                f"{run_dir}: the datasets differ from those the run started with (checksum mismatch)"
+            )
         pre = Preprocessor.from_json(meta["preprocessor"])
 
     references = {}
     for env_id in eval_envs:
         own = target.metadata.env_id == env_id and target.metadata.ref_min_score is not None
-        ref = (target.metadata.ref_min_score, target.metadata.ref_max_score) if own else reference_scores(env_id)
+        ref = (
+            (target.metadata.ref_min_score, target.metadata.ref_max_score)
+            if own
+            else reference_scores(env_id)
+        )
         if ref is not None:
             references[env_id] = list(ref)
 
@@ -256,7 +279,21 @@ def train(
             if ckpt is not None:
                 start, carry = checkpoint.load(ckpt, carry)
             logger.truncate_after(start)
-        _loop(config, learner, carry, data, train_chunk, start, eval_envs, references, pre, run_dir, logger, progress, callbacks)
+        _loop(
+            config,
+            learner,
+            carry,
+            data,
+            train_chunk,
+            start,
+            eval_envs,
+            references,
+            pre,
+            run_dir,
+            logger,
+            progress,
+            callbacks,
+        )
     except BaseException:
         # a run that never reached its first checkpoint leaves nothing behind
         if fresh and checkpoint.latest(run_dir) is None:
@@ -264,12 +301,28 @@ def train(
         raise
     logger.close()
     rows = logger.rows()
-    plot_learning_curve(rows, run_dir / "learning_curve.png", f"{config.algo} on {target.metadata.name}")
+    plot_learning_curve(
+        rows, run_dir / "learning_curve.png", f"{config.algo} on {target.metadata.name}"
+    )
     policy = load_policy(run_dir)
     return Run(run_dir, config, rows, policy)
 
 
-def _loop(config, learner, carry, data, train_chunk, start, eval_envs, references, pre, run_dir, logger, progress, callbacks):
+def _loop(
+    config,
+    learner,
+    carry,
+    data,
+    train_chunk,
+    start,
+    eval_envs,
+    references,
+    pre,
+    run_dir,
+    logger,
+    progress,
+    callbacks,
+):
     length = chunk_length(config.steps, config.eval_every, config.log_every)
     act = jax.jit(learner.act)
     eval_seed = 10_000 + 1_000 * config.seed  # same start states at every evaluation of a run
@@ -286,9 +339,14 @@ def _loop(config, learner, carry, data, train_chunk, start, eval_envs, reference
             window = []
             row: dict[str, Any] = {"step": step, **mean_metrics}
             scores = []
+            learner_state = carry.learner
+
+            def policy(o, state=learner_state):
+                return np.asarray(act(state, o))
+
             for env_id in eval_envs:
                 res = evaluate(
-                    lambda o: np.asarray(act(carry.learner, o)),
+                    policy,
                     pre,
                     env_id,
                     config.eval_episodes,

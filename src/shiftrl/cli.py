@@ -1,0 +1,232 @@
+"""The `shiftrl` command line: thin, it parses, calls the library and prints.
+
+A user mistake surfaces as one line `shiftrl: error: ...` and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shiftrl.core.errors import ConfigError, ShiftRLError
+
+app = typer.Typer(
+    name="shiftrl",
+    help="Offline RL under dynamics shift: train, evaluate, benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(
+    help="Benchmarks (not tests): throughput and, later, suites.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a user mistake as one line and exit 2; interruptions exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ShiftRLError as e:
+            typer.echo(f"shiftrl: error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("shiftrl: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="learner name, see `shiftrl algos`")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="target data: .npz, .hdf5 or local Minari id")
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="source-dynamics data (repeatable)")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="gradient steps")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    eval_env: Annotated[
+        list[str] | None,
+        typer.Option("--eval-env", help="Gymnasium id to evaluate in (repeatable)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="run folder")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="named hyperparameter preset")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: key=value (repeatable)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train an offline learner; writes a run folder with metrics, checkpoints and a plot."""
+    from shiftrl.api import load_dataset
+    from shiftrl.training.config import RunConfig, apply_overrides, make_config
+    from shiftrl.training.run import train as run_train
+
+    if resume:
+        if out is None or not (out / "config.json").exists():
+            raise ConfigError("--resume needs --out pointing at an existing run folder")
+        recorded = RunConfig.from_json(json.loads((out / "config.json").read_text())["config"])
+        if algo is not None and recorded.algo != algo.lower().replace("+", "").replace("-", ""):
+            raise ConfigError(f"--algo {algo} differs from the run's algorithm {recorded.algo}")
+        config = recorded
+    else:
+        if algo is None or dataset is None:
+            raise ConfigError("train needs --algo and --dataset (or --resume --out RUN_DIR)")
+        kwargs = {
+            "dataset": dataset,
+            "sources": tuple(source or ()),
+            "eval_envs": tuple(eval_env or ()),
+        }
+        if steps is not None:
+            kwargs["steps"] = steps
+        if seed is not None:
+            kwargs["seed"] = seed
+        config = apply_overrides(make_config(algo, preset, **kwargs), list(set_ or []))
+    target = load_dataset(config.dataset)
+    sources = [load_dataset(s) for s in config.sources]
+    run = run_train(config, target, sources, out=out, resume=resume, progress=progress)
+    final, best = run.score("final"), run.score("best")
+    typer.echo(f"done: {run.dir}  final score {final:.1f}  best score {best:.1f}")
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `shiftrl train`")],
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="Gymnasium id (default: the run's eval envs)")
+    ] = None,
+    episodes: Annotated[int, typer.Option("--episodes")] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Evaluate a trained policy: mean return and normalized score."""
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from shiftrl.api import load_policy
+
+    if episodes <= 0:
+        raise ConfigError("--episodes must be positive")
+    policy = load_policy(run_dir)
+    meta = json.loads((run_dir / "config.json").read_text())
+    envs = list(env or meta.get("eval_envs") or [])
+    if not envs:
+        raise ConfigError("the run has no evaluation environment; pass --env ENV_ID")
+    results = [
+        policy.evaluate(e, episodes, seed)
+        for e in track(envs, description="evaluating", disable=as_json)
+    ]
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in results]))
+        return
+    table = Table(title=f"{run_dir}")
+    for col in ("env", "episodes", "mean return", "std", "normalized score"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            r.env_id,
+            str(len(r.returns)),
+            f"{r.mean_return:.1f}",
+            f"{r.returns.std():.1f}",
+            f"{r.normalized:.1f}",
+        )
+    Console().print(table)
+
+
+@app.command()
+@user_errors
+def algos() -> None:
+    """List learners, their papers and presets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shiftrl.api import algos as list_algos
+
+    table = Table(title="shiftrl learners")
+    for col in ("name", "description", "paper", "presets"):
+        table.add_column(col)
+    for a in list_algos():
+        table.add_row(a["name"], a["description"], a["paper"], ", ".join(a["presets"]))
+    Console().print(table)
+    typer.echo("Override any hyperparameter with --set key=value (docs/learners.md lists them).")
+
+
+@app.command()
+@user_errors
+def envs() -> None:
+    """List the registered environments and dynamics variants."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shiftrl.envs import list_variants
+
+    table = Table(title="dynamics variants")
+    rows = list_variants()
+    cols = list(rows[0]) if rows else []
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(r[c]) for c in cols])
+    Console().print(table)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out")] = Path("shiftrl-demo"),
+    steps: Annotated[int, typer.Option("--steps")] = 10_000,
+) -> None:
+    """Make a dataset, train learners, evaluate them, print scores and write a plot."""
+    from shiftrl.demo import run_demo
+
+    run_demo(out, steps=steps)
+
+
+@bench_app.command("throughput")
+@user_errors
+def bench_throughput(
+    algo: Annotated[str, typer.Option("--algo", help="td3bc | iql | cql | bc")] = "td3bc",
+    steps: Annotated[int, typer.Option("--steps")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    peers: Annotated[
+        bool, typer.Option("--peers/--no-peers", help="also measure d3rlpy when installed")
+    ] = True,
+) -> None:
+    """Gradient updates per second at paper sizes, beside d3rlpy and a minimal fused JAX loop."""
+    from shiftrl.bench.throughput import print_report, run_throughput
+
+    report = run_throughput(algo, steps, with_peers=peers)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        print_report(report)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

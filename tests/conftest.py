@@ -1,0 +1,43 @@
+"""Shared fixtures: one tiny dataset and one tiny network size for the whole suite, so the
+number of distinct jit compilations stays small."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shiftrl.data.collect import collect
+from shiftrl.data.dataset import DatasetMetadata
+from shiftrl.envs.toy import POINT_REACH_ID, TOY_REFERENCE, point_reach_optimal
+
+TINY = (32, 32)
+# hidden sizes for every learner: keys a learner lacks are dropped by `tiny_overrides`
+TINY_NETS = {"actor_hidden": TINY, "critic_hidden": TINY, "hidden": TINY}
+FAST_RUN = {"batch_size": 64, "eval_episodes": 20}
+
+
+def tiny_overrides(algo: str, **extra) -> dict:
+    from shiftrl.learners import get_learner
+
+    fields = get_learner(algo).config_fields()
+    out = {k: v for k, v in TINY_NETS.items() if k in fields}
+    if algo == "cql":
+        out["policy_lr"] = 1e-3  # CORL's 3e-5 is tuned for 1M steps; tests run ~1k
+    out.update(extra)
+    return out
+
+
+def point_reach_behaviour(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Half noisy-optimal, half uniform random: mediocre data with good actions in it."""
+    good = point_reach_optimal(obs) + rng.normal(0.0, 0.5, (len(obs), 1))
+    rand = rng.uniform(-1.0, 1.0, (len(obs), 1))
+    return np.where(rng.random((len(obs), 1)) < 0.5, rand, good)
+
+
+@pytest.fixture(scope="session")
+def point_reach_data():
+    low, high = TOY_REFERENCE[POINT_REACH_ID]
+    meta = DatasetMetadata(
+        name="point-reach/mixed", env_id=POINT_REACH_ID, ref_min_score=low, ref_max_score=high
+    )
+    return collect(POINT_REACH_ID, point_reach_behaviour, 4000, num_envs=8, seed=0, metadata=meta)
