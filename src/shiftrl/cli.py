@@ -181,13 +181,11 @@ def envs() -> None:
 
     from shiftrl.envs import list_variants
 
-    table = Table(title="dynamics variants")
-    rows = list_variants()
-    cols = list(rows[0]) if rows else []
-    for c in cols:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*[str(r[c]) for c in cols])
+    table = Table(title="dynamics variants (gymnasium id: shiftrl/NAME-v0)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("changes")
+    for r in list_variants():
+        table.add_row(r["name"], r["changes"])
     Console().print(table)
 
 

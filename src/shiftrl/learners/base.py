@@ -46,7 +46,9 @@ class CommonConfig:
     normalize_states: bool = True
     """Standardise observations with the training data's mean/std (eps 1e-3)."""
     reward_scale: float = 1.0
+    """Rewards become r * reward_scale + reward_bias before training."""
     reward_bias: float = 0.0
+    """Added after scaling (e.g. -1 for AntMaze-style sparse rewards)."""
     normalize_reward_by_returns: bool = False
     """IQL's locomotion trick: r *= 1000 / (max episode return - min episode return)."""
 

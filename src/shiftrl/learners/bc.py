@@ -19,7 +19,9 @@ from shiftrl.nets import DeterministicActor
 @dataclass(frozen=True)
 class BCConfig(CommonConfig):
     actor_lr: float = 3e-4
+    """Adam learning rate."""
     actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the policy MLP."""
 
 
 class BCState(struct.PyTreeNode):

@@ -30,30 +30,43 @@ from shiftrl.nets import CriticEnsemble, TanhGaussianActor
 @dataclass(frozen=True)
 class CQLConfig(CommonConfig):
     discount: float = 0.99
+    """Discount factor gamma."""
     tau: float = 5e-3
     """Soft target update rate."""
     target_update_period: int = 1
+    """Soft-update the target critics every k steps."""
     policy_lr: float = 3e-5
+    """Adam learning rate of the policy and the entropy temperature."""
     qf_lr: float = 3e-4
+    """Adam learning rate of the critics and the Lagrange multiplier."""
     alpha_multiplier: float = 1.0
+    """Scales the SAC temperature exp(log_alpha)."""
     auto_entropy: bool = True
     """Tune the SAC temperature towards target entropy -act_dim."""
     backup_entropy: bool = False
+    """Subtract alpha * log pi(a'|s') in the TD target (off in CQL's offline setting)."""
     cql_alpha: float = 10.0
     """Weight of the conservative gap (CORL's locomotion value)."""
     cql_n_actions: int = 10
+    """Actions sampled per state from each of uniform, pi(.|s), pi(.|s')."""
     cql_importance_sample: bool = True
+    """Subtract each sample's log-density inside the logsumexp (CQL(H) with IS)."""
     cql_temp: float = 1.0
+    """Temperature of the logsumexp."""
     cql_lagrange: bool = False
+    """Tune the conservative weight with a dual variable towards `cql_target_action_gap`."""
     cql_target_action_gap: float = -1.0
     """Target gap for the Lagrange variant (only used when cql_lagrange)."""
     cql_clip_diff_min: float = -float("inf")
+    """Lower clip of the per-sample gap."""
     cql_clip_diff_max: float = float("inf")
+    """Upper clip of the per-sample gap."""
     bc_steps: int = 0
     """Initial steps where the actor maximises log pi(a|s) instead (AntMaze warm-up)."""
     hidden: tuple[int, ...] = (256, 256, 256)
     """CORL uses 3 hidden layers for both policy and Q networks."""
     orthogonal_init: bool = True
+    """Orthogonal init (gain sqrt 2 hidden, 1e-2 output), as CORL."""
 
 
 class CQLState(struct.PyTreeNode):

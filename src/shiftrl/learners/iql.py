@@ -33,14 +33,23 @@ class IQLConfig(CommonConfig):
     temperature: float = 3.0
     """beta of the advantage weights (3.0 for locomotion, 10.0 for AntMaze)."""
     discount: float = 0.99
+    """Discount factor gamma."""
     tau: float = 0.005
+    """Polyak rate of the target critics."""
     actor_lr: float = 3e-4
+    """Adam learning rate of the policy (peak of the cosine schedule)."""
     critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
     value_lr: float = 3e-4
+    """Adam learning rate of V."""
     cosine_actor_lr: bool = True
+    """Cosine-decay the actor learning rate to 0 over the run (reference code)."""
     hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of policy, critics and V."""
     actor_dropout: float = 0.0
+    """Dropout in the policy MLP (0.1 in some AntMaze/Kitchen configs)."""
     normalize_reward_by_returns: bool = True
+    """Locomotion: r *= 1000 / (max - min episode return)."""
 
 
 class IQLState(struct.PyTreeNode):

@@ -27,17 +27,23 @@ class TD3BCConfig(CommonConfig):
     alpha: float = 2.5
     """Q-term scale: the actor uses lambda = alpha / mean|Q|."""
     discount: float = 0.99
+    """Discount factor gamma."""
     tau: float = 0.005
     """Polyak rate of the target networks (updated with the actor)."""
     policy_noise: float = 0.2
     """Std of the target policy smoothing noise (actions in [-1, 1])."""
     noise_clip: float = 0.5
+    """Clip of the target smoothing noise."""
     policy_freq: int = 2
     """Actor and targets are updated every `policy_freq` critic steps."""
     actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
     actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor."""
     critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of each critic."""
     actor_dropout: float = 0.0
     """SPOT uses 0.1 on locomotion; TD3+BC uses none."""
 
