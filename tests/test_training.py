@@ -80,7 +80,7 @@ def test_run_folder_contents(point_reach_data, tmp_path):
         steps=200,
         eval_envs=[POINT_REACH_ID],
         out=tmp_path / "run",
-        overrides=tiny_overrides("bc", eval_every=100, **RUN),
+        overrides=tiny_overrides("bc", eval_every=100, tensorboard=True, **RUN),
         progress=False,
     )
     files = {p.name for p in run.dir.iterdir()}
@@ -91,6 +91,7 @@ def test_run_folder_contents(point_reach_data, tmp_path):
         "checkpoints",
         "learning_curve.png",
     } <= files
+    assert any((run.dir / "tensorboard").glob("events.out.tfevents.*"))  # [dev] has tensorboardX
     meta = json.loads((run.dir / "config.json").read_text())
     assert meta["config"]["learner"]["actor_hidden"] == [32, 32]
     assert meta["checksums"] == [point_reach_data.checksum()]
