@@ -207,16 +207,3 @@ def measure_fused(
     state = jax.block_until_ready(run(state, data))
     seconds = time.perf_counter() - t0
     return {"algo": algo, "updates_per_s": steps / seconds, "steps": steps, "seconds": seconds}
-
-
-def measure_fused_td3bc(
-    steps: int = 2000,
-    warmup_chunks: int = 1,
-    batch_size: int = 256,
-    obs_dim: int = 17,
-    act_dim: int = 6,
-    hidden: int = 256,
-    seed: int = 0,
-) -> dict:
-    """The minimal fused TD3+BC loop (critic every step, actor + targets every 2nd)."""
-    return measure_fused("td3bc", steps, warmup_chunks, batch_size, obs_dim, act_dim, hidden, seed)

@@ -279,21 +279,8 @@ def train(
             if ckpt is not None:
                 start, carry = checkpoint.load(ckpt, carry)
             logger.truncate_after(start)
-        _loop(
-            config,
-            learner,
-            carry,
-            data,
-            train_chunk,
-            start,
-            eval_envs,
-            references,
-            pre,
-            run_dir,
-            logger,
-            progress,
-            callbacks,
-        )
+        loop = _Loop(config, learner, train_chunk, data, pre, eval_envs, references, run_dir)
+        loop.run(carry, start, logger, progress, callbacks)
     except BaseException:
         # a run that never reached its first checkpoint leaves nothing behind
         if fresh and checkpoint.latest(run_dir) is None:
@@ -308,62 +295,70 @@ def train(
     return Run(run_dir, config, rows, policy)
 
 
-def _loop(
-    config,
-    learner,
-    carry,
-    data,
-    train_chunk,
-    start,
-    eval_envs,
-    references,
-    pre,
-    run_dir,
-    logger,
-    progress,
-    callbacks,
-):
-    length = chunk_length(config.steps, config.eval_every, config.log_every)
-    act = jax.jit(learner.act)
-    eval_seed = 10_000 + 1_000 * config.seed  # same start states at every evaluation of a run
-    with TrainProgress(config.steps, start, enabled=progress, title=f"{config.algo}") as bar:
-        step, window, t0 = start, [], time.perf_counter()
-        while step < config.steps:
-            carry, metrics = train_chunk(carry, data, length)
-            step += length
-            window.append(metrics)
-            bar.advance(length)
-            if step % config.eval_every and step != config.steps:
-                continue
-            mean_metrics = {k: float(np.nanmean([float(m[k]) for m in window])) for k in window[0]}
-            window = []
-            row: dict[str, Any] = {"step": step, **mean_metrics}
-            scores = []
-            learner_state = carry.learner
+@dataclass
+class _Loop:
+    """What the host loop needs besides the carry: chunks, evaluations, checkpoints."""
 
-            def policy(o, state=learner_state):
-                return np.asarray(act(state, o))
+    config: RunConfig
+    learner: Learner
+    train_chunk: Any
+    data: Any
+    pre: Preprocessor
+    eval_envs: list[str]
+    references: dict[str, list[float]]
+    run_dir: Path
 
-            for env_id in eval_envs:
-                res = evaluate(
-                    policy,
-                    pre,
-                    env_id,
-                    config.eval_episodes,
-                    eval_seed,
-                    tuple(references[env_id]) if env_id in references else None,
-                )
-                for k, v in res.to_json().items():
-                    if k != "env":
-                        row[f"eval/{env_id}/{k}"] = v
-                if not np.isnan(res.normalized):
-                    scores.append(res.normalized)
-            if eval_envs:
-                row["normalized_score"] = float(np.mean(scores)) if scores else None
-                row["return"] = float(np.mean([row[f"eval/{e}/return"] for e in eval_envs]))
-            row["elapsed_s"] = time.perf_counter() - t0
-            logger.log(row)
-            checkpoint.save(run_dir, step, carry, config.keep_checkpoints)
-            bar.report(row)
-            for cb in callbacks:
-                cb(row)
+    def __post_init__(self):
+        # jitted once per run; the learner state is an argument, never captured
+        self.act = jax.jit(self.learner.act)
+
+    def run(self, carry, start: int, logger: RunLogger, progress: bool, callbacks) -> None:
+        config = self.config
+        length = chunk_length(config.steps, config.eval_every, config.log_every)
+        with TrainProgress(config.steps, start, enabled=progress, title=config.algo) as bar:
+            step, window, t0 = start, [], time.perf_counter()
+            while step < config.steps:
+                carry, metrics = self.train_chunk(carry, self.data, length)
+                step += length
+                window.append(metrics)
+                bar.advance(length)
+                if step % config.eval_every and step != config.steps:
+                    continue
+                row = {"step": step}
+                row.update({k: float(np.nanmean([float(m[k]) for m in window])) for k in window[0]})
+                window = []
+                row.update(self.evaluate(carry.learner))
+                row["elapsed_s"] = time.perf_counter() - t0
+                logger.log(row)
+                checkpoint.save(self.run_dir, step, carry, config.keep_checkpoints)
+                bar.report(row)
+                for cb in callbacks:
+                    cb(row)
+
+    def evaluate(self, learner_state) -> dict[str, Any]:
+        """Per-env returns and normalized scores, plus their averages over the eval envs."""
+        if not self.eval_envs:
+            return {}
+
+        def policy(obs):
+            return np.asarray(self.act(learner_state, obs))
+
+        eval_seed = 10_000 + 1_000 * self.config.seed  # same start states at every evaluation
+        row, scores, returns = {}, [], []
+        for env_id in self.eval_envs:
+            ref = self.references.get(env_id)
+            res = evaluate(
+                policy,
+                self.pre,
+                env_id,
+                self.config.eval_episodes,
+                eval_seed,
+                tuple(ref) if ref else None,
+            )
+            row.update({f"eval/{env_id}/{k}": v for k, v in res.to_json().items() if k != "env"})
+            returns.append(res.mean_return)
+            if not np.isnan(res.normalized):
+                scores.append(res.normalized)
+        row["normalized_score"] = float(np.mean(scores)) if scores else None
+        row["return"] = float(np.mean(returns))
+        return row

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): throughput beside peers; suites and reports come later."""

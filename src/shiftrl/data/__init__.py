@@ -1,0 +1,1 @@
+"""Data: the transition dataset, validation, file formats, preprocessing, collection."""
