@@ -12,12 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
-from shiftrl.data.collect import collect
-from shiftrl.data.dataset import DatasetMetadata
 from shiftrl.data.io import save_dataset
-from shiftrl.envs.toy import TOY_REFERENCE, pendulum_expert
+from shiftrl.data.registry import make_dataset
+from shiftrl.envs.toy import TOY_REFERENCE
 
 ENV_ID = "Pendulum-v1"
 DEMO_ALGOS = ("bc", "td3bc", "iql")
@@ -29,30 +26,9 @@ SMALL_NETS = {
 }
 
 
-def noisy_expert(noise_std: float, random_prob: float):
-    """Expert torque plus Gaussian noise; with prob. `random_prob` a uniform random torque."""
-
-    def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        a = pendulum_expert(obs) + rng.normal(0.0, noise_std, (len(obs), 1))
-        rand = rng.uniform(-2.0, 2.0, (len(obs), 1))
-        return np.where(rng.random((len(obs), 1)) < random_prob, rand, a)
-
-    return policy
-
-
 def make_demo_dataset(size: int = 20_000, seed: int = 0):
-    low, high = TOY_REFERENCE[ENV_ID]
-    meta = DatasetMetadata(
-        name="pendulum/medium-demo",
-        env_id=ENV_ID,
-        ref_min_score=low,
-        ref_max_score=high,
-        provenance={
-            "behaviour": "pendulum_expert + N(0, 1.0) noise, 30% uniform random actions",
-            "seed": seed,
-        },
-    )
-    return collect(ENV_ID, noisy_expert(1.0, 0.3), size, num_envs=8, seed=seed, metadata=meta)
+    """The built-in `pendulum/medium-v0` dataset (made fresh, not cached)."""
+    return make_dataset("pendulum/medium-v0", size, seed)
 
 
 def run_demo(

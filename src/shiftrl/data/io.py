@@ -33,7 +33,8 @@ _MAX_HDF5_METADATA = 50  # D4RL 'metadata/' also holds policy weights; keep only
 
 # ---- dispatch -----------------------------------------------------------------------
 def load_dataset(id_or_path: str) -> TransitionDataset:
-    """Load a `.npz` / `.hdf5` file, a Minari dataset directory, or a local Minari id."""
+    """Load a `.npz` / `.hdf5` file, a Minari dataset directory, a built-in dataset ID
+    (`shiftrl data list`), or a local Minari id."""
     p = Path(id_or_path).expanduser()
     suffix = p.suffix.lower()
     if p.is_dir():
@@ -52,11 +53,15 @@ def load_dataset(id_or_path: str) -> TransitionDataset:
             f"{p}: unsupported dataset format '{suffix or '(no suffix)'}'; supported: {SUPPORTED}"
         )
     if suffix not in (".npz", ".hdf5", ".h5"):
-        from shiftrl.data import minari_io
+        from shiftrl.data import minari_io, registry
 
+        if registry.is_registered(id_or_path):  # a built-in ID: cached, or made now
+            return registry.get_dataset(id_or_path)
         if minari_io.is_local_minari_id(id_or_path):
             return minari_io.load_minari(id_or_path)
-    raise DataError(f"no such dataset file or local Minari dataset: {id_or_path}")
+    raise DataError(
+        f"no such dataset file, built-in dataset id or local Minari dataset: {id_or_path}"
+    )
 
 
 def save_dataset(ds: TransitionDataset, path: str | os.PathLike) -> Path:
