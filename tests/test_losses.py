@@ -182,13 +182,13 @@ def test_cql_actor_and_lagrange(batch):
 
     # Lagrange: critic weight alpha' * cql_alpha on (gap - target gap); alpha' = e^1 at init
     loss, (_, gap) = learner.critic_loss(state.critic.params, state, batch, rng, learner_hooks())
-    dual = learner.alpha_prime_loss(state.log_alpha_prime.params, gap)
+    dual = learner.alpha_prime_loss(state.extra["log_alpha_prime"].params, gap)
     expected_dual = -0.5 * np.sum(np.e * 5.0 * (np_(gap).mean(1) - 2.0))
     assert float(dual) == pytest.approx(expected_dual, rel=1e-5)
     # one update moves alpha' up when the gap exceeds its target, down otherwise
     new, _ = learner.update(state, batch, rng)
     direction = np.sign(np_(gap).mean() - 2.0)
-    moved = float(new.log_alpha_prime.params["value"]) - 1.0
+    moved = float(new.extra["log_alpha_prime"].params["value"]) - 1.0
     assert np.sign(moved) == direction
 
 

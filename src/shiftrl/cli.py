@@ -221,6 +221,15 @@ def bench_throughput(
         print_report(report)
 
 
+def _register_subcommands() -> None:
+    from shiftrl.zoo.cli import zoo_app
+
+    app.add_typer(zoo_app, name="zoo")
+
+
+_register_subcommands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     app(args=argv)

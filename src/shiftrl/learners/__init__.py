@@ -7,9 +7,10 @@ from shiftrl.learners.base import Hooks, Learner, LearnerSpec
 from shiftrl.learners.bc import BC, BCConfig
 from shiftrl.learners.cql import CQL, CQLConfig
 from shiftrl.learners.iql import IQL, IQLConfig
+from shiftrl.learners.sac import SAC, SACConfig
 from shiftrl.learners.td3bc import TD3BC, TD3BCConfig
 
-LEARNERS: dict[str, type[Learner]] = {cls.name: cls for cls in (BC, TD3BC, IQL, CQL)}
+LEARNERS: dict[str, type[Learner]] = {cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC)}
 
 
 def get_learner(name: str) -> type[Learner]:
@@ -24,12 +25,14 @@ __all__ = [
     "CQL",
     "IQL",
     "LEARNERS",
+    "SAC",
     "TD3BC",
     "BCConfig",
     "CQLConfig",
     "Hooks",
     "IQLConfig",
     "Learner",
+    "SACConfig",
     "LearnerSpec",
     "TD3BCConfig",
     "get_learner",

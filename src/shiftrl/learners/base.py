@@ -6,6 +6,7 @@ pure functions over a state pytree:
     init(rng)                          -> state
     update(state, batch, rng, hooks)   -> (state, metrics)
     act(state, obs)                    -> action in [-1, 1]   (deterministic, jittable)
+    explore(state, obs, rng)           -> action for acting online (default: act)
     value(state, obs)                  -> [B] state value     (used by SRPO's ranking)
 
 Losses are written as named per-sample *terms* with *weights*; the objective is
@@ -106,6 +107,10 @@ class Learner:
 
     def act(self, state: Any, obs: jax.Array) -> jax.Array:
         raise NotImplementedError
+
+    def explore(self, state: Any, obs: jax.Array, rng: jax.Array) -> jax.Array:
+        """The action taken when acting online (data collection, fine-tuning)."""
+        return self.act(state, obs)
 
     def value(self, state: Any, obs: jax.Array) -> jax.Array:
         """V(s); learners without a value function use their critic at pi(s)."""

@@ -115,6 +115,10 @@ class IQL(Learner):
         mean, _ = self.actor_net.apply({"params": state.actor.params}, obs)
         return mean
 
+    def explore(self, state: IQLState, obs: jax.Array, rng: jax.Array) -> jax.Array:
+        mean, log_std = self.actor_net.apply({"params": state.actor.params}, obs)
+        return jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape), -1.0, 1.0)
+
     def value(self, state: IQLState, obs: jax.Array) -> jax.Array:
         return self.v(state.value.params, obs)
 

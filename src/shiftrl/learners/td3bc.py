@@ -46,6 +46,8 @@ class TD3BCConfig(CommonConfig):
     """Hidden layer sizes of each critic."""
     actor_dropout: float = 0.0
     """SPOT uses 0.1 on locomotion; TD3+BC uses none."""
+    expl_noise: float = 0.1
+    """Std of the Gaussian exploration noise when acting online (fine-tuning only)."""
 
 
 class TD3BCState(struct.PyTreeNode):
@@ -95,6 +97,10 @@ class TD3BC(Learner):
 
     def act(self, state: TD3BCState, obs: jax.Array) -> jax.Array:
         return self.pi(state.actor.params, obs)
+
+    def explore(self, state: TD3BCState, obs: jax.Array, rng: jax.Array) -> jax.Array:
+        noise = self.config.expl_noise * jax.random.normal(rng, (obs.shape[0], self.spec.act_dim))
+        return jnp.clip(self.act(state, obs) + noise, -1.0, 1.0)
 
     def value(self, state: TD3BCState, obs: jax.Array) -> jax.Array:
         return self.q(state.critic.params, obs, self.act(state, obs)).min(0)

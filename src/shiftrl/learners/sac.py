@@ -1,0 +1,204 @@
+"""SAC: Soft Actor-Critic (Haarnoja et al., 2018), with automatic entropy tuning.
+
+    actor:   L_pi = E[ alpha log pi(a~|s) - min_i Q_i(s, a~) ],   a~ ~ pi(.|s) (reparameterised)
+    entropy: L_alpha = -E[ log_alpha (log pi(a~|s) + target_entropy) ],  target_entropy = -|A|
+    critic:  y = r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
+             L_Q = sum_i (Q_i(s, a) - y)^2
+All losses use the same pre-update parameters. SAC trains the zoo's behaviour policies
+online and is the base CQL extends (`cql.py` adds the conservative term).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from shiftrl.core.jax_utils import copy_params, polyak
+from shiftrl.core.types import Batch
+from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
+from shiftrl.nets import CriticEnsemble, TanhGaussianActor
+
+
+@dataclass(frozen=True)
+class SACConfig(CommonConfig):
+    normalize_states: bool = False
+    """Online SAC sees raw observations."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 5e-3
+    """Soft target update rate."""
+    target_update_period: int = 1
+    """Soft-update the target critics every k steps."""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the policy and the entropy temperature."""
+    qf_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    alpha_multiplier: float = 1.0
+    """Scales the SAC temperature exp(log_alpha)."""
+    auto_entropy: bool = True
+    """Tune the temperature towards target entropy -act_dim."""
+    backup_entropy: bool = True
+    """Subtract alpha * log pi(a'|s') in the TD target (soft Bellman backup)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of policy and critics."""
+    orthogonal_init: bool = False
+    """Orthogonal init (gain sqrt 2 hidden, 1e-2 output)."""
+
+
+class SACState(struct.PyTreeNode):
+    actor: TrainState
+    critic: TrainState
+    log_alpha: TrainState
+    critic_target: dict
+    step: jax.Array
+    extra: dict
+    """Learner-specific additions (CQL's Lagrange multiplier)."""
+
+
+def train_state(params: Any, lr: float) -> TrainState:
+    return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
+
+
+class SAC(Learner):
+    name = "sac"
+    Config = SACConfig
+    description = "soft actor-critic (online; the zoo's behaviour policies)"
+    paper = "Haarnoja, Zhou, Abbeel & Levine, ICML 2018"
+    PRESETS = {"default": SACConfig(), "zoo": SACConfig(hidden=(128, 128))}
+
+    def __init__(self, config: SACConfig, spec):
+        super().__init__(config, spec)
+        self.actor_net = TanhGaussianActor(spec.act_dim, config.hidden, config.orthogonal_init)
+        self.critic_net = CriticEnsemble(2, config.hidden, config.orthogonal_init, 1e-2)
+        self.target_entropy = -float(spec.act_dim)
+
+    def init(self, rng: jax.Array) -> SACState:
+        c = self.config
+        k_a, k_q, k_s = jax.random.split(rng, 3)
+        obs = jnp.zeros((1, self.spec.obs_dim))
+        act = jnp.zeros((1, self.spec.act_dim))
+        critic_params = self.critic_net.init(k_q, obs, act)["params"]
+        return SACState(
+            actor=train_state(self.actor_net.init(k_a, obs, k_s)["params"], c.policy_lr),
+            critic=train_state(critic_params, c.qf_lr),
+            log_alpha=train_state({"value": jnp.zeros(())}, c.policy_lr),
+            critic_target=copy_params(critic_params),
+            step=jnp.zeros((), jnp.int32),
+            extra=self.init_extra(),
+        )
+
+    def init_extra(self) -> dict:
+        return {}
+
+    # -- networks ---------------------------------------------------------------------
+    def sample(self, actor_params, obs, rng):
+        return self.actor_net.apply({"params": actor_params}, obs, rng)
+
+    def q(self, params, obs, action):
+        return self.critic_net.apply({"params": params}, obs, action)
+
+    def act(self, state: SACState, obs: jax.Array) -> jax.Array:
+        return self.actor_net.apply(
+            {"params": state.actor.params}, obs, method=TanhGaussianActor.deterministic
+        )
+
+    def explore(self, state: SACState, obs: jax.Array, rng: jax.Array) -> jax.Array:
+        return self.sample(state.actor.params, obs, rng)[0]
+
+    def value(self, state: SACState, obs: jax.Array) -> jax.Array:
+        return self.q(state.critic.params, obs, self.act(state, obs)).min(0)
+
+    def alpha(self, state: SACState) -> jax.Array:
+        return jnp.exp(state.log_alpha.params["value"]) * self.config.alpha_multiplier
+
+    # -- losses -----------------------------------------------------------------------
+    def policy_q_term(self, actor_params, state, batch: Batch, q_pi: jax.Array) -> jax.Array:
+        """The quantity the actor maximises besides entropy (CQL swaps in BC at the start)."""
+        return q_pi
+
+    def actor_loss(self, actor_params, state: SACState, batch: Batch, rng, hooks: Hooks):
+        alpha = jax.lax.stop_gradient(self.alpha(state))
+        pi, log_pi = self.sample(actor_params, batch.obs, rng)
+        q_pi = self.q(state.critic.params, batch.obs, pi).min(0)
+        terms = {
+            "entropy": log_pi,
+            "q": self.policy_q_term(actor_params, state, batch, q_pi),
+            "pi_action": pi,
+            "log_prob": log_pi,
+        }
+        terms, weights = hooks.actor(batch, terms, {"entropy": alpha, "q": -1.0})
+        loss, metrics = objective(terms, weights, "actor")
+        metrics = {**metrics, "actor/alpha": alpha, "actor/log_pi": log_pi.mean()}
+        return loss, (metrics, jax.lax.stop_gradient(log_pi))
+
+    def alpha_loss(self, log_alpha, log_pi):
+        return -jnp.mean(log_alpha["value"] * jax.lax.stop_gradient(log_pi + self.target_entropy))
+
+    def td_target(self, state: SACState, batch: Batch, rng) -> jax.Array:
+        next_a, next_logp = self.sample(state.actor.params, batch.next_obs, rng)
+        target_q = self.q(state.critic_target, batch.next_obs, next_a).min(0)
+        if self.config.backup_entropy:
+            target_q = target_q - self.alpha(state) * next_logp
+        return jax.lax.stop_gradient(
+            batch.reward + self.config.discount * (1.0 - batch.terminal) * target_q
+        )
+
+    def extra_critic_terms(self, critic_params, state, batch, q, rng, terms, weights):
+        """Subclasses add regularizers here; returns (terms, weights, metrics, aux)."""
+        return terms, weights, {}, None
+
+    def critic_loss(self, critic_params, state: SACState, batch: Batch, rng, hooks: Hooks):
+        k_next, k_extra = jax.random.split(rng)
+        target = self.td_target(state, batch, k_next)
+        q = self.q(critic_params, batch.obs, batch.action)
+        terms, weights = {"td": jnp.sum((q - target) ** 2, axis=0)}, {"td": 1.0}
+        terms, weights, extra_metrics, aux = self.extra_critic_terms(
+            critic_params, state, batch, q, k_extra, terms, weights
+        )
+        terms, weights = hooks.critic(batch, terms, weights)
+        loss, metrics = objective(terms, weights, "critic")
+        metrics.update({"critic/q": q.mean(), "critic/target": target.mean(), **extra_metrics})
+        return loss, (metrics, aux)
+
+    def extra_updates(self, state: SACState, aux: Any) -> tuple[dict, dict]:
+        """Subclasses update `state.extra` from the critic's aux output (CQL's dual)."""
+        return state.extra, {}
+
+    # -- update -------------------------------------------------------------------------
+    def update(self, state: SACState, batch: Batch, rng, hooks: Hooks = NO_HOOKS):
+        c = self.config
+        k_actor, k_critic = jax.random.split(rng)
+        (_, (m_actor, log_pi)), g_actor = jax.value_and_grad(self.actor_loss, has_aux=True)(
+            state.actor.params, state, batch, k_actor, hooks
+        )
+        (_, (m_critic, aux)), g_critic = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic.params, state, batch, k_critic, hooks
+        )
+        critic = state.critic.apply_gradients(grads=g_critic)
+        log_alpha = state.log_alpha
+        if c.auto_entropy:
+            log_alpha = log_alpha.apply_gradients(
+                grads=jax.grad(self.alpha_loss)(log_alpha.params, log_pi)
+            )
+        extra, m_extra = self.extra_updates(state, aux)
+        step = state.step + 1
+        target = jax.lax.cond(
+            step % c.target_update_period == 0,
+            lambda: polyak(state.critic_target, critic.params, c.tau),
+            lambda: state.critic_target,
+        )
+        new = state.replace(
+            actor=state.actor.apply_gradients(grads=g_actor),
+            critic=critic,
+            log_alpha=log_alpha,
+            critic_target=target,
+            step=step,
+            extra=extra,
+        )
+        return new, {**m_actor, **m_critic, **m_extra}

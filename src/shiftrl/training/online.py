@@ -1,0 +1,309 @@
+"""Online training: vectorized environments on the host, replay buffer and updates on device.
+
+Each iteration collects `steps_per_iter` transitions with `learner.explore` (uniform random
+actions for the first `start_steps`), inserts them into a device-side ring buffer, then
+runs `steps_per_iter * utd` updates fused in one `jit(lax.scan)`. The same loop trains the
+zoo's behaviour policies (SAC from scratch) and fine-tunes offline policies (pass the
+offline learner state, its preprocessor, and optionally the offline data as a prefill).
+
+Resume restores learner, buffer, RNG key and counters from the last checkpoint; the
+environments restart their episodes, so an online resume is faithful but not bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, struct
+
+from shiftrl.core.errors import ConfigError
+from shiftrl.core.types import TARGET, Batch
+from shiftrl.data.dataset import TransitionDataset
+from shiftrl.data.preprocess import Preprocessor, apply
+from shiftrl.learners.base import NO_HOOKS, Learner
+from shiftrl.training import checkpoint
+from shiftrl.training.evaluation import check_env_id, evaluate
+from shiftrl.training.logger import RunLogger
+from shiftrl.training.progress import TrainProgress
+
+FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    env_id: str
+    total_steps: int = 1_000_000
+    """Environment transitions to collect."""
+    num_envs: int = 4
+    start_steps: int = 10_000
+    """Uniform random actions before the policy acts (SAC's warm-up); 0 when fine-tuning."""
+    steps_per_iter: int = 1000
+    """Transitions collected between two bursts of updates."""
+    utd: float = 1.0
+    """Gradient updates per collected transition."""
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    eval_every: int = 10_000
+    eval_episodes: int = 5
+    checkpoint_every: int = 50_000
+    snapshot_every: int = 0
+    """Save the actor every k transitions (behaviour-policy snapshots); 0 = never."""
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Replay(struct.PyTreeNode):
+    data: dict[str, jax.Array]
+    ptr: jax.Array
+    size: jax.Array
+
+
+def replay_init(capacity: int, obs_dim: int, act_dim: int) -> Replay:
+    shapes = {
+        "obs": (obs_dim,),
+        "action": (act_dim,),
+        "reward": (),
+        "next_obs": (obs_dim,),
+        "terminal": (),
+    }
+    data = {k: jnp.zeros((capacity, *s), jnp.float32) for k, s in shapes.items()}
+    return Replay(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+@partial(jax.jit, donate_argnums=0)
+def replay_insert(replay: Replay, rows: dict[str, jax.Array]) -> Replay:
+    capacity = replay.data["reward"].shape[0]
+    n = rows["reward"].shape[0]
+    idx = (replay.ptr + jnp.arange(n)) % capacity
+    data = {k: replay.data[k].at[idx].set(rows[k]) for k in FIELDS}
+    return Replay(data, (replay.ptr + n) % capacity, jnp.minimum(replay.size + n, capacity))
+
+
+def prefill(
+    replay: Replay, ds: TransitionDataset, pre: Preprocessor, chunk: int = 100_000
+) -> Replay:
+    arrays = apply(ds, pre)
+    for start in range(0, len(ds), chunk):
+        replay = replay_insert(
+            replay, {k: jnp.asarray(v[start : start + chunk]) for k, v in arrays.items()}
+        )
+    return replay
+
+
+class OnlineCarry(struct.PyTreeNode):
+    learner: Any
+    replay: Replay
+    rng: jax.Array
+    env_steps: jax.Array
+
+
+def make_update_burst(learner: Learner, batch_size: int, hooks_factory: Callable | None = None):
+    def one_update(carry: OnlineCarry, _):
+        rng, k_idx, k_up = jax.random.split(carry.rng, 3)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, jnp.maximum(carry.replay.size, 1))
+        rows = {k: v[idx] for k, v in carry.replay.data.items()}
+        batch = Batch(**rows, domain=jnp.full((batch_size,), TARGET, jnp.int32))
+        hooks = hooks_factory(carry) if hooks_factory else NO_HOOKS
+        state, metrics = learner.update(carry.learner, batch, k_up, hooks)
+        return carry.replace(learner=state, rng=rng), metrics
+
+    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    def burst(carry: OnlineCarry, length: int):
+        carry, metrics = jax.lax.scan(one_update, carry, None, length=length)
+        return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
+
+    return burst
+
+
+def identity_preprocessor(env_id: str) -> Preprocessor:
+    env = gym.make(check_env_id(env_id))
+    try:
+        obs_dim = int(np.prod(env.observation_space.shape))
+        low, high = (
+            env.action_space.low.astype(np.float32),
+            env.action_space.high.astype(np.float32),
+        )
+    finally:
+        env.close()
+    return Preprocessor(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32), low, high)
+
+
+def train_online(
+    learner: Learner,
+    config: OnlineConfig,
+    out: str | Path,
+    *,
+    pre: Preprocessor | None = None,
+    init_state: Any = None,
+    prefill_data: TransitionDataset | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[dict], None]] = (),
+    extra_meta: dict | None = None,
+) -> list[dict]:
+    """Train `learner` online in `config.env_id`; returns the logged rows."""
+    env_id = check_env_id(config.env_id)
+    if config.steps_per_iter % config.num_envs:
+        raise ConfigError("steps_per_iter must be a multiple of num_envs")
+    pre = pre or identity_preprocessor(env_id)
+    run_dir = Path(out)
+    rng = jax.random.PRNGKey(config.seed)
+    rng, k_init = jax.random.split(rng)
+    state = init_state if init_state is not None else learner.init(k_init)
+    replay = replay_init(config.buffer_size, learner.spec.obs_dim, learner.spec.act_dim)
+    if prefill_data is not None:
+        replay = prefill(replay, prefill_data, pre)
+    carry = OnlineCarry(state, replay, rng, jnp.zeros((), jnp.int32))
+
+    fresh = not (resume and (run_dir / "config.json").exists())
+    if fresh and run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"run folder {run_dir} already exists; pass resume=True or choose another folder"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        meta = {
+            "online_config": config.to_json(),
+            "algo": learner.name,
+            "learner": dataclasses.asdict(learner.config),
+            "preprocessor": pre.to_json(),
+            "obs_dim": learner.spec.obs_dim,
+            "act_dim": learner.spec.act_dim,
+            **(extra_meta or {}),
+        }
+        (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
+    else:
+        ckpt = checkpoint.latest(run_dir)
+        if ckpt is not None:
+            _, carry = checkpoint.load(ckpt, carry)
+    logger = RunLogger(run_dir)
+    start = int(carry.env_steps)
+    logger.truncate_after(start)
+    loop = _OnlineLoop(learner, config, env_id, pre, run_dir, logger)
+    loop.run(carry, start, progress, callbacks)
+    logger.close()
+    return logger.rows()
+
+
+@dataclass
+class _OnlineLoop:
+    learner: Learner
+    config: OnlineConfig
+    env_id: str
+    pre: Preprocessor
+    run_dir: Path
+    logger: RunLogger
+
+    def __post_init__(self):
+        self.explore = jax.jit(self.learner.explore)
+        self.act = jax.jit(self.learner.act)
+        self.burst = make_update_burst(self.learner, self.config.batch_size)
+
+    def run(self, carry: OnlineCarry, start: int, progress: bool, callbacks) -> None:
+        c = self.config
+        envs = gym.make_vec(
+            self.env_id,
+            num_envs=c.num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        )
+        np_rng = np.random.default_rng(c.seed + start)
+        obs, _ = envs.reset(seed=[c.seed * 1000 + start + i for i in range(c.num_envs)])
+        ep_ret, finished = np.zeros(c.num_envs), []
+        steps, window, t0 = start, [], time.perf_counter()
+        try:
+            with TrainProgress(
+                c.total_steps, start, enabled=progress, title=f"{self.learner.name} online"
+            ) as bar:
+                while steps < c.total_steps:
+                    rows = {k: [] for k in FIELDS}
+                    for _ in range(c.steps_per_iter // c.num_envs):
+                        obs_n = self.pre.obs(obs)
+                        if steps < c.start_steps:
+                            unit = np_rng.uniform(
+                                -1.0, 1.0, (c.num_envs, self.learner.spec.act_dim)
+                            ).astype(np.float32)
+                        else:
+                            k = jax.random.fold_in(carry.rng, steps)
+                            unit = np.asarray(self.explore(carry.learner, obs_n, k))
+                        next_obs, reward, term, trunc, info = envs.step(
+                            self.pre.action_to_env(unit)
+                        )
+                        done = term | trunc
+                        real_next = next_obs.copy()
+                        for i in np.flatnonzero(done):  # same-step autoreset: true last obs in info
+                            real_next[i] = info["final_obs"][i]
+                        for k_, v in zip(
+                            FIELDS,
+                            (obs_n, unit, self.pre.reward(reward), self.pre.obs(real_next), term),
+                            strict=True,
+                        ):
+                            rows[k_].append(np.asarray(v, np.float32))
+                        ep_ret += reward
+                        finished += ep_ret[done].tolist()
+                        ep_ret[done] = 0.0
+                        obs = next_obs
+                        steps += c.num_envs
+                    rows = {k: jnp.asarray(np.concatenate(v)) for k, v in rows.items()}
+                    carry = carry.replace(
+                        replay=replay_insert(carry.replay, rows),
+                        env_steps=jnp.asarray(steps, jnp.int32),
+                    )
+                    if steps >= c.start_steps:
+                        carry, metrics = self.burst(carry, int(c.steps_per_iter * c.utd))
+                        window.append(metrics)
+                    bar.advance(c.steps_per_iter)
+                    if steps % c.snapshot_every == 0 if c.snapshot_every else False:
+                        self.save_snapshot(carry, steps)
+                    if steps % c.eval_every == 0 or steps >= c.total_steps:
+                        row = self.log_row(carry, steps, window, finished, t0)
+                        window, finished = [], []
+                        bar.report(row)
+                        for cb in callbacks:
+                            cb(row)
+                    if steps % c.checkpoint_every == 0 or steps >= c.total_steps:
+                        checkpoint.save(self.run_dir, steps, carry, keep=1)
+        finally:
+            envs.close()
+
+    def log_row(self, carry, steps, window, finished, t0) -> dict:
+        c = self.config
+        row: dict[str, Any] = {"step": steps}
+        if window:
+            row.update({k: float(np.nanmean([float(m[k]) for m in window])) for k in window[0]})
+        if finished:
+            row["train/episode_return"] = float(np.mean(finished))
+        state = carry.learner
+
+        def policy(o):
+            return np.asarray(self.act(state, o))
+
+        res = evaluate(policy, self.pre, self.env_id, c.eval_episodes, 10_000 + c.seed)
+        row.update(
+            {
+                "return": res.mean_return,
+                "normalized_score": res.normalized,
+                "returns": res.returns.tolist(),
+            }
+        )
+        row["elapsed_s"] = time.perf_counter() - t0
+        self.logger.log(row)
+        return row
+
+    def save_snapshot(self, carry: OnlineCarry, steps: int) -> None:
+        path = self.run_dir / "snapshots" / f"actor_{steps:010d}.msgpack"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(serialization.to_bytes(carry.learner.actor.params))

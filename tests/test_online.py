@@ -1,0 +1,81 @@
+"""Online training: SAC learns Pendulum from scratch, a killed online run resumes from its
+checkpoint, and the shipped zoo policies are ordered random < medium < expert."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shiftrl.learners import SAC, LearnerSpec
+from shiftrl.training import checkpoint
+from shiftrl.training.online import OnlineConfig, train_online
+from shiftrl.zoo import load_behaviour, manifest
+from shiftrl.zoo.export import _episode_returns, _uniform
+
+SMALL_SAC = SAC.Config(hidden=(64, 64))
+
+
+def online_config(**kw) -> OnlineConfig:
+    base = dict(
+        env_id="Pendulum-v1",
+        total_steps=8000,
+        num_envs=4,
+        start_steps=1000,
+        steps_per_iter=1000,
+        eval_every=2000,
+        eval_episodes=5,
+        checkpoint_every=2000,
+        buffer_size=20_000,
+    )
+    return OnlineConfig(**{**base, **kw})
+
+
+def test_sac_learns_pendulum_online(tmp_path):
+    learner = SAC(SMALL_SAC, LearnerSpec(3, 1, 8000))
+    rows = train_online(learner, online_config(), tmp_path / "sac", progress=False)
+    first, last = rows[0]["normalized_score"], rows[-1]["normalized_score"]
+    assert first < 30, first  # near random at the start
+    assert last > 70, [round(r["normalized_score"]) for r in rows]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_online_resume(tmp_path):
+    learner = SAC(SMALL_SAC, LearnerSpec(3, 1, 3000))
+    config = online_config(
+        total_steps=3000, eval_every=1000, checkpoint_every=1000, start_steps=500
+    )
+
+    def kill(row):
+        if row["step"] == 2000:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_online(learner, config, tmp_path / "run", progress=False, callbacks=[kill])
+    assert checkpoint.latest(tmp_path / "run").name == "step_0000001000.msgpack"
+    rows = train_online(learner, config, tmp_path / "run", resume=True, progress=False)
+    assert [r["step"] for r in rows] == [1000, 2000, 3000]
+    payload_steps = json.loads((tmp_path / "run" / "config.json").read_text())["online_config"][
+        "total_steps"
+    ]
+    assert payload_steps == 3000
+
+
+def test_shipped_pendulum_policies_are_ordered():
+    entry = manifest()["policies"]["pendulum-base"]
+    env_id = entry["env_id"]
+    random = _episode_returns(env_id, _uniform(entry), 10, seed=1).mean()
+    medium = _episode_returns(env_id, load_behaviour("pendulum-base", "medium"), 10, seed=1).mean()
+    expert = _episode_returns(env_id, load_behaviour("pendulum-base", "expert"), 10, seed=1).mean()
+    assert random < medium < expert
+    assert expert > -400  # the swing-up is solved
+    # the manifest's figures are what the policies do
+    snaps = {s["name"]: s for s in entry["snapshots"]}
+    assert expert == pytest.approx(
+        snaps["expert"]["return_mean"], abs=3 * snaps["expert"]["return_std"]
+    )
+    assert np.isfinite(entry["random_return"])
