@@ -40,6 +40,7 @@ def train(
     eval_envs: Sequence[str] = (),
     out: str | Path | None = None,
     preset: str | None = None,
+    addons: Sequence[Any] = (),
     overrides: dict[str, Any] | Sequence[str] | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -48,8 +49,10 @@ def train(
 ):
     """Train `algo` offline on `dataset` (plus `sources` from other dynamics).
 
-    `overrides` sets learner hyperparameters or run settings by name, e.g.
-    {"alpha": 2.5, "batch_size": 128}; `run_settings` accepts the same run keys directly.
+    `addons` are shift add-ons by name ("dara"), as settings dicts, or objects
+    (`shiftrl.addons.DARA(eta=0.2)`). `overrides` sets learner hyperparameters, run settings
+    or add-on settings ("dara.eta") by name, e.g. {"alpha": 2.5, "batch_size": 128};
+    `run_settings` accepts the run keys directly (target_fraction=0.1, eval_every=...).
     """
     from shiftrl.training.config import apply_overrides, make_config
     from shiftrl.training.run import train as _train
@@ -68,6 +71,7 @@ def train(
         steps=steps,
         seed=seed,
         eval_envs=tuple(eval_envs),
+        addons=tuple(addons),
     )
     merged: dict[str, Any] = dict(run_settings)
     if isinstance(overrides, dict):

@@ -68,6 +68,18 @@ def train(
     preset: Annotated[
         str | None, typer.Option("--preset", help="named hyperparameter preset")
     ] = None,
+    addon: Annotated[
+        list[str] | None,
+        typer.Option("--addon", help="shift add-on, e.g. dara or srpo (repeatable)"),
+    ] = None,
+    target_fraction: Annotated[
+        float | None,
+        typer.Option("--target-fraction", help="keep this fraction of target episodes (1T = 0.1)"),
+    ] = None,
+    target_count: Annotated[
+        int | None,
+        typer.Option("--target-count", help="keep whole target episodes up to N transitions"),
+    ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="override: key=value (repeatable)")
     ] = None,
@@ -95,6 +107,9 @@ def train(
             "dataset": dataset,
             "sources": tuple(source or ()),
             "eval_envs": tuple(eval_env or ()),
+            "addons": tuple(addon or ()),
+            "target_fraction": target_fraction,
+            "target_count": target_count,
         }
         if steps is not None:
             kwargs["steps"] = steps

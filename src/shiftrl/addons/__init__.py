@@ -10,23 +10,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from shiftrl.addons.base import AddOn, AddOnContext
+from shiftrl.addons.dara import DARA
+from shiftrl.addons.srpo import SRPO
 from shiftrl.core.errors import ConfigError
 
-ADDONS: dict[str, Callable[..., AddOn]] = {}
+ADDONS: dict[str, Callable[..., AddOn]] = {cls.name: cls for cls in (DARA, SRPO)}
 
 
 def build_addons(specs: Sequence[dict[str, Any]]) -> tuple[AddOn, ...]:
     """Add-on objects from their config.json records ({"name": ..., **settings})."""
     out = []
     for spec in specs:
-        settings = dict(spec)
+        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
         name = settings.pop("name", None)
         if name not in ADDONS:
             raise ConfigError(
                 f"unknown add-on '{name}'; available: {', '.join(sorted(ADDONS)) or 'none'}"
             )
-        out.append(ADDONS[name](**settings))
+        try:
+            out.append(ADDONS[name](**settings))
+        except TypeError as e:  # an unknown or mistyped setting
+            raise ConfigError(f"add-on '{name}': {e}") from None
     return tuple(out)
 
 
-__all__ = ["ADDONS", "AddOn", "AddOnContext", "build_addons"]
+__all__ = ["ADDONS", "DARA", "SRPO", "AddOn", "AddOnContext", "build_addons"]

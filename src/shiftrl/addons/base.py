@@ -38,6 +38,13 @@ class AddOnContext:
 class AddOn:
     name: ClassVar[str] = "addon"
     description: ClassVar[str] = ""
+    pretrain_steps: int = 0
+    """Add-on-only update steps run before the learner starts (e.g. DARA's classifiers)."""
+    train_alongside: bool = True
+    """Whether `update` keeps running during learning (False: frozen after pretraining)."""
+
+    def check(self, learner: Learner) -> None:
+        """Raise ConfigError when this add-on cannot work with `learner` (checked before a run)."""
 
     def init(self, rng: jax.Array, spec: LearnerSpec) -> Any:
         return {}

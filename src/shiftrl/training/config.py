@@ -22,6 +22,10 @@ class RunConfig:
     """Source-domain datasets (other dynamics) trained on together with the target."""
     addons: tuple[dict, ...] = ()
     """Add-on settings as recorded in config.json ({"name": ..., **settings})."""
+    target_fraction: float | None = None
+    """Keep this fraction of the target's episodes (DARA's 1T = 0.1), seeded by `seed`."""
+    target_count: int | None = None
+    """Or keep whole target episodes until this many transitions (ODRL's 5,000)."""
     steps: int = 1_000_000
     seed: int = 0
     batch_size: int = 256
@@ -77,12 +81,27 @@ RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {
 }
 
 
+def addon_record(addon: Any) -> dict:
+    """An add-on given as a name, a settings dict or an AddOn object, as config.json stores it."""
+    from shiftrl.addons import ADDONS
+
+    if isinstance(addon, str):
+        if addon not in ADDONS:
+            raise ConfigError(f"unknown add-on '{addon}'; available: {', '.join(sorted(ADDONS))}")
+        return ADDONS[addon]().to_json()
+    if isinstance(addon, dict):
+        return dict(addon)
+    return addon.to_json()
+
+
 def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunConfig:
     learner_cls = get_learner(algo)
     if preset is not None and preset not in learner_cls.PRESETS:
         raise ConfigError(
             f"unknown preset '{preset}' for {learner_cls.name}; available: {', '.join(learner_cls.PRESETS)}"
         )
+    if "addons" in run_kwargs:
+        run_kwargs["addons"] = tuple(addon_record(a) for a in run_kwargs["addons"])
     return RunConfig(
         algo=learner_cls.name, learner=learner_cls.preset(preset), preset=preset, **run_kwargs
     )
@@ -122,8 +141,11 @@ def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any]) ->
     learner_fields = {f.name: f for f in dataclasses.fields(config.learner)}
     learner_kw: dict[str, Any] = {}
     run_kw: dict[str, Any] = {}
+    addons = [dict(a) for a in config.addons]
     for key, raw in items:
-        if key in learner_fields:
+        if "." in key:  # add-on setting: "dara.eta=0.2"
+            _set_addon(addons, key, raw)
+        elif key in learner_fields:
             default = getattr(config.learner, key)
             learner_kw[key] = coerce(raw, default, key) if isinstance(raw, str) else raw
         elif key in RUN_KEYS:
@@ -135,9 +157,28 @@ def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any]) ->
                 f"unknown setting '{key}' for {config.algo}; valid keys: {', '.join(valid)}"
             )
     learner = dataclasses.replace(config.learner, **learner_kw)
-    out = dataclasses.replace(config, learner=learner, **run_kw)
+    out = dataclasses.replace(config, learner=learner, addons=tuple(addons), **run_kw)
     validate_config(out)
     return out
+
+
+def _set_addon(addons: list[dict], key: str, raw: Any) -> None:
+    name, field = key.split(".", 1)
+    match = [a for a in addons if a.get("name") == name]
+    if not match:
+        active = ", ".join(a["name"] for a in addons) or "none"
+        raise ConfigError(
+            f"--set {key}: add-on '{name}' is not in this run (add it with --addon {name}; active: {active})"
+        )
+    record = match[0]
+    if field not in record or field == "name":
+        valid = ", ".join(k for k in record if k != "name")
+        raise ConfigError(f"unknown setting '{field}' for add-on {name}; valid keys: {valid}")
+    record[field] = (
+        coerce(raw, tuple(record[field]) if isinstance(record[field], list) else record[field], key)
+        if isinstance(raw, str)
+        else raw
+    )
 
 
 def _split(item: str) -> tuple[str, str]:
@@ -156,6 +197,15 @@ def validate_config(c: RunConfig) -> None:
         (c.log_every > 0, "log_every must be positive"),
         (0.0 <= c.source_fraction < 1.0, "source_fraction must be in [0, 1)"),
         (c.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
+        (
+            c.target_fraction is None or 0.0 < c.target_fraction <= 1.0,
+            "target_fraction must be in (0, 1]",
+        ),
+        (c.target_count is None or c.target_count > 0, "target_count must be positive"),
+        (
+            c.target_fraction is None or c.target_count is None,
+            "give target_fraction or target_count, not both",
+        ),
     ]
     for ok, msg in checks:
         if not ok:

@@ -89,6 +89,8 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
         ctx = AddOnContext(learner, carry.learner)
         addon_states, metrics = dict(carry.addons), {}
         for i, ad in enumerate(addons):  # static tuple: unrolled at trace time
+            if not ad.train_alongside:
+                continue
             addon_states[ad.name], m = ad.update(
                 addon_states[ad.name], batch, ctx, jax.random.fold_in(k_addon, i)
             )
@@ -120,6 +122,34 @@ def make_train_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: Sampl
         return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
 
     return train_chunk
+
+
+def make_pretrain_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
+    """Add-on-only updates before learning starts (e.g. DARA's classifiers trained beforehand).
+    Each add-on trains for its own `pretrain_steps`; the learner is untouched."""
+
+    def step(carry: TrainCarry, i: jax.Array, data: DeviceData):
+        rng, k_batch, k_addon = jax.random.split(carry.rng, 3)
+        batch = sample_batch(data, sampler, k_batch)
+        ctx = AddOnContext(learner, carry.learner)
+        states, metrics = dict(carry.addons), {}
+        for j, ad in enumerate(addons):
+            if ad.pretrain_steps == 0:
+                continue
+            new, m = ad.update(states[ad.name], batch, ctx, jax.random.fold_in(k_addon, j))
+            keep = i < ad.pretrain_steps
+            states[ad.name] = jax.tree.map(
+                lambda a, b, keep=keep: jnp.where(keep, a, b), new, states[ad.name]
+            )
+            metrics.update({f"addon/{ad.name}/{k}": v for k, v in m.items()})
+        return carry.replace(addons=states, rng=rng), metrics
+
+    @partial(jax.jit, static_argnames="length")
+    def pretrain(carry: TrainCarry, data: DeviceData, length: int):
+        carry, metrics = jax.lax.scan(partial(step, data=data), carry, jnp.arange(length))
+        return carry, jax.tree.map(lambda x: x[-1], metrics)
+
+    return pretrain
 
 
 def chunk_length(steps: int, eval_every: int, log_every: int) -> int:

@@ -38,6 +38,7 @@ from shiftrl.training.loop import (
     batch_counts,
     chunk_length,
     init_carry,
+    make_pretrain_chunk,
     make_train_chunk,
     to_device,
 )
@@ -136,6 +137,25 @@ def resolve_eval_envs(config: RunConfig, target: TransitionDataset) -> list[str]
     return resolved
 
 
+def select_target(config: RunConfig, target: TransitionDataset) -> TransitionDataset:
+    """The target subset of the dynamics-shift protocols (whole episodes, seeded by the run)."""
+    if config.target_fraction is None and config.target_count is None:
+        return target
+    from shiftrl.data.compose import subset_episodes
+
+    if config.target_fraction is not None:
+        return subset_episodes(target, fraction=config.target_fraction, seed=config.seed)
+    return subset_episodes(target, transitions=config.target_count, seed=config.seed)
+
+
+def pretrain_addons(learner, addons, sampler, carry, data):
+    steps = max((ad.pretrain_steps for ad in addons), default=0)
+    if steps == 0:
+        return carry
+    carry, _ = make_pretrain_chunk(learner, addons, sampler)(carry, data, steps)
+    return carry
+
+
 def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
     spec = LearnerSpec(obs_dim, act_dim, config.steps)
     return get_learner(config.algo)(config.learner, spec)
@@ -210,9 +230,12 @@ def train(
 ) -> Run:
     validate_config(config)
     check_shapes(target, sources)
+    target = select_target(config, target)
     eval_envs = resolve_eval_envs(config, target)
     learner = build_learner(config, target.obs_dim, target.act_dim)
     addons = build_addons(config.addons)
+    for ad in addons:
+        ad.check(learner)
     datasets = [target, *sources]
     checksums = [d.checksum() for d in datasets]
 
@@ -261,6 +284,7 @@ def train(
         logger = RunLogger(run_dir, config.tensorboard, config.wandb_project, config.to_json())
         start = 0
         if fresh:
+            carry = pretrain_addons(learner, addons, sampler, carry, data)
             meta = {
                 "shiftrl_version": __version__,
                 "config": config.to_json(),
