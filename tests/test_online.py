@@ -79,3 +79,27 @@ def test_shipped_pendulum_policies_are_ordered():
         snaps["expert"]["return_mean"], abs=3 * snaps["expert"]["return_std"]
     )
     assert np.isfinite(entry["random_return"])
+
+
+def test_finetune_improves_a_weak_policy(tmp_path):
+    import shiftrl
+    from shiftrl.data.io import save_dataset
+    from shiftrl.data.registry import make_dataset
+    from shiftrl.training.finetune import finetune
+
+    path = save_dataset(make_dataset("pendulum/medium-v0", 4000, 0), tmp_path / "pendulum.npz")
+    nets = {"actor_hidden": (64, 64), "critic_hidden": (64, 64)}
+    run = shiftrl.train(
+        "td3bc",
+        path,
+        steps=200,
+        out=tmp_path / "offline",
+        overrides={**nets, "eval_every": 200, "eval_episodes": 5},
+        progress=False,
+    )
+    res = finetune(
+        run.dir, 4000, eval_every=2000, eval_episodes=5, steps_per_iter=500, progress=False
+    )
+    assert res.score_before < 50  # deliberately weak: 200 offline steps
+    assert res.score_after > res.score_before + 30
+    assert (res.out / "finetune.json").exists() and 0 <= res.regret <= 1.5

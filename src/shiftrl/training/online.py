@@ -153,6 +153,7 @@ def train_online(
     progress: bool = True,
     callbacks: Sequence[Callable[[dict], None]] = (),
     extra_meta: dict | None = None,
+    reference: tuple[float, float] | None = None,
 ) -> list[dict]:
     """Train `learner` online in `config.env_id`; returns the logged rows."""
     env_id = check_env_id(config.env_id)
@@ -192,7 +193,7 @@ def train_online(
     logger = RunLogger(run_dir)
     start = int(carry.env_steps)
     logger.truncate_after(start)
-    loop = _OnlineLoop(learner, config, env_id, pre, run_dir, logger)
+    loop = _OnlineLoop(learner, config, env_id, pre, run_dir, logger, reference)
     loop.run(carry, start, progress, callbacks)
     logger.close()
     return logger.rows()
@@ -206,6 +207,8 @@ class _OnlineLoop:
     pre: Preprocessor
     run_dir: Path
     logger: RunLogger
+    reference: tuple[float, float] | None = None
+    """Reference scores for the normalized score (default: the env registry's)."""
 
     def __post_init__(self):
         self.explore = jax.jit(self.learner.explore)
@@ -291,7 +294,9 @@ class _OnlineLoop:
         def policy(o):
             return np.asarray(self.act(state, o))
 
-        res = evaluate(policy, self.pre, self.env_id, c.eval_episodes, 10_000 + c.seed)
+        res = evaluate(
+            policy, self.pre, self.env_id, c.eval_episodes, 10_000 + c.seed, self.reference
+        )
         row.update(
             {
                 "return": res.mean_return,

@@ -1,0 +1,161 @@
+"""Offline-to-online fine-tuning of a trained run, in its own or another (shifted) environment.
+
+    shiftrl finetune runs/iql-hopper --online-steps 100000 --env shiftrl/hopper-mass-2.0-v0
+
+The offline learner state, its preprocessing and (by default) its offline data as the
+initial replay buffer carry over, as in CORL's fine-tuning scripts; the learner keeps its
+losses and acts with `learner.explore`. Learners with schedules over the run (IQL's cosine
+actor learning rate) are rebuilt for offline + online steps, so the schedule continues
+instead of sitting at its end. Method-specific online schedules (SPOT's lambda annealing,
+SSAR's beta decay) plug in with those methods.
+
+Reported: the normalized score before fine-tuning, after it, and the regret as CORL defines
+it: the mean over online evaluations of (1 - normalized score / 100), so lower is better.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shiftrl.core.errors import ConfigError, ShiftRLError
+from shiftrl.data.preprocess import Preprocessor
+from shiftrl.training import checkpoint
+from shiftrl.training.config import RunConfig
+from shiftrl.training.evaluation import check_env_id, evaluate
+from shiftrl.training.loop import init_carry
+from shiftrl.training.online import OnlineConfig, train_online
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    env_id: str
+    score_before: float
+    score_after: float
+    regret: float
+    rows: list[dict]
+
+    def to_json(self) -> dict:
+        return {
+            "out": str(self.out),
+            "env": self.env_id,
+            "score_before": self.score_before,
+            "score_after": self.score_after,
+            "regret": self.regret,
+        }
+
+
+def finetune(
+    run_dir: str | Path,
+    online_steps: int,
+    env_id: str | None = None,
+    out: str | Path | None = None,
+    prefill: bool = True,
+    eval_every: int = 10_000,
+    eval_episodes: int = 10,
+    utd: float = 1.0,
+    steps_per_iter: int = 1000,
+    seed: int | None = None,
+    progress: bool = True,
+    resume: bool = False,
+) -> FinetuneResult:
+    from shiftrl.addons import build_addons
+    from shiftrl.api import load_dataset
+    from shiftrl.training.run import build_learner
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
+    if online_steps <= 0 or online_steps % steps_per_iter:
+        raise ConfigError(f"--online-steps must be a positive multiple of {steps_per_iter}")
+    meta = json.loads((run_dir / "config.json").read_text())
+    config = RunConfig.from_json(meta["config"])
+    if config.addons:
+        raise ConfigError(
+            "fine-tuning runs with add-ons is not supported yet; fine-tune the plain learner run"
+        )
+    env_id = check_env_id(env_id or (meta.get("eval_envs") or [None])[0] or "")
+    pre = Preprocessor.from_json(meta["preprocessor"])
+
+    # rebuild with the longer horizon, so run-length schedules continue
+    longer = dataclasses.replace(config, steps=config.steps + online_steps)
+    learner = build_learner(longer, meta["obs_dim"], meta["act_dim"])
+    template = init_carry(learner, build_addons(config.addons), learner.spec, config.seed)
+    ckpt = checkpoint.latest(run_dir)
+    if ckpt is None:
+        raise ShiftRLError(f"{run_dir}: no checkpoint to fine-tune")
+    _, carry = checkpoint.load(ckpt, template)
+
+    reference = {k: tuple(v) for k, v in meta.get("references", {}).items()}.get(env_id)
+
+    def score(state) -> float:
+        import jax
+
+        act = jax.jit(learner.act)
+        res = evaluate(
+            lambda o: np.asarray(act(state, o)), pre, env_id, eval_episodes, 10_000, reference
+        )
+        return res.normalized
+
+    before = score(carry.learner)
+    data = None
+    if prefill:
+        from shiftrl.training.run import select_target
+
+        target = select_target(config, load_dataset(config.dataset))
+        sources = [load_dataset(s) for s in config.sources]
+        from shiftrl.data.dataset import concatenate
+
+        if [d.checksum() for d in (target, *sources)] != meta["checksums"]:
+            raise ShiftRLError(
+                f"the offline data of {run_dir} ('{config.dataset}') cannot be reloaded as trained on "
+                "(checksum mismatch); fine-tune with --no-prefill"
+            )
+        data = concatenate([target, *sources]) if sources else target
+    online = OnlineConfig(
+        env_id=env_id,
+        total_steps=online_steps,
+        num_envs=1,
+        start_steps=0,
+        steps_per_iter=steps_per_iter,
+        utd=utd,
+        batch_size=config.batch_size,
+        buffer_size=max(2_000_000, (len(data) if data is not None else 0) + online_steps),
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        checkpoint_every=eval_every,
+        seed=config.seed if seed is None else seed,
+    )
+    out = Path(out) if out is not None else run_dir.parent / f"{run_dir.name}-finetune"
+    rows = train_online(
+        learner,
+        online,
+        out,
+        pre=pre,
+        init_state=carry.learner,
+        prefill_data=data,
+        resume=resume,
+        progress=progress,
+        extra_meta={
+            "finetuned_from": str(run_dir),
+            "offline_config": meta["config"],
+            "references": {env_id: reference},
+        },
+        reference=reference,
+    )
+    scores = [r["normalized_score"] for r in rows if r.get("normalized_score") is not None]
+    result = FinetuneResult(
+        out,
+        env_id,
+        before,
+        scores[-1] if scores else float("nan"),
+        float(np.mean([1 - s / 100 for s in scores])),
+        rows,
+    )
+    (out / "finetune.json").write_text(json.dumps(result.to_json(), indent=2))
+    return result
