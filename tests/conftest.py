@@ -12,7 +12,13 @@ from shiftrl.envs.toy import POINT_REACH_ID, TOY_REFERENCE, point_reach_optimal
 
 TINY = (32, 32)
 # hidden sizes for every learner: keys a learner lacks are dropped by `tiny_overrides`
-TINY_NETS = {"actor_hidden": TINY, "critic_hidden": TINY, "hidden": TINY}
+TINY_NETS = {
+    "actor_hidden": TINY,
+    "critic_hidden": TINY,
+    "hidden": TINY,
+    "vae_hidden": TINY,
+    "behavior_hidden": TINY,
+}
 FAST_RUN = {"batch_size": 64, "eval_episodes": 20}
 
 

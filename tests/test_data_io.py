@@ -333,10 +333,12 @@ def test_corrupt_and_missing_files(
 
     with pytest.raises(DataError) as err:
         load_dataset(str(tmp_path / "missing.hdf5"))
-    _assert_one_line(err, "no such dataset file or local Minari dataset", "missing.hdf5")
+    _assert_one_line(
+        err, "no such dataset file, built-in dataset id or local Minari dataset", "missing.hdf5"
+    )
     with pytest.raises(DataError) as err:
         load_dataset("not-a-local-dataset-v0")
-    _assert_one_line(err, "no such dataset file or local Minari dataset")
+    _assert_one_line(err, "no such dataset file, built-in dataset id or local Minari dataset")
 
     csv = tmp_path / "data.csv"
     csv.write_text("1,2,3\n")

@@ -20,7 +20,9 @@ from shiftrl.learners import LEARNERS
 
 
 def load_dataset(id_or_path: str | Path) -> TransitionDataset:
-    """A dataset from an .npz / D4RL-style .hdf5 file, or a local Minari dataset id."""
+    """A dataset from an .npz / D4RL-style .hdf5 file, a local Minari dataset id, or a
+    built-in ID such as `hopper-mass-2.0/medium-v0` (`shiftrl data list`), which is made
+    on first use (with a progress bar) and then loaded from $SHIFTRL_DATA."""
     from shiftrl.data.io import load_dataset as _load
 
     return _load(str(id_or_path))

@@ -23,10 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(
-    help="Benchmarks (not tests): throughput and, later, suites.", no_args_is_help=True
-)
-app.add_typer(bench_app, name="bench")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -216,30 +212,44 @@ def demo(
     run_demo(out, steps=steps)
 
 
-@bench_app.command("throughput")
+@app.command()
 @user_errors
-def bench_throughput(
-    algo: Annotated[str, typer.Option("--algo", help="td3bc | iql | cql | bc")] = "td3bc",
-    steps: Annotated[int, typer.Option("--steps")] = 2000,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    peers: Annotated[
-        bool, typer.Option("--peers/--no-peers", help="also measure d3rlpy when installed")
+def finetune(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `shiftrl train`")],
+    online_steps: Annotated[
+        int, typer.Option("--online-steps", help="environment steps online")
+    ] = 100_000,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Gymnasium id (default: the run's eval env)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="fine-tuning run folder")] = None,
+    prefill: Annotated[
+        bool, typer.Option("--prefill/--no-prefill", help="start the buffer with the offline data")
     ] = True,
+    eval_every: Annotated[int, typer.Option("--eval-every")] = 10_000,
+    resume: Annotated[bool, typer.Option("--resume")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Gradient updates per second at paper sizes, beside d3rlpy and a minimal fused JAX loop."""
-    from shiftrl.bench.throughput import print_report, run_throughput
+    """Fine-tune a trained policy online (its own dynamics or a shifted one)."""
+    from shiftrl.training.finetune import finetune as run_finetune
 
-    report = run_throughput(algo, steps, with_peers=peers)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        print_report(report)
+    res = run_finetune(
+        run_dir, online_steps, env, out, prefill, eval_every, resume=resume, progress=progress
+    )
+    typer.echo(
+        f"done: {res.out}  score before {res.score_before:.1f}  after {res.score_after:.1f}  regret {res.regret:.3f}"
+    )
 
 
 def _register_subcommands() -> None:
+    from shiftrl.bench import cli as bench_cli
+    from shiftrl.data.cli import data_app
     from shiftrl.zoo.cli import zoo_app
 
     app.add_typer(zoo_app, name="zoo")
+    app.add_typer(data_app, name="data")
+    app.command("bench")(user_errors(bench_cli.bench))
+    app.command("report")(user_errors(bench_cli.report))
 
 
 _register_subcommands()

@@ -27,3 +27,14 @@ def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
 def nan_like(tree: Any) -> Any:
     """A pytree of NaNs shaped like `tree` (metrics of a skipped update, averaged with nanmean)."""
     return jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), tree)
+
+
+def soft_clipped_double_q(q: jax.Array, lmbda: float) -> jax.Array:
+    """BCQ's soft clipped double Q over ensemble axis 0: lambda min_j Q_j + (1 - lambda) max_j Q_j."""
+    return lmbda * q.min(0) + (1.0 - lmbda) * q.max(0)
+
+
+def best_action(actions: jax.Array, scores: jax.Array) -> jax.Array:
+    """Per state, the candidate with the highest score: actions [B, n, A], scores [B, n] -> [B, A]."""
+    idx = jnp.argmax(scores, axis=-1)
+    return jnp.take_along_axis(actions, idx[:, None, None], axis=1)[:, 0]

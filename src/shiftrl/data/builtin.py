@@ -49,7 +49,7 @@ PENDULUM_LEVELS = {
 register(
     DatasetSpec(
         "pointreach/mixed-v0",
-        lambda size, seed: collect(
+        lambda size, seed, progress: collect(
             POINT_REACH_ID,
             point_reach_mixed,
             size,
@@ -57,9 +57,16 @@ register(
             metadata=_meta(
                 "pointreach/mixed-v0", POINT_REACH_ID, "50% noisy optimal, 50% uniform random"
             ),
+            progress=progress,
         ),
         4000,
         "toy 1-D reaching task, mixed-quality data (tests, smoke suite)",
+        env_id=POINT_REACH_ID,
+        info={
+            "variant": "pointreach",
+            "level": "mixed",
+            "behaviour": "50% noisy optimal, 50% uniform random",
+        },
     )
 )
 for _level, (_noise, _rand, _desc) in PENDULUM_LEVELS.items():
@@ -67,14 +74,17 @@ for _level, (_noise, _rand, _desc) in PENDULUM_LEVELS.items():
     register(
         DatasetSpec(
             _id,
-            lambda size, seed, n=_noise, r=_rand, i=_id, d=_desc: collect(
+            lambda size, seed, progress, n=_noise, r=_rand, i=_id, d=_desc: collect(
                 "Pendulum-v1",
                 pendulum_policy(n, r),
                 size,
                 seed=seed,
                 metadata=_meta(i, "Pendulum-v1", d),
+                progress=progress,
             ),
             20_000,
             f"Pendulum-v1, {_desc}",
+            env_id="Pendulum-v1",
+            info={"variant": "pendulum", "level": _level, "behaviour": _desc},
         )
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def load_dataset(id_or_path: str) -> TransitionDataset:
             return registry.get_dataset(id_or_path)
         if minari_io.is_local_minari_id(id_or_path):
             return minari_io.load_minari(id_or_path)
+        if re.fullmatch(r"[^/\s]+/[-\w]+-v\d+", id_or_path):  # looks like a built-in ID
+            raise DataError(registry.unknown_id_message(id_or_path))
     raise DataError(
         f"no such dataset file, built-in dataset id or local Minari dataset: {id_or_path}"
     )

@@ -1,8 +1,12 @@
 """Reference returns for normalized scores: 100 * (R - random) / (expert - random).
 
-D4RL's published values are kept for the base robots so users can compare with
-papers; variants measured by the project are added by the dataset zoo. A dataset
-whose metadata carries its own reference scores always wins for its own env.
+A variant's score uses the variant's own references: for every variant in the
+behaviour-policy zoo, (the manifest's `random_return`, measured with uniform random
+actions in that variant, and the `expert` snapshot's `return_mean`). D4RL's published
+values are kept for the plain Gymnasium ids (`Hopper-v5`) so users can compare with
+papers, and are the fallback for a base variant (`shiftrl/hopper-base-v0`) the zoo has
+not measured. A dataset whose metadata carries its own reference scores always wins for
+its own env.
 """
 
 from __future__ import annotations
@@ -20,13 +24,44 @@ MEASURED_REFERENCE: dict[str, tuple[float, float]] = {}
 
 
 def reference_scores(env_id: str) -> tuple[float, float] | None:
-    """(random return, expert return) for `env_id`, or None when unknown."""
+    """(random return, expert return) for `env_id` (a Gymnasium id or variant name), or None.
+
+    Order: MEASURED_REFERENCE, the zoo's measurements of the variant, the toy and D4RL
+    tables, and for an unshifted variant its base env's entry in those tables.
+    """
+    from shiftrl.envs.registry import variant_of
     from shiftrl.envs.toy import TOY_REFERENCE
 
-    for table in (MEASURED_REFERENCE, TOY_REFERENCE, D4RL_REFERENCE):
-        if env_id in table:
-            return table[env_id]
+    if env_id in MEASURED_REFERENCE:
+        return MEASURED_REFERENCE[env_id]
+    zoo = zoo_reference(env_id)
+    if zoo is not None:
+        return zoo
+    variant = variant_of(env_id)
+    base = variant.base_env_id if variant is not None and not variant.shifts else None
+    for key in (env_id, base):
+        for table in (TOY_REFERENCE, D4RL_REFERENCE):
+            if key in table:
+                return table[key]
     return None
+
+
+def zoo_reference(env_id: str) -> tuple[float, float] | None:
+    """(random_return, expert return_mean) from the zoo manifest for a variant, else None."""
+    from shiftrl.envs.registry import variant_of
+
+    variant = variant_of(env_id)
+    if variant is None:
+        return None
+    from shiftrl.zoo import manifest
+
+    entry = manifest()["policies"].get(variant.name)
+    if not entry or entry.get("random_return") is None:
+        return None
+    expert = next((s for s in entry["snapshots"] if s["name"] == "expert"), None)
+    if expert is None or expert.get("return_mean") is None:
+        return None
+    return float(entry["random_return"]), float(expert["return_mean"])
 
 
 def normalized_score(ret: float, ref: tuple[float, float] | None) -> float:

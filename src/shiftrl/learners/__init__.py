@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from shiftrl.core.errors import ConfigError
+from shiftrl.learners.awr import AWR, AWRConfig
 from shiftrl.learners.base import Hooks, Learner, LearnerSpec
 from shiftrl.learners.bc import BC, BCConfig
+from shiftrl.learners.bcq import BCQ, BCQConfig
+from shiftrl.learners.bear import BEAR, BEARConfig
+from shiftrl.learners.bracp import BRACP, BRACPConfig
 from shiftrl.learners.cql import CQL, CQLConfig
 from shiftrl.learners.iql import IQL, IQLConfig
 from shiftrl.learners.sac import SAC, SACConfig
 from shiftrl.learners.td3bc import TD3BC, TD3BCConfig
 
-LEARNERS: dict[str, type[Learner]] = {cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC)}
+LEARNERS: dict[str, type[Learner]] = {
+    cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC, BCQ, BEAR, BRACP, AWR)
+}
 
 
 def get_learner(name: str) -> type[Learner]:
@@ -21,13 +27,21 @@ def get_learner(name: str) -> type[Learner]:
 
 
 __all__ = [
+    "AWR",
     "BC",
+    "BCQ",
+    "BEAR",
+    "BRACP",
     "CQL",
     "IQL",
     "LEARNERS",
     "SAC",
     "TD3BC",
+    "AWRConfig",
     "BCConfig",
+    "BCQConfig",
+    "BEARConfig",
+    "BRACPConfig",
     "CQLConfig",
     "Hooks",
     "IQLConfig",

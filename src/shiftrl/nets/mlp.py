@@ -1,4 +1,4 @@
-"""MLPs, the deterministic actor, value nets and vmapped critic ensembles.
+"""MLPs, the deterministic actors, value nets and vmapped critic ensembles.
 
 Actions live in [-1, 1] inside every learner (the trainer rescales the dataset's
 action bounds), so actors end in tanh and need no `max_action`.
@@ -61,6 +61,20 @@ class DeterministicActor(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array, train: bool = False) -> jax.Array:
         return jnp.tanh(MLP(self.hidden, self.act_dim, dropout=self.dropout)(obs, train))
+
+
+class PerturbationActor(nn.Module):
+    """BCQ's perturbation model: clip(a + phi * tanh(MLP(s, a)), -1, 1), so |xi| <= phi."""
+
+    act_dim: int
+    hidden: Sequence[int] = (400, 300)
+    phi: float = 0.05
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        xi = self.phi * jnp.tanh(MLP(self.hidden, self.act_dim)(x))
+        return jnp.clip(action + xi, -1.0, 1.0)
 
 
 class QNet(nn.Module):

@@ -4,10 +4,14 @@
   an untransformed Normal (CORL/IQL reference implementation).
 - `TanhGaussianActor`: SAC/CQL's reparameterised tanh-squashed Gaussian with the
   change-of-variables correction in log-prob.
+- `SquashedGaussianActor`: BRAC's (and BEAR's) tanh-Gaussian: it returns the Gaussian's
+  (mean, log_std) with log_std squashed into a range by tanh; learners sample u and use
+  `tanh_normal_log_prob`, since BEAR needs the pre-tanh samples.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -17,13 +21,23 @@ import jax.numpy as jnp
 from shiftrl.nets.mlp import MLP
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-_HALF_LOG_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # plain float: importing must not start XLA
 
 
 def normal_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
     """Sum over the last axis of log N(x; mean, exp(log_std)^2)."""
     z = (x - mean) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * z**2 - log_std - _HALF_LOG_2PI, axis=-1)
+
+
+def tanh_log_det(u: jax.Array) -> jax.Array:
+    """log|d tanh(u)/du| summed over the last axis, = 2 (log 2 - u - softplus(-2u)) (stable)."""
+    return jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+def tanh_normal_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log-density of a = tanh(u) where u ~ N(mean, exp(log_std)^2), given u."""
+    return normal_log_prob(u, mean, log_std) - tanh_log_det(u)
 
 
 class GaussianActor(nn.Module):
@@ -84,3 +98,19 @@ class TanhGaussianActor(nn.Module):
         u = jnp.arctanh(a)
         lp = normal_log_prob(u, mean, log_std)
         return lp - jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+class SquashedGaussianActor(nn.Module):
+    """MLP -> (mean, log_std) of u, action tanh(u). log_std = lo + (hi - lo)(tanh(raw) + 1) / 2
+    stays in [lo, hi] with a gradient everywhere (BRAC's networks.py: [-5, 0])."""
+
+    act_dim: int
+    hidden: Sequence[int] = (256, 256)
+    log_std_min: float = -5.0
+    log_std_max: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean, raw = jnp.split(MLP(self.hidden, 2 * self.act_dim)(obs), 2, axis=-1)
+        half_range = 0.5 * (self.log_std_max - self.log_std_min)
+        return mean, self.log_std_min + half_range * (jnp.tanh(raw) + 1.0)

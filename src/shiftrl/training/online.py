@@ -34,7 +34,7 @@ from shiftrl.data.preprocess import Preprocessor, apply
 from shiftrl.learners.base import NO_HOOKS, Learner
 from shiftrl.training import checkpoint
 from shiftrl.training.evaluation import check_env_id, evaluate
-from shiftrl.training.logger import RunLogger
+from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.progress import TrainProgress
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
@@ -286,7 +286,7 @@ class _OnlineLoop:
         c = self.config
         row: dict[str, Any] = {"step": steps}
         if window:
-            row.update({k: float(np.nanmean([float(m[k]) for m in window])) for k in window[0]})
+            row.update(window_means(window))
         if finished:
             row["train/episode_return"] = float(np.mean(finished))
         state = carry.learner

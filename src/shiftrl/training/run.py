@@ -32,7 +32,7 @@ from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.training import checkpoint
 from shiftrl.training.config import RunConfig, validate_config
 from shiftrl.training.evaluation import EvalResult, check_env_id, evaluate
-from shiftrl.training.logger import RunLogger
+from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.loop import (
     SamplerSpec,
     batch_counts,
@@ -349,7 +349,7 @@ class _Loop:
                 if step % config.eval_every and step != config.steps:
                     continue
                 row = {"step": step}
-                row.update({k: float(np.nanmean([float(m[k]) for m in window])) for k in window[0]})
+                row.update(window_means(window))
                 window = []
                 row.update(self.evaluate(carry.learner))
                 row["elapsed_s"] = time.perf_counter() - t0

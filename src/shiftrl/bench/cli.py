@@ -1,0 +1,162 @@
+"""`shiftrl bench SUITE ...` (suites, and `throughput`) and `shiftrl report DIR`.
+
+Registered on the main app by `shiftrl.cli`, which wraps them in its one-line error handler.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shiftrl.core.errors import ConfigError
+
+THROUGHPUT = "throughput"
+
+
+def bench(
+    suite: Annotated[
+        str | None,
+        typer.Argument(help="suite name (smoke, locomotion, dara, ...) or 'throughput'"),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="quick (CPU budget) or paper")
+    ] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="local or ray")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="parallel jobs (default: the cores)")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="e.g. 0,1,2 or 0-4 (default: the profile's)")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="glob on job ids / cell names, e.g. 'hopper-*' (repeatable)"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="study folder (default runs/bench/SUITE-PROFILE)"),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster to join (default: start one)")
+    ] = None,
+    cpus_per_job: Annotated[float | None, typer.Option("--cpus-per-job")] = None,
+    gpus_per_job: Annotated[float | None, typer.Option("--gpus-per-job")] = None,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="live table of jobs")
+    ] = None,
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="throughput: td3bc | iql | cql | bc")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="throughput: updates")] = None,
+    as_json: Annotated[bool | None, typer.Option("--json", help="throughput: JSON")] = None,
+    peers: Annotated[
+        bool | None,
+        typer.Option("--peers/--no-peers", help="throughput: also measure d3rlpy when installed"),
+    ] = None,
+) -> None:
+    """Run a benchmark suite (resumable, parallel), or `bench throughput`; no SUITE lists them.
+
+    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`.
+
+    `bench throughput` measures gradient updates per second at paper sizes beside d3rlpy and a minimal fused JAX loop (options --algo, --steps, --json, --peers).
+    """
+    suite_opts = {
+        "--profile": profile,
+        "--backend": backend,
+        "--workers": workers,
+        "--seeds": seeds,
+        "--only": only,
+        "--out": out,
+        "--ray-address": ray_address,
+        "--cpus-per-job": cpus_per_job,
+        "--gpus-per-job": gpus_per_job,
+        "--progress": progress,
+    }
+    throughput_opts = {"--algo": algo, "--steps": steps, "--json": as_json, "--peers": peers}
+    if suite == THROUGHPUT:
+        _reject(suite_opts, "of suites, not of `bench throughput`")
+        from shiftrl.bench.throughput import print_report, run_throughput
+
+        report = run_throughput(
+            algo or "td3bc", steps or 2000, with_peers=True if peers is None else peers
+        )
+        if as_json:
+            typer.echo(json.dumps(report))
+        else:
+            print_report(report)
+        return
+    _reject(throughput_opts, "of `bench throughput`, not of suites")
+    if suite is None:
+        _list_suites()
+        return
+
+    from shiftrl.bench.runner import run_suite
+    from shiftrl.bench.suites import get_suite
+
+    spec = get_suite(suite)
+    if spec.placeholder and spec.cells:
+        typer.echo(f"note: suite '{suite}' is a placeholder: {spec.placeholder}", err=True)
+    result = run_suite(
+        suite,
+        profile or "quick",
+        backend=backend or "local",
+        workers=workers,
+        seeds=seeds,
+        only=only,
+        out=out,
+        ray_address=ray_address,
+        cpus_per_job=cpus_per_job,
+        gpus_per_job=gpus_per_job,
+        progress=True if progress is None else progress,
+        echo=typer.echo,
+    )
+    typer.echo(result.summary())
+    if result.failed:
+        typer.echo(
+            f"{len(result.failed)} job(s) failed (first: {result.failed[0].job.id}: "
+            f"{result.failed[0].message}); logs in {result.dir / 'logs'}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"report: shiftrl report {result.dir}")
+
+
+def _reject(given: dict, where: str) -> None:
+    for flag, value in given.items():
+        if value is not None:
+            raise ConfigError(f"{flag} is an option {where}")
+
+
+def _list_suites() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from shiftrl.bench.suites import get_suite, suite_names
+
+    table = Table(title="benchmark suites (shiftrl bench SUITE)")
+    for col in ("suite", "cells", "quick", "paper", "description"):
+        table.add_column(col)
+    for name in suite_names():
+        s = get_suite(name)
+        jobs = {p: f"{len(s.cells) * len(s.budget(p).seeds)} jobs" for p in ("quick", "paper")}
+        desc = s.description + (f" [yellow](waiting: {s.placeholder})" if s.placeholder else "")
+        table.add_row(name, str(len(s.cells)), jobs["quick"], jobs["paper"], desc)
+    table.add_row(THROUGHPUT, "", "", "", "updates/s beside d3rlpy and a fused JAX loop")
+    Console().print(table)
+
+
+def report(
+    study_dir: Annotated[Path, typer.Argument(help="a study folder written by `shiftrl bench`")],
+    fmt: Annotated[str, typer.Option("--format", help="md or html")] = "md",
+    reps: Annotated[int, typer.Option("--reps", help="bootstrap resamples for the CIs")] = 10_000,
+) -> None:
+    """Tables (mean ± std of final and best scores), aggregate metrics with CIs, plots."""
+    from shiftrl.bench.report import write_report
+
+    if reps < 100:
+        raise ConfigError("--reps must be at least 100")
+    path = write_report(study_dir, fmt, reps)
+    typer.echo(f"wrote {path} (plots in {path.parent / 'plots'})")

@@ -1,0 +1,547 @@
+"""Run a suite: plan its jobs, skip finished ones, resume interrupted ones, run the rest in
+parallel (a local process pool or Ray), show a live table, record the study.
+
+Study folder (`--out`, default `runs/bench/<suite>-<profile>`):
+    study.json             the suite as run (cells, layout, budget, seeds) and each job's status
+    <cell>/seed<k>/        one run folder per job (config.json, metrics.jsonl, checkpoints/, ...)
+    logs/<cell>/seed<k>.log  the job's output and, when it failed, its traceback
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import queue as queue_mod
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shiftrl import __version__
+from shiftrl.bench.monitor import Monitor
+from shiftrl.bench.suites import Budget, Cell, Suite, get_suite
+from shiftrl.bench.worker import finished_scores, is_finished, job_config, thread_env
+from shiftrl.core.errors import ConfigError
+
+BACKENDS = ("local", "ray")
+STUDY_FILE = "study.json"
+
+
+# ---------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    suite: str
+    profile: str
+    cell: Cell
+    seed: int
+    budget: Budget
+
+    @property
+    def id(self) -> str:
+        return f"{self.cell.name}/seed{self.seed}"
+
+    @property
+    def data_ids(self) -> tuple[str, ...]:
+        return (self.cell.target, *self.cell.sources)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "dir": self.id,
+            "suite": self.suite,
+            "profile": self.profile,
+            "seed": self.seed,
+            "cell": self.cell.to_json(),
+            "budget": self.budget.to_json(),
+        }
+
+
+def parse_seeds(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """'0,1,2' or '0-4' (inclusive) or a sequence of ints; None keeps the profile's seeds."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return tuple(int(s) for s in text)
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds += range(lo, hi + 1)
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(f"--seeds '{text}': expected e.g. 0,1,2 or 0-4") from None
+    if not seeds:
+        raise ConfigError(f"--seeds '{text}': expected e.g. 0,1,2 or 0-4")
+    return tuple(dict.fromkeys(seeds))
+
+
+def _matches(job: Job, pattern: str) -> bool:
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatchcase(job.id, pattern) or fnmatch.fnmatchcase(job.cell.name, pattern)
+    return pattern in job.id
+
+
+def plan_jobs(
+    suite: Suite | str,
+    profile: str = "quick",
+    seeds: Sequence[int] | None = None,
+    only: Sequence[str] | str | None = None,
+) -> list[Job]:
+    """Every job of the suite under `profile` (optionally other seeds, filtered by `only`).
+
+    `only`: glob patterns matched against job ids (`hopper-medium.iql/seed0`) and cell names,
+    or plain substrings; a job runs when any pattern matches. Each job's config is built
+    here, so a bad setting in a suite is reported before anything runs.
+    """
+    suite = get_suite(suite) if isinstance(suite, str) else suite
+    budget = suite.budget(profile)
+    if not suite.cells:
+        raise ConfigError(f"suite '{suite.name}' has no jobs yet: {suite.placeholder or 'empty'}")
+    seeds = tuple(seeds) if seeds is not None else budget.seeds
+    # seed-major: a first score for every cell early, and later seeds reuse compiled code
+    jobs = [Job(suite.name, profile, c, s, budget) for s in seeds for c in suite.cells]
+    patterns = [only] if isinstance(only, str) else list(only or [])
+    patterns = [p for pat in patterns for p in pat.split(",") if p.strip()]
+    if patterns:
+        jobs = [j for j in jobs if any(_matches(j, p.strip()) for p in patterns)]
+        if not jobs:
+            raise ConfigError(
+                f"--only {','.join(patterns)} matches no job of suite '{suite.name}' "
+                f"(job ids look like '{suite.cells[0].name}/seed{seeds[0]}')"
+            )
+    for job in jobs:
+        try:
+            job_config(job.to_json())
+        except ConfigError as e:
+            raise ConfigError(f"suite '{suite.name}', cell '{job.cell.name}': {e}") from None
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------
+# Job states and the study record
+# ---------------------------------------------------------------------------------------
+@dataclass
+class JobState:
+    job: Job
+    status: str = "pending"  # pending | running | done | skipped | failed
+    step: int = 0
+    score: float | None = None
+    best: float | None = None
+    final: float | None = None
+    message: str = ""
+    resumed_from: int = 0
+    started: float | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "final": self.final,
+            "best": self.best,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 2),
+            "message": self.message,
+        }
+
+
+@dataclass
+class SweepResult:
+    dir: Path
+    suite: str
+    profile: str
+    states: list[JobState] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(s.status == status for s in self.states)
+
+    @property
+    def failed(self) -> list[JobState]:
+        return [s for s in self.states if s.status == "failed"]
+
+    def summary(self) -> str:
+        parts = [f"{self.count(k)} {k}" for k in ("done", "skipped", "failed") if self.count(k)]
+        return f"{self.suite}/{self.profile}: {', '.join(parts) or 'nothing to do'} -> {self.dir}"
+
+
+def default_out(suite: str, profile: str) -> Path:
+    return Path("runs") / "bench" / f"{suite}-{profile}"
+
+
+def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, Any]:
+    path = study_dir / STUDY_FILE
+    if not path.exists():
+        if study_dir.exists() and any(study_dir.iterdir()):
+            raise ConfigError(
+                f"{study_dir} exists and is not a study folder (no {STUDY_FILE}); choose another --out"
+            )
+        return {}
+    old = json.loads(path.read_text())
+    if (old.get("suite"), old.get("profile")) != (suite.name, profile):
+        raise ConfigError(
+            f"{study_dir} holds the study '{old.get('suite')}' (profile {old.get('profile')}); "
+            "choose another --out"
+        )
+    return old
+
+
+def write_study(
+    study_dir: Path,
+    suite: Suite,
+    profile: str,
+    seeds: Sequence[int],
+    jobs: dict[str, dict],
+    backend: str,
+) -> None:
+    budget = suite.budget(profile)
+    record = {
+        "suite": suite.name,
+        "profile": profile,
+        "description": suite.description,
+        "placeholder": suite.placeholder,
+        "references": list(suite.references),
+        "budget": budget.to_json(),
+        "seeds": sorted(seeds),
+        "layout": suite.layout_or_default().to_json(),
+        "cells": [c.to_json() for c in suite.cells],
+        "jobs": dict(sorted(jobs.items())),
+        "backend": backend,
+        "shiftrl_version": __version__,
+    }
+    tmp = study_dir / f".{STUDY_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, study_dir / STUDY_FILE)
+
+
+# ---------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------
+class LocalBackend:
+    """A 'spawn' process pool; each worker limits XLA/BLAS to its CPU share before JAX starts."""
+
+    name = "local"
+
+    def __init__(self, workers: int, cpus_per_job: float = 1.0):
+        self.workers, self.cpus = workers, cpus_per_job
+        self.ex: Any = None
+        self.queue: Any = None
+
+    def start(self, study_dir: Path) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from shiftrl.bench.worker import init_pool_worker
+
+        ctx = mp.get_context("spawn")
+        self.study_dir = study_dir
+        self.queue = ctx.Queue()
+        env = thread_env(self.cpus)
+        # Workers are spawned on demand and inherit this environment, so their XLA starts
+        # with it even though `import shiftrl` may start XLA before any initializer runs.
+        self.saved_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        self.ex = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=init_pool_worker,
+            initargs=(env, self.queue),
+        )
+
+    def submit(self, fn: str, *args: Any) -> Any:
+        from shiftrl.bench.worker import pool_call
+
+        return self.ex.submit(pool_call, fn, *args, str(self.study_dir))
+
+    def wait(self, handles: list, timeout: float) -> list:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        return handle.result()
+
+    def events(self) -> list:
+        out = []
+        with contextlib.suppress(queue_mod.Empty, OSError, ValueError):
+            while True:
+                out.append(self.queue.get_nowait())
+        return out
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if self.ex is None:
+            return
+        if cancel:
+            procs = list((getattr(self.ex, "_processes", None) or {}).values())
+            self.ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.terminate()
+        else:
+            self.ex.shutdown(wait=True)
+        with contextlib.suppress(Exception):
+            self.queue.close()
+        for k, v in self.saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self.ex = None
+
+
+class RayBackend:
+    """Jobs as Ray tasks with declared CPU/GPU needs, on `address` or a local Ray started here.
+
+    On a multi-node cluster `--out` must be a folder every node sees (a shared filesystem).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None,
+        workers: int | None,
+        cpus_per_job: float = 1.0,
+        gpus_per_job: float = 0.0,
+    ):
+        self.address, self.workers = address, workers
+        self.cpus, self.gpus = cpus_per_job, gpus_per_job
+        self.owns = False
+        self.refs: list = []
+
+    def start(self, study_dir: Path) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(
+                "the ray backend needs Ray: pip install 'shiftrl[ray]' (or use --backend local)"
+            ) from None
+        from ray.util.queue import Queue
+
+        from shiftrl.bench.worker import ray_call
+
+        self.ray = ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"log_to_driver": False}
+            if not self.address:  # start a local instance sized to the workers
+                n = self.workers or os.cpu_count() or 1
+                kwargs.update(num_cpus=max(1, int(n * self.cpus)), include_dashboard=False)
+            with warnings.catch_warnings():
+                # Ray starts its daemons with fork+exec; JAX warns about any fork
+                warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+                ray.init(address=self.address, **kwargs)
+            self.owns = True
+        self.study_dir = study_dir
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        # env_vars are set before Ray starts the worker process, so before XLA starts
+        self.task = ray.remote(ray_call).options(
+            num_cpus=self.cpus,
+            num_gpus=self.gpus,
+            max_retries=0,
+            runtime_env={"env_vars": thread_env(self.cpus)},
+        )
+
+    def submit(self, fn: str, *args: Any) -> Any:
+        env = thread_env(self.cpus)
+        ref = self.task.remote(fn, env, self.queue, *args, str(self.study_dir))
+        self.refs.append(ref)
+        return ref
+
+    def wait(self, handles: list, timeout: float) -> list:
+        done, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        if done:  # collect everything else that is ready too
+            more, _ = self.ray.wait(handles, num_returns=len(handles), timeout=0)
+            done = list(dict.fromkeys([*done, *more]))
+        return done
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        return self.ray.get(handle)
+
+    def events(self) -> list:
+        out = []
+        with contextlib.suppress(Exception):
+            while not self.queue.empty():
+                out.append(self.queue.get_nowait())
+        return out
+
+    def shutdown(self, cancel: bool = False) -> None:
+        ray = self.ray
+        if cancel:
+            for ref in self.refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+        with contextlib.suppress(Exception):
+            self.queue.shutdown(force=True)
+        if self.owns:
+            ray.shutdown()
+
+
+def make_backend(
+    backend: str,
+    workers: int | None,
+    cpus_per_job: float,
+    gpus_per_job: float,
+    ray_address: str | None,
+):
+    if backend == "local":
+        n = workers or max(1, int((os.cpu_count() or 1) // max(cpus_per_job, 1)))
+        return LocalBackend(n, cpus_per_job), n
+    if backend == "ray":
+        return RayBackend(ray_address, workers, cpus_per_job, gpus_per_job), workers
+    raise ConfigError(f"unknown backend '{backend}'; available: {', '.join(BACKENDS)}")
+
+
+# ---------------------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------------------
+def run_suite(
+    suite: str | Suite,
+    profile: str = "quick",
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    seeds: Sequence[int] | str | None = None,
+    only: Sequence[str] | str | None = None,
+    out: str | Path | None = None,
+    ray_address: str | None = None,
+    cpus_per_job: float | None = None,
+    gpus_per_job: float | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> SweepResult:
+    """Run every unfinished job of `suite` under `profile`; see the module docstring.
+
+    Finished jobs (a metrics row at the final step) are skipped; interrupted ones resume
+    from their last checkpoint. A failing job is recorded with a one-line message and the
+    sweep goes on. `workers` defaults to the machine's cores (local backend) or to what
+    the Ray cluster can schedule.
+    """
+    suite = get_suite(suite) if isinstance(suite, str) else suite
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'; available: {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else seeds
+    jobs = plan_jobs(suite, profile, seed_list, only)
+    study_dir = Path(out) if out is not None else default_out(suite.name, profile)
+    old = _check_study_dir(study_dir, suite, profile)
+    study_dir.mkdir(parents=True, exist_ok=True)
+
+    recorded = dict(old.get("jobs", {}))
+    all_seeds = set(old.get("seeds", [])) | {j.seed for j in jobs}
+    states = [JobState(j) for j in jobs]
+    todo = []
+    for st in states:
+        if is_finished(study_dir / st.job.id, st.job.budget.steps):
+            st.status, st.step = "skipped", st.job.budget.steps
+            scores = finished_scores(study_dir / st.job.id)
+            st.final, st.best = scores.get("final"), scores.get("best")
+        else:
+            todo.append(st)
+
+    def record() -> None:
+        for st in states:
+            if st.status in ("done", "skipped", "failed") or st.job.id not in recorded:
+                recorded[st.job.id] = st.to_json()
+        write_study(study_dir, suite, profile, sorted(all_seeds), recorded, backend)
+
+    record()
+    result = SweepResult(study_dir, suite.name, profile, states)
+    if not todo:
+        return result
+
+    cpus = cpus_per_job if cpus_per_job is not None else suite.cpus_per_job
+    gpus = gpus_per_job if gpus_per_job is not None else suite.gpus_per_job
+    runner, max_in_flight = make_backend(backend, workers, cpus, gpus, ray_address)
+
+    monitor = Monitor(states, title=f"{suite.name} / {profile} ({backend})", enabled=progress)
+    runner.start(study_dir)
+    ok = False
+    try:
+        with monitor:
+            # 1. every dataset the jobs need, once each (built-in IDs are made and cached)
+            datasets = list(dict.fromkeys(d for st in todo for d in st.job.data_ids))
+            monitor.note = f"preparing {len(datasets)} dataset(s)"
+            bad: dict[str, str] = {}
+
+            def prepared(res: dict[str, Any]) -> None:
+                if res.get("error"):
+                    bad[res["dataset"]] = res["error"]
+
+            _drain(runner, [("prepare", d) for d in datasets], None, monitor, prepared)
+            monitor.note = ""
+            runnable = []
+            for st in todo:
+                missing = [bad[d] for d in st.job.data_ids if d in bad]
+                if missing:
+                    monitor.result(st, {"status": "failed", "message": missing[0]})
+                    if not progress:
+                        echo(monitor.line(st))
+                else:
+                    runnable.append(st)
+            record()
+
+            # 2. the jobs
+            by_id = {st.job.id: st for st in states}
+
+            def finished(res: dict[str, Any]) -> None:
+                st = by_id[res["id"]]
+                monitor.result(st, res)
+                if not progress:
+                    echo(monitor.line(st))
+                record()
+
+            _drain(
+                runner,
+                [("job", st.job.to_json()) for st in runnable],
+                max_in_flight,
+                monitor,
+                finished,
+            )
+        ok = True
+    finally:
+        runner.shutdown(cancel=not ok)
+        record()
+    return result
+
+
+def _drain(
+    runner: Any,
+    calls: list[tuple],
+    max_in_flight: int | None,
+    monitor: Monitor,
+    on_result: Callable[[dict[str, Any]], None],
+) -> None:
+    """Run `calls` ((fn, *args) for the worker) with at most `max_in_flight` at a time."""
+    pending = list(calls)
+    in_flight: dict[Any, tuple] = {}
+    while pending or in_flight:
+        while pending and (max_in_flight is None or len(in_flight) < max_in_flight):
+            call = pending.pop(0)
+            in_flight[runner.submit(*call)] = call
+        done = runner.wait(list(in_flight), timeout=0.5)
+        for ev in runner.events():
+            monitor.event(ev)
+        for handle in done:
+            fn, arg = in_flight.pop(handle)[:2]
+            try:
+                res = runner.result(handle)
+            except Exception as e:  # the worker itself died (killed, out of memory, ...)
+                msg = f"worker died: {' '.join(str(e).split())[:300]}"
+                res = (
+                    {"id": arg["id"], "status": "failed", "message": msg}
+                    if fn == "job"
+                    else {"dataset": arg, "error": msg}
+                )
+            for ev in runner.events():
+                monitor.event(ev)
+            on_result(res)
+        monitor.refresh()

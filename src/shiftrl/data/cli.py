@@ -1,0 +1,211 @@
+"""`shiftrl data ...`: make, list and inspect the built-in datasets."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+data_app = typer.Typer(
+    help="Built-in datasets (toy tasks and the behaviour-policy zoo): make, list, inspect.",
+    no_args_is_help=True,
+)
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`shiftrl.cli.user_errors`, imported when called (shiftrl.cli imports this module)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from shiftrl.cli import user_errors
+
+        return user_errors(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+SizeOpt = Annotated[
+    int | None, typer.Option("--size", help="transitions (default: the dataset's default size)")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="collection seed")]
+
+
+@data_app.command("make")
+@_user_errors
+def make(
+    dataset_id: Annotated[str, typer.Argument(help="e.g. hopper-mass-2.0/medium-v0")],
+    size: SizeOpt = None,
+    seed: SeedOpt = 0,
+    force: Annotated[bool, typer.Option("--force", help="make it again even if cached")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="check the recorded sha256, if any")
+    ] = True,
+    record: Annotated[
+        bool,
+        typer.Option("--record", help="maintainers: record this build in checksums.json"),
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Make a dataset (deterministic from ID, size and seed) and cache it under $SHIFTRL_DATA."""
+    from shiftrl.data import registry
+
+    cid = registry.canonical(dataset_id)
+    if registry.is_made(cid, size, seed) and not force:
+        ds = registry.get_dataset(cid, size, seed)
+        typer.echo(f"already made: {registry.cache_dir(cid, size, seed)} (--force to remake)")
+    else:
+        if force:
+            registry.remove_cached(cid, size, seed)
+        ds = registry.get_dataset(cid, size, seed, progress=progress, verify=verify)
+        typer.echo(f"made {cid}: {registry.cache_dir(cid, size, seed)}")
+    s = ds.summary()
+    typer.echo(
+        f"{s['transitions']} transitions, {s['episodes']} episodes, episode return "
+        f"mean {s['return_mean']:.1f} (min {s['return_min']:.1f}, max {s['return_max']:.1f}), "
+        f"sha256 {ds.checksum()}"
+    )
+    if record:
+        rec = registry.record_build(ds)
+        typer.echo(f"recorded in {registry.CHECKSUMS_FILE}: size {rec['size']}, seed {rec['seed']}")
+
+
+@data_app.command("list")
+@_user_errors
+def list_(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every dataset that exists or can be made, with where it is cached."""
+    from shiftrl.data import registry
+
+    rows = list_rows()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"shiftrl datasets (cache: {registry.data_root()})")
+    table.add_column("id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("size", no_wrap=True)
+    table.add_column("where", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["id"] + "".join(f"\n= {a}" for a in r["aliases"]),
+            r["status"],
+            ", ".join(f"{b['size']:,} (seed {b['seed']})" for b in r["builds"])
+            or f"{r['default_size']:,}",
+            "\n".join(b["path"] for b in r["builds"]) or "-",
+        )
+    Console().print(table)
+    from shiftrl import zoo
+
+    n = len(zoo.manifest()["policies"])
+    typer.echo(
+        f"{n} zoo variant(s) with behaviour policies; datasets for other variants appear once "
+        "the zoo has policies for them. Make one with `shiftrl data make ID`."
+    )
+
+
+def list_rows() -> list[dict[str, Any]]:
+    from shiftrl.data import registry
+
+    rows = []
+    for did in registry.dataset_ids():
+        spec = registry.REGISTRY[did]
+        builds = registry.cached_builds(did)
+        rows.append(
+            {
+                "id": did,
+                "aliases": sorted(a for a, t in registry.ALIASES.items() if t == did),
+                "origin": spec.origin,
+                "status": "made" if builds else "can be made",
+                "default_size": spec.default_size,
+                "builds": builds,
+            }
+        )
+    return rows
+
+
+@data_app.command("info")
+@_user_errors
+def info(
+    dataset_id: Annotated[str, typer.Argument(help="e.g. hopper/medium-v0")],
+    size: SizeOpt = None,
+    seed: SeedOpt = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Provenance, size, return statistics, reference scores and checksum of a dataset."""
+    data = dataset_info(dataset_id, size, seed)
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+        return
+    prov = data.pop("provenance", {})
+    lines = [(k, v) for k, v in data.items()] + [(f"provenance.{k}", v) for k, v in prov.items()]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        if isinstance(value, dict | list):
+            value = json.dumps(value, default=str)
+        typer.echo(f"{key:>{width}}: {value}")
+
+
+def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """What `shiftrl data info` prints, as a dict."""
+    from shiftrl.data import registry
+    from shiftrl.envs.reference import normalized_score, reference_scores
+
+    cid = registry.canonical(dataset_id)
+    spec = registry.REGISTRY[cid]
+    n = size or spec.default_size
+    out: dict[str, Any] = {"id": cid}
+    aliases = sorted(a for a, t in registry.ALIASES.items() if t == cid)
+    if aliases:
+        out["aliases"] = aliases
+    out["description"] = spec.description
+    out["env_id"] = spec.env_id
+    out.update({k: v for k, v in spec.info.items() if k not in ("env_id", "windows")})
+    ref = reference_scores(spec.env_id) if spec.env_id else None
+    out["reference_scores"] = (
+        {"random": ref[0], "expert": ref[1]} if ref else "none known for this environment"
+    )
+    beh = spec.info.get("behaviour_return")
+    if ref and isinstance(beh, int | float):
+        out["behaviour_normalized"] = round(normalized_score(beh, ref), 2)
+    out["size"] = n
+    out["seed"] = seed
+    out["command"] = registry.make_command(cid, n, seed)
+    out["minari_id"] = registry.minari_id(cid, n, seed)
+    recorded = registry.recorded_build(cid, n, seed)
+    if registry.is_made(cid, n, seed):
+        ds = registry.load_cached(cid, n, seed)
+        s = ds.summary()
+        meta = ds.metadata
+        dref = (
+            (meta.ref_min_score, meta.ref_max_score)
+            if meta.ref_min_score is not None and meta.ref_max_score is not None
+            else None
+        )
+        sha = ds.checksum()
+        out.update(
+            status="made",
+            path=str(registry.cache_dir(cid, n, seed)),
+            transitions=s["transitions"],
+            episodes=s["episodes"],
+            return_mean=round(s["return_mean"], 2),
+            return_min=round(s["return_min"], 2),
+            return_max=round(s["return_max"], 2),
+            normalized_score=round(normalized_score(s["return_mean"], dref), 2) if dref else None,
+            dataset_reference_scores=list(dref) if dref else None,
+            sha256=sha,
+            recorded_sha256=recorded["sha256"] if recorded else None,
+            checksum_matches_record=(recorded["sha256"] == sha) if recorded else None,
+            provenance=meta.provenance,
+        )
+    else:
+        out["status"] = f"not made yet: `{out['command']}`"
+        if recorded:
+            out["recorded_build"] = recorded
+    return out

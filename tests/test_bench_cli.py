@@ -1,0 +1,118 @@
+"""`shiftrl bench` and `shiftrl report` on the command line: one-line errors, the throughput
+benchmark behind the same command, and suites / reports on fixed run folders (no training)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from shiftrl.bench.runner import JobState, SweepResult, plan_jobs
+from shiftrl.cli import app
+from tests.bench_helpers import fake_study
+
+runner = CliRunner()
+SMOKE_CURVES = {
+    f"pointreach-mixed.{a}/seed{s}": [(100, 10.0 * s), (200, 50.0 + 10 * s + (a == "bc"))]
+    for a in ("bc", "td3bc")
+    for s in (0, 1)
+}
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("shiftrl: error:"), result.output
+    return lines[0]
+
+
+ERRORS = {
+    "unknown suite": (["bench", "nope"], "unknown suite 'nope'; available: smoke, locomotion"),
+    "near miss": (["bench", "smok"], "did you mean smoke?"),
+    "unknown profile": (["bench", "smoke", "--profile", "fast"], "unknown profile 'fast'"),
+    "--only matches nothing": (["bench", "smoke", "--only", "zzz*"], "--only zzz* matches no job"),
+    "bad seeds": (["bench", "smoke", "--seeds", "x"], "--seeds 'x': expected e.g. 0,1,2 or 0-4"),
+    "unknown backend": (["bench", "smoke", "--backend", "slurm"], "unknown backend 'slurm'"),
+    "no jobs yet": (["bench", "o2o"], "suite 'o2o' has no jobs yet"),
+    "suite option on throughput": (
+        ["bench", "throughput", "--profile", "quick"],
+        "--profile is an option of suites, not of `bench throughput`",
+    ),
+    "throughput option on a suite": (
+        ["bench", "smoke", "--algo", "bc"],
+        "--algo is an option of `bench throughput`, not of suites",
+    ),
+    "report of nothing": (["report", "{tmp}/nowhere"], "no such study folder"),
+    "report format": (["report", "{tmp}", "--format", "pdf"], "unknown report format 'pdf'"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_bench_errors_are_one_line(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, expected = ERRORS[case]
+    line = one_error_line(run(*[a.format(tmp=tmp_path) for a in args]))
+    assert expected in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bench_lists_suites():
+    result = run("bench")
+    assert result.exit_code == 0, result.output
+    for name in ("smoke", "locomotion", "dara", "srpo", "spot", "ssar", "o2o", "throughput"):
+        assert name in result.output
+
+
+def test_bench_throughput_still_works(monkeypatch):
+    calls = []
+
+    def fake(algo, steps, with_peers=True):
+        calls.append((algo, steps, with_peers))
+        return {"algo": algo, "results": []}
+
+    monkeypatch.setattr("shiftrl.bench.throughput.run_throughput", fake)
+    result = run("bench", "throughput", "--algo", "iql", "--steps", 50, "--no-peers", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"algo": "iql", "results": []}
+    printed = []
+    monkeypatch.setattr("shiftrl.bench.throughput.print_report", printed.append)
+    assert run("bench", "throughput").exit_code == 0
+    assert calls == [("iql", 50, False), ("td3bc", 2000, True)] and len(printed) == 1
+
+
+def test_bench_skips_finished_study_and_reports_it(tmp_path):
+    study = fake_study(tmp_path / "smoke-quick", "smoke", "quick", (0, 1), SMOKE_CURVES)
+    result = run("bench", "smoke", "--out", study, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"smoke/quick: 4 skipped -> {study}" in result.output
+    assert f"report: shiftrl report {study}" in result.output
+
+    result = run("report", study)
+    assert result.exit_code == 0, result.output
+    text = (study / "report.md").read_text()
+    assert "| pointreach-mixed | 56.0 ± 5.0 | 55.0 ± 5.0 |" in text  # bc 51, 61; td3bc 50, 60
+    result = run("report", study, "--format", "html")
+    assert result.exit_code == 0 and (study / "report.html").exists()
+
+    # a study folder belongs to one suite and profile
+    line = one_error_line(run("bench", "smoke", "--profile", "paper", "--out", study))
+    assert "holds the study 'smoke' (profile quick)" in line
+
+
+def test_bench_exit_code_when_jobs_fail(monkeypatch, tmp_path):
+    job = plan_jobs("smoke")[0]
+    failed = JobState(job, status="failed", message="unknown add-on 'dara'")
+
+    def fake_run_suite(*args, **kwargs):
+        return SweepResult(tmp_path, "smoke", "quick", [failed])
+
+    monkeypatch.setattr("shiftrl.bench.runner.run_suite", fake_run_suite)
+    result = run("bench", "smoke", "--no-progress")
+    assert result.exit_code == 1
+    assert "1 failed" in result.output
+    assert "pointreach-mixed.bc/seed0: unknown add-on 'dara'" in result.output
