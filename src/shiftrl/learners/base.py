@@ -83,6 +83,16 @@ def objective(terms: Terms, weights: Weights, prefix: str) -> tuple[jax.Array, M
     return loss, metrics
 
 
+def td_critic_loss(
+    q: jax.Array, target: jax.Array, batch: Batch, hooks: Hooks
+) -> tuple[jax.Array, Metrics]:
+    """The ensemble TD loss sum_i (Q_i(s, a) - y)^2 as the named term "td", through the hooks."""
+    terms = {"td": jnp.sum((q - target) ** 2, axis=0)}
+    terms, weights = hooks.critic(batch, terms, {"td": 1.0})
+    loss, metrics = objective(terms, weights, "critic")
+    return loss, {**metrics, "critic/q": q.mean(), "critic/target": target.mean()}
+
+
 class Learner:
     """Base class: subclasses set `name`, `Config`, `PRESETS` and the pure functions."""
 

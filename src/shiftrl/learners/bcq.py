@@ -27,7 +27,7 @@ from flax.training.train_state import TrainState
 
 from shiftrl.core.jax_utils import best_action, copy_params, polyak, soft_clipped_double_q
 from shiftrl.core.types import Batch
-from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
+from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective, td_critic_loss
 from shiftrl.nets import VAE, CriticEnsemble, PerturbationActor
 
 ACT_KEY = 0  # the fixed key of `act`'s latent draws
@@ -157,12 +157,8 @@ class BCQ(Learner):
         return jax.lax.stop_gradient(batch.reward + c.discount * (1.0 - batch.terminal) * next_v)
 
     def critic_loss(self, critic_params, state: BCQState, batch: Batch, rng, hooks: Hooks):
-        target = self.td_target(state, batch, rng)
         q = self.q(critic_params, batch.obs, batch.action)
-        terms = {"td": jnp.sum((q - target) ** 2, axis=0)}
-        terms, weights = hooks.critic(batch, terms, {"td": 1.0})
-        loss, metrics = objective(terms, weights, "critic")
-        return loss, {**metrics, "critic/q": q.mean(), "critic/target": target.mean()}
+        return td_critic_loss(q, self.td_target(state, batch, rng), batch, hooks)
 
     def actor_loss(self, actor_params, state: BCQState, batch: Batch, rng, hooks: Hooks):
         sampled = self.vae.sample(state.vae.params, batch.obs, rng)

@@ -31,7 +31,7 @@ from flax.training.train_state import TrainState
 from shiftrl.core.errors import ConfigError
 from shiftrl.core.jax_utils import copy_params, nan_like, polyak
 from shiftrl.core.types import Batch
-from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
+from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective, td_critic_loss
 from shiftrl.nets import CriticEnsemble, SquashedGaussianActor, tanh_normal_log_prob
 
 CLIP_EPS = 1e-3  # actions are clipped to [-1 + eps, 1 - eps] before a density is evaluated
@@ -192,12 +192,8 @@ class BRACP(Learner):
         return jax.lax.stop_gradient(batch.reward + c.discount * (1.0 - batch.terminal) * next_v)
 
     def critic_loss(self, critic_params, state: BRACPState, batch: Batch, rng, hooks: Hooks):
-        target = self.td_target(state, batch, rng)
         q = self.q(critic_params, batch.obs, batch.action)
-        terms = {"td": jnp.sum((q - target) ** 2, axis=0)}
-        terms, weights = hooks.critic(batch, terms, {"td": 1.0})
-        loss, metrics = objective(terms, weights, "critic")
-        return loss, {**metrics, "critic/q": q.mean(), "critic/target": target.mean()}
+        return td_critic_loss(q, self.td_target(state, batch, rng), batch, hooks)
 
     def actor_loss(self, actor_params, state: BRACPState, batch: Batch, rng, hooks: Hooks):
         c = self.config
