@@ -8,6 +8,14 @@ import jax
 import jax.numpy as jnp
 
 
+def adam_state(params: Any, lr: Any) -> Any:
+    """A flax TrainState with Adam at `lr` (a float or an optax schedule)."""
+    import optax
+    from flax.training.train_state import TrainState
+
+    return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
+
+
 def polyak(target: Any, online: Any, tau: float) -> Any:
     """Soft target update: target <- (1 - tau) * target + tau * online."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)

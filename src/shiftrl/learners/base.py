@@ -93,6 +93,12 @@ def td_critic_loss(
     return loss, {**metrics, "critic/q": q.mean(), "critic/target": target.mean()}
 
 
+def vae_objective(vae: Any, params: Any, batch: Batch, rng: jax.Array, kl_weight: float):
+    """The behaviour CVAE's loss: mean negative ELBO of the dataset actions (BCQ, BEAR)."""
+    terms = {"nelbo": vae.elbo_loss(params, batch.obs, batch.action, rng, kl_weight)}
+    return objective(terms, {"nelbo": 1.0}, "vae")
+
+
 class Learner:
     """Base class: subclasses set `name`, `Config`, `PRESETS` and the pure functions."""
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
+from shiftrl.core.jax_utils import adam_state
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
 from shiftrl.nets import DeterministicActor
@@ -42,10 +42,7 @@ class BC(Learner):
 
     def init(self, rng: jax.Array) -> BCState:
         params = self.actor_net.init(rng, jnp.zeros((1, self.spec.obs_dim)))["params"]
-        tx = optax.adam(self.config.actor_lr)
-        return BCState(
-            TrainState.create(apply_fn=None, params=params, tx=tx), jnp.zeros((), jnp.int32)
-        )
+        return BCState(adam_state(params, self.config.actor_lr), jnp.zeros((), jnp.int32))
 
     def act(self, state: BCState, obs: jax.Array) -> jax.Array:
         return self.actor_net.apply({"params": state.actor.params}, obs)

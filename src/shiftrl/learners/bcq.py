@@ -21,13 +21,26 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from shiftrl.core.jax_utils import best_action, copy_params, polyak, soft_clipped_double_q
+from shiftrl.core.jax_utils import (
+    adam_state,
+    best_action,
+    copy_params,
+    polyak,
+    soft_clipped_double_q,
+)
 from shiftrl.core.types import Batch
-from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective, td_critic_loss
+from shiftrl.learners.base import (
+    NO_HOOKS,
+    CommonConfig,
+    Hooks,
+    Learner,
+    objective,
+    td_critic_loss,
+    vae_objective,
+)
 from shiftrl.nets import VAE, CriticEnsemble, PerturbationActor
 
 ACT_KEY = 0  # the fixed key of `act`'s latent draws
@@ -100,13 +113,10 @@ class BCQ(Learner):
         actor_params = self.actor_net.init(k_actor, obs, act)["params"]
         critic_params = self.critic_net.init(k_critic, obs, act)["params"]
 
-        def ts(params, lr):
-            return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
-
         return BCQState(
-            vae=ts(self.vae.init(k_vae, self.spec.obs_dim), c.vae_lr),
-            actor=ts(actor_params, c.actor_lr),
-            critic=ts(critic_params, c.critic_lr),
+            vae=adam_state(self.vae.init(k_vae, self.spec.obs_dim), c.vae_lr),
+            actor=adam_state(actor_params, c.actor_lr),
+            critic=adam_state(critic_params, c.critic_lr),
             actor_target=copy_params(actor_params),
             critic_target=copy_params(critic_params),
             step=jnp.zeros((), jnp.int32),
@@ -142,9 +152,7 @@ class BCQ(Learner):
 
     # -- losses -----------------------------------------------------------------------
     def vae_loss(self, vae_params, batch: Batch, rng):
-        c, obs, action = self.config, batch.obs, batch.action
-        terms = {"nelbo": self.vae.elbo_loss(vae_params, obs, action, rng, c.vae_kl_weight)}
-        return objective(terms, {"nelbo": 1.0}, "vae")
+        return vae_objective(self.vae, vae_params, batch, rng, self.config.vae_kl_weight)
 
     def td_target(self, state: BCQState, batch: Batch, rng) -> jax.Array:
         c = self.config

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
 from shiftrl.core.errors import ConfigError
-from shiftrl.core.jax_utils import copy_params, nan_like, polyak
+from shiftrl.core.jax_utils import adam_state, copy_params, nan_like, polyak
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective, td_critic_loss
 from shiftrl.nets import CriticEnsemble, SquashedGaussianActor, tanh_normal_log_prob
@@ -117,15 +116,12 @@ class BRACP(Learner):
         act = jnp.zeros((1, self.spec.act_dim))
         critic_params = self.critic_net.init(k_critic, obs, act)["params"]
 
-        def ts(params, lr):
-            return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
-
         return BRACPState(
-            behavior=ts(self.behavior_net.init(k_b, obs)["params"], c.behavior_lr),
-            behavior_log_alpha=ts({"value": jnp.zeros(())}, c.behavior_lr),
-            actor=ts(self.actor_net.init(k_actor, obs)["params"], c.actor_lr),
-            critic=ts(critic_params, c.critic_lr),
-            log_alpha=ts({"value": jnp.zeros(())}, c.alpha_lr),
+            behavior=adam_state(self.behavior_net.init(k_b, obs)["params"], c.behavior_lr),
+            behavior_log_alpha=adam_state({"value": jnp.zeros(())}, c.behavior_lr),
+            actor=adam_state(self.actor_net.init(k_actor, obs)["params"], c.actor_lr),
+            critic=adam_state(critic_params, c.critic_lr),
+            log_alpha=adam_state({"value": jnp.zeros(())}, c.alpha_lr),
             critic_target=copy_params(critic_params),
             step=jnp.zeros((), jnp.int32),
         )

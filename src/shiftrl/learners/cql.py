@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from shiftrl.core.jax_utils import adam_state
 from shiftrl.core.types import Batch
-from shiftrl.learners.sac import SAC, SACConfig, SACState, train_state
+from shiftrl.learners.sac import SAC, SACConfig, SACState
 from shiftrl.nets import TanhGaussianActor
 
 
@@ -73,7 +74,7 @@ class CQL(SAC):
     }
 
     def init_extra(self) -> dict:
-        return {"log_alpha_prime": train_state({"value": jnp.ones(())}, self.config.qf_lr)}
+        return {"log_alpha_prime": adam_state({"value": jnp.ones(())}, self.config.qf_lr)}
 
     def policy_q_term(self, actor_params, state: SACState, batch: Batch, q_pi):
         # During the BC warm-up the Q term is replaced by log pi(a_data|s) (same sign).

@@ -18,7 +18,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from shiftrl.core.jax_utils import copy_params, expectile_loss, polyak
+from shiftrl.core.jax_utils import adam_state, copy_params, expectile_loss, polyak
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
 from shiftrl.nets import CriticEnsemble, GaussianActor, ValueNet
@@ -93,13 +93,10 @@ class IQL(Learner):
         )
         critic_params = self.critic_net.init(k_q, obs, act)["params"]
 
-        def ts(params, lr):
-            return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
-
         return IQLState(
-            actor=ts(self.actor_net.init(k_a, obs)["params"], actor_lr),
-            critic=ts(critic_params, c.critic_lr),
-            value=ts(self.value_net.init(k_v, obs)["params"], c.value_lr),
+            actor=adam_state(self.actor_net.init(k_a, obs)["params"], actor_lr),
+            critic=adam_state(critic_params, c.critic_lr),
+            value=adam_state(self.value_net.init(k_v, obs)["params"], c.value_lr),
             critic_target=copy_params(critic_params),
             step=jnp.zeros((), jnp.int32),
         )

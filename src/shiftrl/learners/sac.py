@@ -15,11 +15,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from shiftrl.core.jax_utils import copy_params, polyak
+from shiftrl.core.jax_utils import adam_state, copy_params, polyak
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
 from shiftrl.nets import CriticEnsemble, TanhGaussianActor
@@ -61,10 +60,6 @@ class SACState(struct.PyTreeNode):
     """Learner-specific additions (CQL's Lagrange multiplier)."""
 
 
-def train_state(params: Any, lr: float) -> TrainState:
-    return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
-
-
 class SAC(Learner):
     name = "sac"
     Config = SACConfig
@@ -85,9 +80,9 @@ class SAC(Learner):
         act = jnp.zeros((1, self.spec.act_dim))
         critic_params = self.critic_net.init(k_q, obs, act)["params"]
         return SACState(
-            actor=train_state(self.actor_net.init(k_a, obs, k_s)["params"], c.policy_lr),
-            critic=train_state(critic_params, c.qf_lr),
-            log_alpha=train_state({"value": jnp.zeros(())}, c.policy_lr),
+            actor=adam_state(self.actor_net.init(k_a, obs, k_s)["params"], c.policy_lr),
+            critic=adam_state(critic_params, c.qf_lr),
+            log_alpha=adam_state({"value": jnp.zeros(())}, c.policy_lr),
             critic_target=copy_params(critic_params),
             step=jnp.zeros((), jnp.int32),
             extra=self.init_extra(),

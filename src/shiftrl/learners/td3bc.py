@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from shiftrl.core.jax_utils import copy_params, nan_like, polyak
+from shiftrl.core.jax_utils import adam_state, copy_params, nan_like, polyak
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import NO_HOOKS, CommonConfig, Hooks, Learner, objective
 from shiftrl.nets import CriticEnsemble, DeterministicActor
@@ -77,10 +76,8 @@ class TD3BC(Learner):
         actor_params = self.actor_net.init(k_actor, obs)["params"]
         critic_params = self.critic_net.init(k_critic, obs, act)["params"]
         return TD3BCState(
-            actor=TrainState.create(apply_fn=None, params=actor_params, tx=optax.adam(c.actor_lr)),
-            critic=TrainState.create(
-                apply_fn=None, params=critic_params, tx=optax.adam(c.critic_lr)
-            ),
+            actor=adam_state(actor_params, c.actor_lr),
+            critic=adam_state(critic_params, c.critic_lr),
             actor_target=copy_params(actor_params),
             critic_target=copy_params(critic_params),
             step=jnp.zeros((), jnp.int32),
