@@ -47,3 +47,39 @@ def point_reach_data():
         name="point-reach/mixed", env_id=POINT_REACH_ID, ref_min_score=low, ref_max_score=high
     )
     return collect(POINT_REACH_ID, point_reach_behaviour, 4000, num_envs=8, seed=0, metadata=meta)
+
+
+# -- a fixed batch for hand-computed loss checks (obs dim 3, action dim 2) ----------------
+FIXED_B = 8
+
+
+def _fixed_spec():
+    from shiftrl.learners import LearnerSpec
+
+    return LearnerSpec(obs_dim=3, act_dim=2, total_steps=100)
+
+
+FIXED_SPEC = _fixed_spec()
+
+
+def np_(x):
+    return np.asarray(x, np.float64)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Random states and actions with two terminal rows, the same in every test module."""
+    import jax
+    import jax.numpy as jnp
+
+    from shiftrl.core.types import Batch
+
+    k = jax.random.split(jax.random.PRNGKey(42), 4)
+    return Batch(
+        obs=jax.random.normal(k[0], (FIXED_B, 3)),
+        action=jnp.tanh(jax.random.normal(k[1], (FIXED_B, 2))),
+        reward=jax.random.normal(k[2], (FIXED_B,)),
+        next_obs=jax.random.normal(k[3], (FIXED_B, 3)),
+        terminal=jnp.array([0, 1, 0, 0, 1, 0, 0, 0], jnp.float32),
+        domain=jnp.zeros(FIXED_B, jnp.int32),
+    )

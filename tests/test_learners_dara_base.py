@@ -12,16 +12,19 @@ import optax
 import pytest
 
 import shiftrl
-from shiftrl.core.types import Batch
 from shiftrl.envs.toy import POINT_REACH_ID
-from shiftrl.learners import AWR, BCQ, BEAR, BRACP, LearnerSpec
+from shiftrl.learners import AWR, BCQ, BEAR, BRACP
 from shiftrl.learners.base import NO_HOOKS
 from shiftrl.learners.bear import mmd
 from shiftrl.nets import VAE
-from tests.conftest import FAST_RUN, tiny_overrides
+from tests.conftest import (
+    FAST_RUN,
+    np_,
+    tiny_overrides,
+)
+from tests.conftest import FIXED_B as B
+from tests.conftest import FIXED_SPEC as SPEC
 
-SPEC = LearnerSpec(obs_dim=3, act_dim=2, total_steps=100)
-B = 8
 H = (16,)
 GAMMA = 0.99
 
@@ -62,21 +65,6 @@ def test_learner_solves_point_reach(algo, point_reach_data, tmp_path):
 # ---------------------------------------------------------------------------------------
 # (b) losses by hand on a fixed batch
 # ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def batch() -> Batch:
-    k = jax.random.split(jax.random.PRNGKey(42), 4)
-    return Batch(
-        obs=jax.random.normal(k[0], (B, 3)),
-        action=jnp.tanh(jax.random.normal(k[1], (B, 2))),
-        reward=jax.random.normal(k[2], (B,)),
-        next_obs=jax.random.normal(k[3], (B, 3)),
-        terminal=jnp.array([0, 1, 0, 0, 1, 0, 0, 0], jnp.float32),
-        domain=jnp.zeros(B, jnp.int32),
-    )
-
-
-def np_(x):
-    return np.asarray(x, np.float64)
 
 
 def repeat(x, n):

@@ -11,28 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shiftrl.core.types import Batch
-from shiftrl.learners import BC, CQL, IQL, TD3BC, LearnerSpec
-
-SPEC = LearnerSpec(obs_dim=3, act_dim=2, total_steps=100)
-B = 8
-
-
-@pytest.fixture(scope="module")
-def batch() -> Batch:
-    k = jax.random.split(jax.random.PRNGKey(42), 4)
-    return Batch(
-        obs=jax.random.normal(k[0], (B, 3)),
-        action=jnp.tanh(jax.random.normal(k[1], (B, 2))),
-        reward=jax.random.normal(k[2], (B,)),
-        next_obs=jax.random.normal(k[3], (B, 3)),
-        terminal=jnp.array([0, 1, 0, 0, 1, 0, 0, 0], jnp.float32),
-        domain=jnp.zeros(B, jnp.int32),
-    )
-
-
-def np_(x):
-    return np.asarray(x, np.float64)
+from shiftrl.learners import BC, CQL, IQL, TD3BC
+from tests.conftest import FIXED_B as B
+from tests.conftest import FIXED_SPEC as SPEC
+from tests.conftest import np_
 
 
 def test_bc_loss(batch):
