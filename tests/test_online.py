@@ -103,3 +103,45 @@ def test_finetune_improves_a_weak_policy(tmp_path):
     assert res.score_before < 50  # deliberately weak: 200 offline steps
     assert res.score_after > res.score_before + 30
     assert (res.out / "finetune.json").exists() and 0 <= res.regret <= 1.5
+
+
+def test_finetune_replay_modes_and_refusals(tmp_path):
+    import shiftrl
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.data.io import load_dataset, save_dataset
+    from shiftrl.data.registry import make_dataset
+    from shiftrl.training.finetune import finetune, top_trajectories
+
+    data = make_dataset("pendulum/medium-v0", 2000, 0)
+    best = top_trajectories(data, 3)
+    assert best.num_episodes == 3
+    assert np.allclose(np.sort(best.episode_returns()), np.sort(data.episode_returns())[-3:])
+
+    path = save_dataset(data, tmp_path / "pendulum.npz")
+    assert load_dataset(str(path)).checksum() == data.checksum()
+    run = shiftrl.train(
+        "td3bc",
+        path,
+        steps=100,
+        out=tmp_path / "offline",
+        overrides={"actor_hidden": (64, 64), "critic_hidden": (64, 64), "eval_every": 100},
+        progress=False,
+    )
+    res = finetune(
+        run.dir, 1000, replay="half", eval_every=500, eval_episodes=2, steps_per_iter=500,
+        progress=False,
+    )  # fmt: skip
+    meta = json.loads((res.out / "config.json").read_text())
+    assert meta["replay"] == "half" and meta["online_config"]["offline_fraction"] == 0.5
+    assert len(res.rows) == 2
+
+    with pytest.raises(ConfigError, match="--replay"):
+        finetune(run.dir, 1000, replay="some", out=tmp_path / "x", steps_per_iter=500)
+    # a run with an offline-only add-on is refused before anything is built
+    dara_run = tmp_path / "dara-run"
+    dara_run.mkdir()
+    meta = json.loads((run.dir / "config.json").read_text())
+    meta["config"]["addons"] = [{"name": "dara"}]
+    (dara_run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="no online phase"):
+        finetune(dara_run, 1000, steps_per_iter=500)

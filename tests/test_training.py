@@ -184,7 +184,7 @@ class SourceRewardShift(AddOn):
         )
         return Batch.concat([batch.replace(reward=reward), model])
 
-    def actor_hook(self, state, batch, terms, weights):
+    def actor_hook(self, state, batch, terms, weights, rng):
         return {**terms, "extra": jnp.ones(batch.size)}, {**weights, "extra": 0.5}
 
 

@@ -116,4 +116,16 @@ def algos() -> list[dict[str, Any]]:
                 "defaults": dataclasses.asdict(cls.Config()),
             }
         )
+    from shiftrl.recipes import RECIPES
+
+    for r in RECIPES.values():
+        out.append(
+            {
+                "name": r.name,
+                "description": r.description,
+                "paper": r.paper,
+                "presets": [f"{r.learner}:{r.preset} + add-on {r.addon}"],
+                "defaults": {},
+            }
+        )
     return out

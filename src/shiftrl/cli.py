@@ -93,7 +93,10 @@ def train(
         if out is None or not (out / "config.json").exists():
             raise ConfigError("--resume needs --out pointing at an existing run folder")
         recorded = RunConfig.from_json(json.loads((out / "config.json").read_text())["config"])
-        if algo is not None and recorded.algo != algo.lower().replace("+", "").replace("-", ""):
+        from shiftrl.recipes import get_recipe
+
+        wanted = get_recipe(algo).learner if algo and get_recipe(algo) else algo
+        if wanted is not None and recorded.algo != wanted.lower().replace("+", "").replace("-", ""):
             raise ConfigError(f"--algo {algo} differs from the run's algorithm {recorded.algo}")
         config = recorded
     else:
@@ -226,7 +229,22 @@ def finetune(
     prefill: Annotated[
         bool, typer.Option("--prefill/--no-prefill", help="start the buffer with the offline data")
     ] = True,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            "--replay",
+            help="buffer at the switch: all | part (top trajectories) | half | none "
+            "(default: the method's own, else all)",
+        ),
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option("--top", help="trajectories kept by --replay part (50)")
+    ] = None,
+    warmup: Annotated[
+        int, typer.Option("--warmup", help="policy steps collected before the first update")
+    ] = 0,
     eval_every: Annotated[int, typer.Option("--eval-every")] = 10_000,
+    eval_episodes: Annotated[int, typer.Option("--eval-episodes")] = 10,
     resume: Annotated[bool, typer.Option("--resume")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -234,7 +252,18 @@ def finetune(
     from shiftrl.training.finetune import finetune as run_finetune
 
     res = run_finetune(
-        run_dir, online_steps, env, out, prefill, eval_every, resume=resume, progress=progress
+        run_dir,
+        online_steps,
+        env,
+        out,
+        prefill,
+        eval_every,
+        eval_episodes,
+        resume=resume,
+        progress=progress,
+        replay=replay,
+        top=top,
+        warmup=warmup,
     )
     typer.echo(
         f"done: {res.out}  score before {res.score_before:.1f}  after {res.score_after:.1f}  regret {res.regret:.3f}"

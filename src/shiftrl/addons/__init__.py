@@ -11,14 +11,17 @@ from typing import Any
 
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.addons.dara import DARA
+from shiftrl.addons.spot import SPOT
 from shiftrl.addons.srpo import SRPO
+from shiftrl.addons.ssar import SSAR
 from shiftrl.core.errors import ConfigError
 
-ADDONS: dict[str, Callable[..., AddOn]] = {cls.name: cls for cls in (DARA, SRPO)}
+ADDONS: dict[str, Callable[..., AddOn]] = {cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR)}
 
 
-def build_addons(specs: Sequence[dict[str, Any]]) -> tuple[AddOn, ...]:
-    """Add-on objects from their config.json records ({"name": ..., **settings})."""
+def build_addons(specs: Sequence[dict[str, Any]], learner: Any = None) -> tuple[AddOn, ...]:
+    """Add-on objects from their config.json records ({"name": ..., **settings}), bound to
+    `learner` (checked, learner-dependent settings resolved) when one is given."""
     out = []
     for spec in specs:
         settings = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
@@ -31,7 +34,9 @@ def build_addons(specs: Sequence[dict[str, Any]]) -> tuple[AddOn, ...]:
             out.append(ADDONS[name](**settings))
         except TypeError as e:  # an unknown or mistyped setting
             raise ConfigError(f"add-on '{name}': {e}") from None
+    if learner is not None:
+        out = [ad.bind(learner) for ad in out]
     return tuple(out)
 
 
-__all__ = ["ADDONS", "DARA", "SRPO", "AddOn", "AddOnContext", "build_addons"]
+__all__ = ["ADDONS", "DARA", "SPOT", "SRPO", "SSAR", "AddOn", "AddOnContext", "build_addons"]

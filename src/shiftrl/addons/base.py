@@ -10,6 +10,14 @@ Every method has an identity default, so an add-on overrides only what it needs:
 - `actor_hook` /   edit a learner's named per-sample loss terms and weights
   `critic_hook`    (SPOT adds a density term, SSAR turns a scalar weight into beta(s)).
 
+- `annotate`       attaches per-transition arrays to the data once, before training
+                   (SSAR's trusted-trajectory flags), read back as `batch.extras`.
+- `bind`           validates the learner and fills learner-dependent settings
+                   (SSAR's base coefficient is 1/alpha on TD3+BC, cql_alpha on CQL).
+- `online_step`    sets the add-on's state for online fine-tuning step t of T
+                   (SPOT anneals lambda, SSAR decays beta); only add-ons with
+                   `finetune_supported` may be fine-tuned.
+
 The trainer runs: sample -> add-on updates -> batch transforms -> learner update
 (which calls the hooks). An add-on's state is a pytree stored in the train carry,
 so it is checkpointed, resumed and vmapped with the learner.
@@ -43,8 +51,22 @@ class AddOn:
     train_alongside: bool = True
     """Whether `update` keeps running during learning (False: frozen after pretraining)."""
 
+    finetune_supported: ClassVar[bool] = False
+    """Whether the add-on has an online phase (offline-to-online fine-tuning)."""
+    finetune_replay: ClassVar[str | None] = None
+    """The replay buffer the method starts fine-tuning with (None: the learner's default)."""
+
     def check(self, learner: Learner) -> None:
         """Raise ConfigError when this add-on cannot work with `learner` (checked before a run)."""
+
+    def bind(self, learner: Learner) -> AddOn:
+        """This add-on with learner-dependent settings resolved (after `check`)."""
+        self.check(learner)
+        return self
+
+    def annotate(self, dataset: Any, domain: int) -> dict[str, Any]:
+        """Per-transition numpy arrays for `dataset`, keyed "<addon>/<field>" (default none)."""
+        return {}
 
     def init(self, rng: jax.Array, spec: LearnerSpec) -> Any:
         return {}
@@ -54,16 +76,26 @@ class AddOn:
     ) -> tuple[Any, Metrics]:
         return state, {}
 
+    def pretrain_update(
+        self, state: Any, batch: Batch, ctx: AddOnContext, rng: jax.Array
+    ) -> tuple[Any, Metrics]:
+        """One step of the pretraining phase (default: the same as `update`)."""
+        return self.update(state, batch, ctx, rng)
+
+    def online_step(self, state: Any, t: jax.Array, total: int) -> Any:
+        """The state for online update t of `total` (schedules such as SPOT's lambda)."""
+        return state
+
     def transform_batch(self, state: Any, batch: Batch, ctx: AddOnContext, rng: jax.Array) -> Batch:
         return batch
 
     def actor_hook(
-        self, state: Any, batch: Batch, terms: Terms, weights: Weights
+        self, state: Any, batch: Batch, terms: Terms, weights: Weights, rng: jax.Array
     ) -> tuple[Terms, Weights]:
         return terms, weights
 
     def critic_hook(
-        self, state: Any, batch: Batch, terms: Terms, weights: Weights
+        self, state: Any, batch: Batch, terms: Terms, weights: Weights, rng: jax.Array
     ) -> tuple[Terms, Weights]:
         return terms, weights
 

@@ -25,6 +25,8 @@ class Batch(struct.PyTreeNode):
     next_obs: jax.Array  # [B, obs_dim]
     terminal: jax.Array  # [B] float, 1.0 = true termination (no bootstrap)
     domain: jax.Array  # [B] int32, TARGET / SOURCE / MODEL
+    extras: dict[str, jax.Array] = struct.field(default_factory=dict)
+    """Per-transition annotations add-ons attach to the data (e.g. SSAR's "ssar/trust")."""
 
     @property
     def size(self) -> int:

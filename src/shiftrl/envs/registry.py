@@ -333,9 +333,31 @@ def make_variant_env(**kwargs: Any) -> Any:
     return env
 
 
+# Gymnasium's stock half_cheetah.xml uses `settotalmass`, which MuJoCo >= 3.4 reports as
+# deprecated at every model compile; users cannot act on it, so it is dropped. Every other
+# MuJoCo warning still reaches Python's warnings.
+_KNOWN_HARMLESS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(message: str) -> None:
+    if not any(m in message for m in _KNOWN_HARMLESS):
+        import warnings
+
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+def quiet_known_mujoco_warnings() -> None:
+    with contextlib.suppress(ImportError, AttributeError):
+        import mujoco
+
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def register_all() -> list[str]:
     """Register every variant with Gymnasium (idempotent, cheap to repeat). Returns the ids."""
     import gymnasium
+
+    quiet_known_mujoco_warnings()
 
     ids = []
     for v in VARIANTS.values():

@@ -55,20 +55,30 @@ class CommonConfig:
 
 
 class Hooks:
-    """Lets add-ons edit a learner's loss terms; built inside the traced train step."""
+    """Lets add-ons edit a learner's loss terms; built inside the traced train step.
+    `rng` feeds hooks that sample (SPOT's density estimate draws latents)."""
 
-    def __init__(self, addons: tuple = (), states: dict[str, Any] | None = None):
+    def __init__(self, addons: tuple = (), states: dict[str, Any] | None = None, rng=None):
         self.addons = addons
         self.states = states or {}
+        self.rng = rng
+
+    def _key(self, i: int, salt: int) -> jax.Array:
+        base = self.rng if self.rng is not None else jax.random.PRNGKey(0)
+        return jax.random.fold_in(jax.random.fold_in(base, i), salt)
 
     def actor(self, batch: Batch, terms: Terms, weights: Weights) -> tuple[Terms, Weights]:
-        for ad in self.addons:
-            terms, weights = ad.actor_hook(self.states[ad.name], batch, terms, weights)
+        for i, ad in enumerate(self.addons):
+            terms, weights = ad.actor_hook(
+                self.states[ad.name], batch, terms, weights, self._key(i, 0)
+            )
         return terms, weights
 
     def critic(self, batch: Batch, terms: Terms, weights: Weights) -> tuple[Terms, Weights]:
-        for ad in self.addons:
-            terms, weights = ad.critic_hook(self.states[ad.name], batch, terms, weights)
+        for i, ad in enumerate(self.addons):
+            terms, weights = ad.critic_hook(
+                self.states[ad.name], batch, terms, weights, self._key(i, 1)
+            )
         return terms, weights
 
 

@@ -63,6 +63,8 @@ class CQL(SAC):
         "default": CQLConfig(),
         # A starting point for the dual variant: the gap threshold is task-dependent.
         "lagrange": CQLConfig(cql_lagrange=True, cql_target_action_gap=5.0, cql_alpha=5.0),
+        # SSAR's backbone: LayerNorm Q-networks; beta(s) comes from the `ssar` add-on
+        "ssar": CQLConfig(critic_layer_norm=True),
         "antmaze": CQLConfig(
             cql_lagrange=True,
             cql_target_action_gap=0.8,

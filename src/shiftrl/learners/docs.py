@@ -59,6 +59,21 @@ def render() -> str:
                 changes = ", ".join(f"{k}={v!r}" for k, v in diff.items())
                 lines.append(f"- `{pname}`: {changes}")
         lines.append("")
+    from shiftrl.recipes import RECIPES
+
+    lines += [
+        "## Recipes: a learner plus an add-on",
+        "",
+        "`--algo NAME` for these expands to the learner's preset plus the add-on, with the",
+        "add-on's settings chosen per dataset from the paper's tables (docs/methods.md).",
+        "",
+        "| name | learner : preset | add-on | what |",
+        "|---|---|---|---|",
+    ]
+    for r in RECIPES.values():
+        lines.append(
+            f"| `{r.name}` | `{r.learner}` : `{r.preset}` | `{r.addon}` | {r.description} |"
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 

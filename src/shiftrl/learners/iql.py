@@ -147,25 +147,31 @@ class IQL(Learner):
         return loss, {**metrics, "actor/adv_weight": weight.mean()}
 
     # -- update -------------------------------------------------------------------------
-    def update(self, state: IQLState, batch: Batch, rng, hooks: Hooks = NO_HOOKS):
+    def update_values(self, state: IQLState, batch: Batch, hooks: Hooks = NO_HOOKS):
+        """The V and Q steps alone (SSAR's trust labels need only these)."""
         next_v = self.v(state.value.params, batch.next_obs)
-        adv = self.q(state.critic_target, batch.obs, batch.action).min(0) - self.v(
-            state.value.params, batch.obs
-        )
-
         g_v, m_v = jax.grad(self.value_loss, has_aux=True)(state.value.params, state, batch)
         g_q, m_q = jax.grad(self.critic_loss, has_aux=True)(
             state.critic.params, state, batch, next_v, hooks
-        )
-        g_pi, m_pi = jax.grad(self.actor_loss, has_aux=True)(
-            state.actor.params, batch, adv, rng, hooks
         )
         critic = state.critic.apply_gradients(grads=g_q)
         state = state.replace(
             value=state.value.apply_gradients(grads=g_v),
             critic=critic,
             critic_target=polyak(state.critic_target, critic.params, self.config.tau),
-            actor=state.actor.apply_gradients(grads=g_pi),
             step=state.step + 1,
         )
-        return state, {**m_v, **m_q, **m_pi}
+        return state, {**m_v, **m_q}
+
+    def advantage(self, state: IQLState, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """min_i Q'_i(s, a) - V(s)."""
+        return self.q(state.critic_target, obs, action).min(0) - self.v(state.value.params, obs)
+
+    def update(self, state: IQLState, batch: Batch, rng, hooks: Hooks = NO_HOOKS):
+        adv = self.advantage(state, batch.obs, batch.action)  # read before the value step
+        g_pi, m_pi = jax.grad(self.actor_loss, has_aux=True)(
+            state.actor.params, batch, adv, rng, hooks
+        )
+        state, m_values = self.update_values(state, batch, hooks)
+        state = state.replace(actor=state.actor.apply_gradients(grads=g_pi))
+        return state, {**m_values, **m_pi}

@@ -48,6 +48,8 @@ class SACConfig(CommonConfig):
     """Hidden layer sizes of policy and critics."""
     orthogonal_init: bool = False
     """Orthogonal init (gain sqrt 2 hidden, 1e-2 output)."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each critic hidden layer (SSAR's CQL)."""
 
 
 class SACState(struct.PyTreeNode):
@@ -70,7 +72,9 @@ class SAC(Learner):
     def __init__(self, config: SACConfig, spec):
         super().__init__(config, spec)
         self.actor_net = TanhGaussianActor(spec.act_dim, config.hidden, config.orthogonal_init)
-        self.critic_net = CriticEnsemble(2, config.hidden, config.orthogonal_init, 1e-2)
+        self.critic_net = CriticEnsemble(
+            2, config.hidden, config.orthogonal_init, 1e-2, config.critic_layer_norm
+        )
         self.target_entropy = -float(spec.act_dim)
 
     def init(self, rng: jax.Array) -> SACState:
@@ -105,6 +109,12 @@ class SAC(Learner):
 
     def explore(self, state: SACState, obs: jax.Array, rng: jax.Array) -> jax.Array:
         return self.sample(state.actor.params, obs, rng)[0]
+
+    def policy_dist(self, state: SACState, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(mean, log_std) of the pre-tanh Gaussian pi(u|s) (SSAR's likelihood threshold)."""
+        return self.actor_net.apply(
+            {"params": state.actor.params}, obs, method=TanhGaussianActor.dist
+        )
 
     def value(self, state: SACState, obs: jax.Array) -> jax.Array:
         return self.q(state.critic.params, obs, self.act(state, obs)).min(0)

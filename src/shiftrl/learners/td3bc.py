@@ -43,6 +43,10 @@ class TD3BCConfig(CommonConfig):
     """Hidden layer sizes of the actor."""
     critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden layer sizes of each critic."""
+    bc_weight: float = 1.0
+    """Weight of the BC term (0 with alpha = 1 is TD3 with Q normalization: SPOT's backbone)."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each critic hidden layer (SSAR's TD3+BC)."""
     actor_dropout: float = 0.0
     """SPOT uses 0.1 on locomotion; TD3+BC uses none."""
     expl_noise: float = 0.1
@@ -62,12 +66,21 @@ class TD3BC(Learner):
     Config = TD3BCConfig
     description = "TD3 with a behaviour-cloning term and Q normalization"
     paper = "Fujimoto & Gu, NeurIPS 2021"
-    PRESETS = {"default": TD3BCConfig()}
+    PRESETS = {
+        "default": TD3BCConfig(),
+        # SPOT's backbone: TD3 with Q normalization and actor dropout; the support
+        # constraint comes from the `spot` add-on
+        "spot": TD3BCConfig(alpha=1.0, bc_weight=0.0, actor_dropout=0.1),
+        # SSAR's backbone: LayerNorm critics; beta(s) comes from the `ssar` add-on
+        "ssar": TD3BCConfig(critic_layer_norm=True),
+    }
 
     def __init__(self, config: TD3BCConfig, spec):
         super().__init__(config, spec)
         self.actor_net = DeterministicActor(spec.act_dim, config.actor_hidden, config.actor_dropout)
-        self.critic_net = CriticEnsemble(2, config.critic_hidden)
+        self.critic_net = CriticEnsemble(
+            2, config.critic_hidden, layer_norm=config.critic_layer_norm
+        )
 
     def init(self, rng: jax.Array) -> TD3BCState:
         c, k_actor, k_critic = self.config, *jax.random.split(rng, 2)
@@ -122,7 +135,7 @@ class TD3BC(Learner):
         q = self.q(state.critic.params, batch.obs, pi)[0]
         lam = jax.lax.stop_gradient(self.config.alpha / jnp.abs(q).mean())
         terms = {"q": q, "bc": jnp.mean((pi - batch.action) ** 2, axis=-1), "pi_action": pi}
-        weights = {"q": -lam, "bc": 1.0}
+        weights = {"q": -lam, "bc": self.config.bc_weight}
         terms, weights = hooks.actor(batch, terms, weights)
         loss, metrics = objective(terms, weights, "actor")
         return loss, {**metrics, "actor/lambda": lam}

@@ -81,11 +81,15 @@ class QNet(nn.Module):
     hidden: Sequence[int] = (256, 256)
     orthogonal_init: bool = False
     last_layer_scale: float | None = None
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
-        return MLP(self.hidden, 1, self.orthogonal_init, self.last_layer_scale)(x)[..., 0]
+        net = MLP(
+            self.hidden, 1, self.orthogonal_init, self.last_layer_scale, layer_norm=self.layer_norm
+        )
+        return net(x)[..., 0]
 
 
 class CriticEnsemble(nn.Module):
@@ -95,6 +99,8 @@ class CriticEnsemble(nn.Module):
     hidden: Sequence[int] = (256, 256)
     orthogonal_init: bool = False
     last_layer_scale: float | None = None
+    layer_norm: bool = False
+    """LayerNorm after each hidden layer (SSAR's critics)."""
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -106,7 +112,8 @@ class CriticEnsemble(nn.Module):
             out_axes=0,
             axis_size=self.n,
         )
-        return ensemble(self.hidden, self.orthogonal_init, self.last_layer_scale)(obs, action)
+        q = ensemble(self.hidden, self.orthogonal_init, self.last_layer_scale, self.layer_norm)
+        return q(obs, action)
 
 
 class ValueNet(nn.Module):

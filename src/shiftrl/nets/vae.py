@@ -106,3 +106,33 @@ class VAE:
         recon_loss = jnp.mean((recon - action) ** 2, axis=(0, -1))
         kl = -0.5 * jnp.mean(1.0 + 2.0 * jnp.log(std) - mean**2 - std**2, axis=-1)
         return recon_loss + beta * kl
+
+    def iwae_log_prob(
+        self,
+        params,
+        obs: jax.Array,
+        action: jax.Array,
+        rng: jax.Array,
+        beta: float = 0.5,
+        num_samples: int = 10,
+    ) -> jax.Array:
+        """Importance-weighted estimate of log pi_beta(a|s) [B] with L = `num_samples`:
+        logsumexp_l [log p(a|z_l, s) + log p(z_l) - log q(z_l|s, a)] - log L, where the
+        decoder is a Gaussian with std sqrt(beta / 4) (SPOT's `iwae_loss`)."""
+        mean, std = self.encode(params, obs, action)
+        eps = jax.random.normal(rng, (num_samples, *mean.shape))
+        z = mean + std * eps  # [L, B, latent]
+        recon = self.decode(params, jnp.broadcast_to(obs, (num_samples, *obs.shape)), z)
+        dec_std = jnp.sqrt(beta / 4.0)
+        log_p_a = _gauss_log_prob(action, recon, dec_std)
+        log_p_z = _gauss_log_prob(z, 0.0, 1.0)
+        log_q_z = _gauss_log_prob(z, mean, std)
+        weights = log_p_a + log_p_z - log_q_z  # [L, B]
+        return jax.nn.logsumexp(weights, axis=0) - jnp.log(num_samples)
+
+
+def _gauss_log_prob(x: jax.Array, mean, std) -> jax.Array:
+    """Sum over the last axis of log N(x; mean, std^2)."""
+    std = jnp.broadcast_to(jnp.asarray(std, x.dtype), x.shape)
+    z = (x - mean) / std
+    return jnp.sum(-0.5 * z**2 - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)

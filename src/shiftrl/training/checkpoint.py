@@ -46,7 +46,12 @@ def load(path: Path, template: Any) -> tuple[int, Any]:
     """Restore into a template pytree of the same structure (built from the run's config)."""
     try:
         payload = serialization.msgpack_restore(Path(path).read_bytes())
-        carry = serialization.from_state_dict(template, payload["carry"])
+        state = payload["carry"]
+        if isinstance(state, dict):  # fields added later with an empty default read as empty
+            for key, value in serialization.to_state_dict(template).items():
+                if key not in state and value == {}:
+                    state[key] = {}
+        carry = serialization.from_state_dict(template, state)
         return int(payload["step"]), carry
     except (ValueError, KeyError, TypeError) as e:
         raise ShiftRLError(

@@ -95,6 +95,14 @@ def addon_record(addon: Any) -> dict:
 
 
 def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunConfig:
+    """A run config for a learner, or for a recipe (a learner + add-on, e.g. "spot")."""
+    from shiftrl.recipes import get_recipe
+
+    recipe = get_recipe(algo)
+    if recipe is not None:
+        algo, preset = recipe.learner, preset or recipe.preset
+        own = recipe.addon_record(run_kwargs.get("dataset") or "")
+        run_kwargs["addons"] = (own, *run_kwargs.get("addons", ()))
     learner_cls = get_learner(algo)
     if preset is not None and preset not in learner_cls.PRESETS:
         raise ConfigError(

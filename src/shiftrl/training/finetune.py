@@ -6,8 +6,13 @@ The offline learner state, its preprocessing and (by default) its offline data a
 initial replay buffer carry over, as in CORL's fine-tuning scripts; the learner keeps its
 losses and acts with `learner.explore`. Learners with schedules over the run (IQL's cosine
 actor learning rate) are rebuilt for offline + online steps, so the schedule continues
-instead of sitting at its end. Method-specific online schedules (SPOT's lambda annealing,
-SSAR's beta decay) plug in with those methods.
+instead of sitting at its end. A run's add-ons carry over with their own online schedule
+(`AddOn.online_step`: SPOT anneals lambda to 20%, SSAR scales its frozen beta(s) down)
+and their preferred replay; add-ons without an online phase (DARA, SRPO) are refused.
+
+Replay at the switch (`replay`): "all" (the offline data prefill the buffer, CORL),
+"part" (only the `top` best offline trajectories by return, SSAR's default), "half"
+(offline data kept apart and half of every batch drawn from them), "none".
 
 Reported: the normalized score before fine-tuning, after it, and the regret as CORL defines
 it: the mean over online evaluations of (1 - normalized score / 100), so lower is better.
@@ -29,6 +34,15 @@ from shiftrl.training.config import RunConfig
 from shiftrl.training.evaluation import check_env_id, evaluate
 from shiftrl.training.loop import init_carry
 from shiftrl.training.online import OnlineConfig, train_online
+
+REPLAY_MODES = ("all", "part", "half", "none")
+
+
+def top_trajectories(data, count: int):
+    """The `count` offline episodes with the highest returns (SSAR's 'part' replay)."""
+    returns = data.episode_returns()
+    best = np.sort(np.argsort(returns)[::-1][:count])
+    return data.select_episodes(best)
 
 
 @dataclass
@@ -63,6 +77,9 @@ def finetune(
     seed: int | None = None,
     progress: bool = True,
     resume: bool = False,
+    replay: str | None = None,
+    top: int | None = None,
+    warmup: int = 0,
 ) -> FinetuneResult:
     from shiftrl.addons import build_addons
     from shiftrl.api import load_dataset
@@ -75,17 +92,25 @@ def finetune(
         raise ConfigError(f"--online-steps must be a positive multiple of {steps_per_iter}")
     meta = json.loads((run_dir / "config.json").read_text())
     config = RunConfig.from_json(meta["config"])
-    if config.addons:
-        raise ConfigError(
-            "fine-tuning runs with add-ons is not supported yet; fine-tune the plain learner run"
-        )
     env_id = check_env_id(env_id or (meta.get("eval_envs") or [None])[0] or "")
     pre = Preprocessor.from_json(meta["preprocessor"])
 
     # rebuild with the longer horizon, so run-length schedules continue
     longer = dataclasses.replace(config, steps=config.steps + online_steps)
     learner = build_learner(longer, meta["obs_dim"], meta["act_dim"])
-    template = init_carry(learner, build_addons(config.addons), learner.spec, config.seed)
+    addons = build_addons(config.addons, learner)
+    offline_only = [ad.name for ad in addons if not ad.finetune_supported]
+    if offline_only:
+        raise ConfigError(
+            f"add-on {', '.join(offline_only)} has no online phase; fine-tune a run without it"
+        )
+    replay = replay or next((ad.finetune_replay for ad in addons if ad.finetune_replay), "all")
+    if not prefill:
+        replay = "none"
+    if replay not in REPLAY_MODES:
+        raise ConfigError(f"--replay must be one of {', '.join(REPLAY_MODES)}, got '{replay}'")
+    top = top or next((getattr(ad, "top_trajectories", 0) for ad in addons), 0) or 50
+    template = init_carry(learner, addons, learner.spec, config.seed)
     ckpt = checkpoint.latest(run_dir)
     if ckpt is None:
         raise ShiftRLError(f"{run_dir}: no checkpoint to fine-tune")
@@ -104,7 +129,7 @@ def finetune(
 
     before = score(carry.learner)
     data = None
-    if prefill:
+    if replay != "none":
         from shiftrl.training.run import select_target
 
         target = select_target(config, load_dataset(config.dataset))
@@ -117,6 +142,8 @@ def finetune(
                 "(checksum mismatch); fine-tune with --no-prefill"
             )
         data = concatenate([target, *sources]) if sources else target
+        if replay == "part":
+            data = top_trajectories(data, top)
     online = OnlineConfig(
         env_id=env_id,
         total_steps=online_steps,
@@ -130,6 +157,8 @@ def finetune(
         eval_episodes=eval_episodes,
         checkpoint_every=eval_every,
         seed=config.seed if seed is None else seed,
+        learning_starts=warmup,
+        offline_fraction=0.5 if replay == "half" else 0.0,
     )
     out = Path(out) if out is not None else run_dir.parent / f"{run_dir.name}-finetune"
     rows = train_online(
@@ -138,12 +167,16 @@ def finetune(
         out,
         pre=pre,
         init_state=carry.learner,
-        prefill_data=data,
+        prefill_data=data if replay in ("all", "part") else None,
+        offline_data=data if replay == "half" else None,
+        addons=addons,
+        addon_states=carry.addons,
         resume=resume,
         progress=progress,
         extra_meta={
             "finetuned_from": str(run_dir),
             "offline_config": meta["config"],
+            "replay": replay,
             "references": {env_id: reference},
         },
         reference=reference,

@@ -66,8 +66,17 @@ def sample_batch(data: DeviceData, spec: SamplerSpec, rng: jax.Array) -> Batch:
         size = src["reward"].shape[0]
         idx = jax.random.randint(jax.random.fold_in(rng, i), (n,), 0, size)
         rows = jax.tree.map(lambda x, idx=idx: x[idx], src)
-        parts.append(Batch(**rows, domain=jnp.full((n,), domain, jnp.int32)))
+        parts.append(make_batch(rows, jnp.full((n,), domain, jnp.int32)))
     return Batch.concat(parts) if len(parts) > 1 else parts[0]
+
+
+BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
+
+
+def make_batch(rows: dict[str, jax.Array], domain: jax.Array) -> Batch:
+    """A Batch from sampled rows; keys beyond the five fields are add-on annotations."""
+    extras = {k: v for k, v in rows.items() if k not in BATCH_FIELDS}
+    return Batch(**{k: rows[k] for k in BATCH_FIELDS}, domain=domain, extras=extras)
 
 
 def init_carry(
@@ -86,6 +95,7 @@ def init_carry(
 def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
     def train_step(carry: TrainCarry, _: Any, data: DeviceData):
         rng, k_batch, k_addon, k_transform, k_learner = jax.random.split(carry.rng, 5)
+        k_hooks = jax.random.fold_in(k_learner, 0x5EED)  # keeps the pre-hook-key streams intact
         batch = sample_batch(data, sampler, k_batch)
 
         ctx = AddOnContext(learner, carry.learner)
@@ -103,7 +113,7 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
             )
 
         learner_state, m = learner.update(
-            carry.learner, batch, k_learner, Hooks(addons, addon_states)
+            carry.learner, batch, k_learner, Hooks(addons, addon_states, k_hooks)
         )
         metrics.update(m)
         metrics["batch/reward"] = batch.reward.mean()
@@ -138,7 +148,7 @@ def make_pretrain_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: Sa
         for j, ad in enumerate(addons):
             if ad.pretrain_steps == 0:
                 continue
-            new, m = ad.update(states[ad.name], batch, ctx, jax.random.fold_in(k_addon, j))
+            new, m = ad.pretrain_update(states[ad.name], batch, ctx, jax.random.fold_in(k_addon, j))
             keep = i < ad.pretrain_steps
             states[ad.name] = jax.tree.map(
                 lambda a, b, keep=keep: jnp.where(keep, a, b), new, states[ad.name]
@@ -147,8 +157,9 @@ def make_pretrain_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: Sa
         return carry.replace(addons=states, rng=rng), metrics
 
     @partial(jax.jit, static_argnames="length")
-    def pretrain(carry: TrainCarry, data: DeviceData, length: int):
-        carry, metrics = jax.lax.scan(partial(step, data=data), carry, jnp.arange(length))
+    def pretrain(carry: TrainCarry, data: DeviceData, length: int, start=0):
+        steps = jnp.arange(length) + start
+        carry, metrics = jax.lax.scan(partial(step, data=data), carry, steps)
         return carry, jax.tree.map(lambda x: x[-1], metrics)
 
     return pretrain

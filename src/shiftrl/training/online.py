@@ -31,7 +31,7 @@ from shiftrl.core.errors import ConfigError
 from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply
-from shiftrl.learners.base import NO_HOOKS, Learner
+from shiftrl.learners.base import NO_HOOKS, Hooks, Learner
 from shiftrl.training import checkpoint
 from shiftrl.training.evaluation import check_env_id, evaluate
 from shiftrl.training.logger import RunLogger, window_means
@@ -59,6 +59,10 @@ class OnlineConfig:
     checkpoint_every: int = 50_000
     snapshot_every: int = 0
     """Save the actor every k transitions (behaviour-policy snapshots); 0 = never."""
+    learning_starts: int = 0
+    """Collect this many transitions with the policy before the first update (SSAR: 5000)."""
+    offline_fraction: float = 0.0
+    """Share of each batch drawn from a separate offline buffer (SSAR's 'half' replay)."""
     seed: int = 0
 
     def to_json(self) -> dict:
@@ -108,21 +112,52 @@ class OnlineCarry(struct.PyTreeNode):
     replay: Replay
     rng: jax.Array
     env_steps: jax.Array
+    extra: dict = struct.field(default_factory=dict)
+    """Fine-tuning with add-ons: {"addons": their states, "updates": online update count}."""
 
 
-def make_update_burst(learner: Learner, batch_size: int, hooks_factory: Callable | None = None):
-    def one_update(carry: OnlineCarry, _):
+def make_update_burst(
+    learner: Learner,
+    batch_size: int,
+    addons: tuple = (),
+    total_updates: int = 0,
+    offline_fraction: float = 0.0,
+):
+    """A jitted `(carry, offline, length) -> (carry, mean metrics)` of `length` updates.
+
+    Add-ons act through their hooks with the state `online_step(state, t, total_updates)`
+    gives (SPOT's lambda, SSAR's beta scale); their own networks stay frozen online.
+    `offline` (arrays, or None) supplies `offline_fraction` of every batch."""
+    n_off = round(batch_size * offline_fraction)
+
+    def one_update(carry: OnlineCarry, _, offline):
         rng, k_idx, k_up = jax.random.split(carry.rng, 3)
         idx = jax.random.randint(k_idx, (batch_size,), 0, jnp.maximum(carry.replay.size, 1))
         rows = {k: v[idx] for k, v in carry.replay.data.items()}
+        if n_off:
+            size = offline["reward"].shape[0]
+            off_idx = jax.random.randint(jax.random.fold_in(k_idx, 1), (n_off,), 0, size)
+            rows = {
+                k: jnp.concatenate([v[: batch_size - n_off], offline[k][off_idx]])
+                for k, v in rows.items()
+            }
         batch = Batch(**rows, domain=jnp.full((batch_size,), TARGET, jnp.int32))
-        hooks = hooks_factory(carry) if hooks_factory else NO_HOOKS
+        hooks, extra = NO_HOOKS, carry.extra
+        if addons:
+            t = extra["updates"]
+            states = {
+                ad.name: ad.online_step(extra["addons"][ad.name], t, total_updates) for ad in addons
+            }
+            hooks = Hooks(addons, states, jax.random.fold_in(k_up, 0x5EED))
+            extra = {"addons": states, "updates": t + 1}
         state, metrics = learner.update(carry.learner, batch, k_up, hooks)
-        return carry.replace(learner=state, rng=rng), metrics
+        return carry.replace(learner=state, rng=rng, extra=extra), metrics
 
     @partial(jax.jit, static_argnames="length", donate_argnums=0)
-    def burst(carry: OnlineCarry, length: int):
-        carry, metrics = jax.lax.scan(one_update, carry, None, length=length)
+    def burst(carry: OnlineCarry, offline, length: int):
+        carry, metrics = jax.lax.scan(
+            partial(one_update, offline=offline), carry, None, length=length
+        )
         return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
 
     return burst
@@ -154,8 +189,15 @@ def train_online(
     callbacks: Sequence[Callable[[dict], None]] = (),
     extra_meta: dict | None = None,
     reference: tuple[float, float] | None = None,
+    addons: tuple = (),
+    addon_states: dict | None = None,
+    offline_data: TransitionDataset | None = None,
 ) -> list[dict]:
-    """Train `learner` online in `config.env_id`; returns the logged rows."""
+    """Train `learner` online in `config.env_id`; returns the logged rows.
+
+    Fine-tuning passes the offline `init_state`, `pre`, and either `prefill_data` (the
+    replay buffer starts with it) or `offline_data` (kept apart and sampled at
+    `config.offline_fraction`), plus the run's `addons` and their `addon_states`."""
     env_id = check_env_id(config.env_id)
     if config.steps_per_iter % config.num_envs:
         raise ConfigError("steps_per_iter must be a multiple of num_envs")
@@ -167,7 +209,15 @@ def train_online(
     replay = replay_init(config.buffer_size, learner.spec.obs_dim, learner.spec.act_dim)
     if prefill_data is not None:
         replay = prefill(replay, prefill_data, pre)
-    carry = OnlineCarry(state, replay, rng, jnp.zeros((), jnp.int32))
+    extra = {}
+    if addons:
+        extra = {"addons": dict(addon_states or {}), "updates": jnp.zeros((), jnp.int32)}
+    carry = OnlineCarry(state, replay, rng, jnp.zeros((), jnp.int32), extra)
+    offline = None
+    if offline_data is not None and config.offline_fraction > 0:
+        offline = {k: jnp.asarray(v) for k, v in apply(offline_data, pre).items()}
+    elif config.offline_fraction > 0:
+        raise ConfigError("offline_fraction > 0 needs offline_data")
 
     fresh = not (resume and (run_dir / "config.json").exists())
     if fresh and run_dir.exists() and any(run_dir.iterdir()):
@@ -193,7 +243,7 @@ def train_online(
     logger = RunLogger(run_dir)
     start = int(carry.env_steps)
     logger.truncate_after(start)
-    loop = _OnlineLoop(learner, config, env_id, pre, run_dir, logger, reference)
+    loop = _OnlineLoop(learner, config, env_id, pre, run_dir, logger, reference, addons, offline)
     loop.run(carry, start, progress, callbacks)
     logger.close()
     return logger.rows()
@@ -209,11 +259,18 @@ class _OnlineLoop:
     logger: RunLogger
     reference: tuple[float, float] | None = None
     """Reference scores for the normalized score (default: the env registry's)."""
+    addons: tuple = ()
+    offline: dict | None = None
 
     def __post_init__(self):
+        c = self.config
         self.explore = jax.jit(self.learner.explore)
         self.act = jax.jit(self.learner.act)
-        self.burst = make_update_burst(self.learner, self.config.batch_size)
+        first = max(c.start_steps, c.learning_starts)
+        total_updates = int(max(c.total_steps - first, 0) * c.utd)
+        self.burst = make_update_burst(
+            self.learner, c.batch_size, self.addons, total_updates, c.offline_fraction
+        )
 
     def run(self, carry: OnlineCarry, start: int, progress: bool, callbacks) -> None:
         c = self.config
@@ -265,8 +322,9 @@ class _OnlineLoop:
                         replay=replay_insert(carry.replay, rows),
                         env_steps=jnp.asarray(steps, jnp.int32),
                     )
-                    if steps >= c.start_steps:
-                        carry, metrics = self.burst(carry, int(c.steps_per_iter * c.utd))
+                    if steps >= c.start_steps and steps > c.learning_starts:
+                        length = int(c.steps_per_iter * c.utd)
+                        carry, metrics = self.burst(carry, self.offline, length)
                         window.append(metrics)
                     bar.advance(c.steps_per_iter)
                     if steps % c.snapshot_every == 0 if c.snapshot_every else False:

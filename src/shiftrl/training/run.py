@@ -148,11 +148,32 @@ def select_target(config: RunConfig, target: TransitionDataset) -> TransitionDat
     return subset_episodes(target, transitions=config.target_count, seed=config.seed)
 
 
-def pretrain_addons(learner, addons, sampler, carry, data):
+def annotated_arrays(
+    datasets: Sequence[TransitionDataset], pre: Preprocessor, addons: Sequence[Any]
+) -> list[dict[str, np.ndarray]]:
+    """Each dataset's preprocessed arrays plus the add-ons' per-transition annotations."""
+    out = []
+    for i, d in enumerate(datasets):
+        arrays = apply(d, pre)
+        for ad in addons:
+            arrays.update(ad.annotate(d, TARGET if i == 0 else SOURCE))
+        out.append(arrays)
+    return out
+
+
+def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True):
+    """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
+    in compiled chunks under a progress bar."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
     if steps == 0:
         return carry
-    carry, _ = make_pretrain_chunk(learner, addons, sampler)(carry, data, steps)
+    chunk = make_pretrain_chunk(learner, addons, sampler)
+    length = chunk_length(steps, steps, 1000)
+    names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
+    with TrainProgress(steps, 0, enabled=progress, title=f"pretrain {names}") as bar:
+        for start in range(0, steps, length):
+            carry, _ = chunk(carry, data, length, start)
+            bar.advance(length)
     return carry
 
 
@@ -171,7 +192,7 @@ def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
     config = RunConfig.from_json(meta["config"])
     pre = Preprocessor.from_json(meta["preprocessor"])
     learner = build_learner(config, meta["obs_dim"], meta["act_dim"])
-    addons = build_addons(config.addons)
+    addons = build_addons(config.addons, learner)
     template = init_carry(learner, addons, learner.spec, config.seed)
     path = (
         checkpoint.checkpoint_path(run_dir, step)
@@ -233,9 +254,7 @@ def train(
     target = select_target(config, target)
     eval_envs = resolve_eval_envs(config, target)
     learner = build_learner(config, target.obs_dim, target.act_dim)
-    addons = build_addons(config.addons)
-    for ad in addons:
-        ad.check(learner)
+    addons = build_addons(config.addons, learner)
     datasets = [target, *sources]
     checksums = [d.checksum() for d in datasets]
 
@@ -275,7 +294,7 @@ def train(
         counts=batch_counts(config.batch_size, [len(d) for d in datasets], config.source_fraction),
         domains=(TARGET, *([SOURCE] * len(sources))),
     )
-    data = to_device([apply(d, pre) for d in datasets])
+    data = to_device(annotated_arrays(datasets, pre, addons))
     train_chunk = make_train_chunk(learner, addons, sampler)
     carry = init_carry(learner, addons, learner.spec, config.seed)
 
@@ -284,7 +303,7 @@ def train(
         logger = RunLogger(run_dir, config.tensorboard, config.wandb_project, config.to_json())
         start = 0
         if fresh:
-            carry = pretrain_addons(learner, addons, sampler, carry, data)
+            carry = pretrain_addons(learner, addons, sampler, carry, data, progress)
             meta = {
                 "shiftrl_version": __version__,
                 "config": config.to_json(),

@@ -1,0 +1,79 @@
+"""Named methods that are a learner plus add-ons: `--algo spot` is TD3+BC's `spot` preset
+with the `spot` add-on, whose settings follow the dataset (the papers' per-task values)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _spot_settings(dataset: str) -> dict[str, Any]:
+    from shiftrl.addons.spot import preset_lambda
+
+    return {"lam": preset_lambda(dataset)}
+
+
+def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
+    def settings(dataset: str) -> dict[str, Any]:
+        from shiftrl.addons.ssar import preset_settings
+
+        return preset_settings(learner, dataset)
+
+    return settings
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    learner: str
+    preset: str
+    addon: str
+    description: str
+    paper: str
+    settings: Callable[[str], dict[str, Any]] = field(default=lambda dataset: {})
+
+    def addon_record(self, dataset: str) -> dict[str, Any]:
+        from shiftrl.addons import ADDONS
+
+        record = ADDONS[self.addon]().to_json()
+        record.update(self.settings(dataset or ""))
+        return record
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "spot",
+            "td3bc",
+            "spot",
+            "spot",
+            "TD3 with Q normalization + SPOT's density support constraint (lambda per dataset)",
+            "Wu et al., NeurIPS 2022",
+            _spot_settings,
+        ),
+        Recipe(
+            "ssar-td3bc",
+            "td3bc",
+            "ssar",
+            "ssar",
+            "TD3+BC (LayerNorm critics) with SSAR's state-wise beta(s) (settings per dataset)",
+            "Luo et al., ICML 2025",
+            _ssar_settings("td3bc"),
+        ),
+        Recipe(
+            "ssar-cql",
+            "cql",
+            "ssar",
+            "ssar",
+            "CQL (LayerNorm critics) with SSAR's state-wise beta(s) (settings per dataset)",
+            "Luo et al., ICML 2025",
+            _ssar_settings("cql"),
+        ),
+    )
+}
+
+
+def get_recipe(name: str) -> Recipe | None:
+    return RECIPES.get(name.lower().replace("_", "-").replace("+", ""))
