@@ -111,6 +111,43 @@ def speed_section() -> list[str]:
     return lines
 
 
+def zoo_section(manifest: dict[str, Any]) -> list[str]:
+    """The behaviour-policy budget and the returns reached, per variant, from the manifest."""
+    lines = [
+        "## Behaviour policies: budget and returns reached",
+        "",
+        "Each variant's policies come from one online SAC run (`shiftrl zoo train`: 2x128 "
+        "networks, 4 environments, one update per transition, 10k uniform-random warm-up "
+        "steps) on the 2-core CPU machine; the budget is the run's environment steps. "
+        "Returns are means over the episodes shown, sampling the policy as the datasets do. "
+        "D4RL's experts (hopper 3,234, walker2d 4,592, halfcheetah 12,135) are context only: "
+        "where a run stopped short of them, its expert is the best policy that budget reached.",
+        "",
+        "| variant | budget (SAC steps) | expert return (at step) | medium return (at step) "
+        "| random return | replay snapshots |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, p in sorted(manifest["policies"].items()):
+        snaps = {s["name"]: s for s in p["snapshots"]}
+
+        def at(name: str, snaps: dict = snaps) -> str:
+            s = snaps.get(name)
+            if s is None:
+                return "-"
+            return (
+                f"{_fmt(s['return_mean'])} ± {_fmt(s['return_std'])} "
+                f"({_fmt(s['train_steps'])}, {s['episodes']} ep.)"
+            )
+
+        replay = sum(1 for n in snaps if n.startswith("replay-"))
+        lines.append(
+            f"| {variant} | {_fmt(p.get('train_steps_total'))} | {at('expert')} | "
+            f"{at('medium')} | {_fmt(p.get('random_return'))} ({p.get('random_episodes', '-')} "
+            f"ep.) | {replay} |"
+        )
+    return [*lines, ""]
+
+
 def render() -> str:
     from shiftrl import zoo
     from shiftrl.data import registry, zoo_datasets
@@ -215,6 +252,7 @@ def render() -> str:
         "",
         *speed_section(),
         "",
+        *zoo_section(zoo.manifest()),
         "## Every dataset",
         "",
         "Default size, seed 0. Behaviour return: the zoo's measurement of the behaviour policy "
