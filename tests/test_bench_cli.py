@@ -38,7 +38,6 @@ ERRORS = {
     "--only matches nothing": (["bench", "smoke", "--only", "zzz*"], "--only zzz* matches no job"),
     "bad seeds": (["bench", "smoke", "--seeds", "x"], "--seeds 'x': expected e.g. 0,1,2 or 0-4"),
     "unknown backend": (["bench", "smoke", "--backend", "slurm"], "unknown backend 'slurm'"),
-    "no jobs yet": (["bench", "o2o"], "suite 'o2o' has no jobs yet"),
     "suite option on throughput": (
         ["bench", "throughput", "--profile", "quick"],
         "--profile is an option of suites, not of `bench throughput`",

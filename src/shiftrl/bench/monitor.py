@@ -66,7 +66,7 @@ class Monitor:
         st.resumed_from = int(res.get("resumed_from", st.resumed_from) or 0)
         st.seconds = float(res.get("seconds", 0.0) or 0.0)
         if st.status in ("done", "skipped"):
-            st.step = st.job.budget.steps
+            st.step = st.job.total_steps
             st.score = st.final
         self.finished_order.append(st.job.id)
 
@@ -112,7 +112,7 @@ class Monitor:
             table.add_row(
                 s.job.id,
                 Text(s.status + (f": {info[:60]}" if info else ""), style=STYLE[s.status]),
-                f"{s.step:,}/{s.job.budget.steps:,}",
+                f"{s.step:,}/{s.job.total_steps:,}",
                 _fmt(s.score),
                 _fmt(s.best),
                 f"{elapsed:.0f}s" if elapsed else "",

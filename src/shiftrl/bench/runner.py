@@ -4,6 +4,7 @@ parallel (a local process pool or Ray), show a live table, record the study.
 Study folder (`--out`, default `runs/bench/<suite>-<profile>`):
     study.json             the suite as run (cells, layout, budget, seeds) and each job's status
     <cell>/seed<k>/        one run folder per job (config.json, metrics.jsonl, checkpoints/, ...)
+    <cell>/seed<k>/online/ an offline-to-online job's online phase (finetune.json, metrics.jsonl)
     logs/<cell>/seed<k>.log  the job's output and, when it failed, its traceback
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from shiftrl import __version__
 from shiftrl.bench.monitor import Monitor
 from shiftrl.bench.suites import Budget, Cell, Suite, get_suite
-from shiftrl.bench.worker import finished_scores, is_finished, job_config, thread_env
+from shiftrl.bench.worker import job_config, job_finished, job_scores, online_plan, thread_env
 from shiftrl.core.errors import ConfigError
 
 BACKENDS = ("local", "ray")
@@ -44,6 +45,17 @@ class Job:
     @property
     def id(self) -> str:
         return f"{self.cell.name}/seed{self.seed}"
+
+    @property
+    def online_steps(self) -> int | None:
+        """Steps of the online phase (None for an offline-only job)."""
+        online = self.cell.online
+        return None if online is None else self.budget.online.online_steps(online)
+
+    @property
+    def total_steps(self) -> int:
+        """Offline steps plus online steps: the live table's progress."""
+        return self.budget.steps + (self.online_steps or 0)
 
     @property
     def data_ids(self) -> tuple[str, ...]:
@@ -100,7 +112,8 @@ def plan_jobs(
 
     `only`: glob patterns matched against job ids (`hopper-medium.iql/seed0`) and cell names,
     or plain substrings; a job runs when any pattern matches. Each job's config is built
-    here, so a bad setting in a suite is reported before anything runs.
+    here (and its online phase checked), so a bad setting in a suite is reported before
+    anything runs.
     """
     suite = get_suite(suite) if isinstance(suite, str) else suite
     budget = suite.budget(profile)
@@ -121,6 +134,7 @@ def plan_jobs(
     for job in jobs:
         try:
             job_config(job.to_json())
+            online_plan(job.to_json())
         except ConfigError as e:
             raise ConfigError(f"suite '{suite.name}', cell '{job.cell.name}': {e}") from None
     return jobs
@@ -419,8 +433,9 @@ def run_suite(
 ) -> SweepResult:
     """Run every unfinished job of `suite` under `profile`; see the module docstring.
 
-    Finished jobs (a metrics row at the final step) are skipped; interrupted ones resume
-    from their last checkpoint. A failing job is recorded with a one-line message and the
+    Finished jobs (a metrics row at the final step; for offline-to-online jobs also the
+    online phase's finetune.json) are skipped; interrupted ones resume from their last
+    checkpoint. A failing job is recorded with a one-line message and the
     sweep goes on. `workers` defaults to the machine's cores (local backend) or to what
     the Ray cluster can schedule.
     """
@@ -440,9 +455,9 @@ def run_suite(
     states = [JobState(j) for j in jobs]
     todo = []
     for st in states:
-        if is_finished(study_dir / st.job.id, st.job.budget.steps):
-            st.status, st.step = "skipped", st.job.budget.steps
-            scores = finished_scores(study_dir / st.job.id)
+        if job_finished(study_dir / st.job.id, st.job.to_json()):
+            st.status, st.step = "skipped", st.job.total_steps
+            scores = job_scores(study_dir / st.job.id, st.job.to_json())
             st.final, st.best = scores.get("final"), scores.get("best")
         else:
             todo.append(st)

@@ -12,6 +12,12 @@ the BLAS / OpenMP thread counts for NumPy and MuJoCo.
 Jobs also share JAX's persistent compilation cache (`$SHIFTRL_JAX_CACHE`, default
 ~/.cache/shiftrl/jax; `off` disables it): a job whose learner and shapes were compiled
 before skips compilation (a smoke job: ~39 s -> ~10 s on the loaded 2-core machine).
+
+An offline-to-online job (a cell with an `online` phase) trains offline into its run folder,
+then fine-tunes online into `<run folder>/online` (`shiftrl.training.finetune.finetune`).
+Each phase is skipped once finished: the offline one when its metrics have the final step,
+the online one when `online/finetune.json` exists; an interrupted online phase resumes
+from its last checkpoint (`finetune(..., resume=True)`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 Event = tuple  # ("start" | "eval", job_id, payload)
+ONLINE_DIR = "online"
+"""The online phase's folder inside an offline-to-online job's run folder."""
 
 
 def thread_env(cpus: float = 1.0) -> dict[str, str]:
@@ -103,7 +111,8 @@ def _post(event: Event) -> None:
 
 # -- the job -----------------------------------------------------------------------------
 def job_config(job: dict[str, Any]):
-    """The RunConfig of a job record (see runner.Job.to_json)."""
+    """The RunConfig of a job record (see runner.Job.to_json): the learner (or recipe) with
+    the budget's run settings, network sizes and add-on settings, then the cell's overrides."""
     from shiftrl.bench.suites.spec import Budget, Cell, net_overrides
     from shiftrl.training.config import apply_overrides, make_config
 
@@ -119,6 +128,7 @@ def job_config(job: dict[str, Any]):
         eval_envs=tuple(cell.eval_envs),
         addons=tuple(dict(a) for a in learner.addons),
     )
+    config = apply_addon_settings(config, budget.addon_settings)
     settings: dict[str, Any] = {
         **{
             k: getattr(cell, k)
@@ -132,6 +142,111 @@ def job_config(job: dict[str, Any]):
         **learner.overrides,
     }
     return apply_overrides(config, settings)
+
+
+def apply_addon_settings(config, addon_settings: dict[str, dict[str, Any]]):
+    """Set a budget's add-on settings ({add-on: {setting: value}}) on the add-ons the run has;
+    add-ons the run lacks are left alone. An unknown add-on or setting raises ConfigError."""
+    import dataclasses
+
+    from shiftrl.addons import ADDONS
+    from shiftrl.core.errors import ConfigError
+
+    addons = [dict(a) for a in config.addons]
+    for name, settings in addon_settings.items():
+        if name not in ADDONS:
+            raise ConfigError(
+                f"budget add-on settings for unknown add-on '{name}'; "
+                f"available: {', '.join(sorted(ADDONS))}"
+            )
+        valid = [k for k in ADDONS[name]().to_json() if k != "name"]
+        unknown = [k for k in settings if k not in valid]
+        if unknown:
+            raise ConfigError(
+                f"unknown setting '{unknown[0]}' for add-on {name} in the budget; "
+                f"valid keys: {', '.join(valid)}"
+            )
+        for record in addons:
+            if record.get("name") == name:
+                record.update(settings)
+    return dataclasses.replace(config, addons=tuple(addons))
+
+
+def online_plan(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The `finetune` arguments of a job's online phase (None for an offline-only job).
+
+    Checked here, so a bad online phase fails when the jobs are planned: the replay mode,
+    step counts that the collection bursts divide, the environment, and add-ons that have
+    an online phase."""
+    from shiftrl.addons import ADDONS
+    from shiftrl.bench.suites.spec import Budget, Cell
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.training.evaluation import check_env_id
+    from shiftrl.training.finetune import REPLAY_MODES
+
+    cell, budget = Cell.from_json(job["cell"]), Budget.from_json(job["budget"])
+    online = cell.online
+    if online is None:
+        return None
+    ob = budget.online
+    steps = ob.online_steps(online)
+    spi = ob.steps_per_iter
+    if spi <= 0 or ob.eval_every <= 0 or ob.eval_episodes <= 0:
+        raise ConfigError("online steps_per_iter, eval_every and eval_episodes must be positive")
+    if steps <= 0 or steps % spi or ob.eval_every % spi:
+        raise ConfigError(
+            f"online steps ({steps:,}) and online eval_every ({ob.eval_every:,}) must be "
+            f"positive multiples of steps_per_iter ({spi:,})"
+        )
+    if online.replay is not None and online.replay not in REPLAY_MODES:
+        raise ConfigError(
+            f"online replay must be one of {', '.join(REPLAY_MODES)}, got '{online.replay}'"
+        )
+    if not 0 <= online.warmup < steps:
+        raise ConfigError(f"online warmup must be in [0, {steps:,}), got {online.warmup:,}")
+    offline_only = [
+        a["name"]
+        for a in job_config(job).addons
+        if a.get("name") in ADDONS and not ADDONS[a["name"]].finetune_supported
+    ]
+    if offline_only:
+        raise ConfigError(f"add-on {', '.join(offline_only)} has no online phase")
+    env = online.env or (cell.eval_envs[0] if cell.eval_envs else None)
+    return {
+        "online_steps": steps,
+        "env_id": check_env_id(env) if env else None,
+        "replay": online.replay,
+        "top": online.top,
+        "warmup": online.warmup,
+        "eval_every": ob.eval_every,
+        "eval_episodes": ob.eval_episodes,
+        "steps_per_iter": spi,
+    }
+
+
+def online_finished(run_dir: Path, plan: dict[str, Any]) -> bool:
+    """The online phase is finished when it wrote finetune.json for the planned steps."""
+    out = run_dir / ONLINE_DIR
+    if not (out / "finetune.json").exists() or not (out / "config.json").exists():
+        return False
+    recorded = json.loads((out / "config.json").read_text()).get("online_config", {})
+    return recorded.get("total_steps") == plan["online_steps"]
+
+
+def job_finished(run_dir: Path, job: dict[str, Any]) -> bool:
+    """The offline run is finished and, for an offline-to-online job, the online phase too."""
+    if not is_finished(run_dir, int(job["budget"]["steps"])):
+        return False
+    plan = online_plan(job)
+    return plan is None or online_finished(run_dir, plan)
+
+
+def job_scores(run_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """{"final", "best"} of a job's runs on disk: the online phase's when the job has one."""
+    if job["cell"].get("online"):
+        path = run_dir / ONLINE_DIR
+        return finished_scores(path) if (path / "metrics.jsonl").exists() else {}
+    return finished_scores(run_dir)
 
 
 def load_job_data(job: dict[str, Any]):
@@ -242,15 +357,31 @@ def run_job(
     steps = int(job["budget"]["steps"])
     result: dict[str, Any] = {"id": job["id"], "final": None, "best": None, "message": ""}
     t0 = time.perf_counter()
-    if is_finished(run_dir, steps):
-        return {**result, **finished_scores(run_dir), "status": "skipped", "seconds": 0.0}
-    start = resume_step(run_dir)
+    offline_done = is_finished(run_dir, steps)
+    plan = None
+    if job["cell"].get("online"):
+        try:
+            plan = online_plan(job)
+        except Exception as e:
+            return {**result, "status": "failed", "message": _one_line(e), "seconds": 0.0}
+    if offline_done and (plan is None or online_finished(run_dir, plan)):
+        return {**result, **job_scores(run_dir, job), "status": "skipped", "seconds": 0.0}
+    start = steps if offline_done else resume_step(run_dir)
     post(("start", job["id"], {"resumed_from": start, "pid": os.getpid()}))
     try:
         with _output_to(log_path):
-            print(f"== {job['id']} ({'resume from step ' + str(start) if start else 'fresh'})")
-            run = _train(job, run_dir, post)
-        result.update(status="done", final=run.score("final"), best=run.score("best"))
+            if offline_done:
+                _check_recorded(job, run_dir)
+                print(f"== {job['id']} (offline phase finished)")
+            else:
+                print(f"== {job['id']} ({'resume from step ' + str(start) if start else 'fresh'})")
+                run = _train(job, run_dir, post)
+            if plan is None:
+                result.update(final=run.score("final"), best=run.score("best"))
+            else:
+                _finetune(job, run_dir, plan, post)
+                result.update(job_scores(run_dir, job))
+        result["status"] = "done"
     except Exception as e:  # one job's failure never stops the sweep
         result["status"] = "failed"
         result["message"] = _one_line(e)
@@ -261,9 +392,9 @@ def run_job(
     return result
 
 
-def _train(job: dict[str, Any], run_dir: Path, post: Callable[[Event], None]):
+def _check_recorded(job: dict[str, Any], run_dir: Path):
+    """The job's RunConfig, after checking that a run folder already there was made with it."""
     from shiftrl.core.errors import ConfigError
-    from shiftrl.training.run import train
 
     config = job_config(job)
     if (run_dir / "config.json").exists():
@@ -274,6 +405,13 @@ def _train(job: dict[str, Any], run_dir: Path, post: Callable[[Event], None]):
                 f"{run_dir} was started with another configuration ({diff}); "
                 "remove it or use another --out"
             )
+    return config
+
+
+def _train(job: dict[str, Any], run_dir: Path, post: Callable[[Event], None]):
+    from shiftrl.training.run import train
+
+    config = _check_recorded(job, run_dir)
     target, sources = load_job_data(job)
 
     def on_eval(row: dict) -> None:
@@ -282,6 +420,56 @@ def _train(job: dict[str, Any], run_dir: Path, post: Callable[[Event], None]):
     return train(
         config, target, sources, out=run_dir, resume=True, progress=False, callbacks=(on_eval,)
     )
+
+
+def _finetune(
+    job: dict[str, Any], run_dir: Path, plan: dict[str, Any], post: Callable[[Event], None]
+):
+    """The online phase into `<run_dir>/online`: fresh, or resumed from its last checkpoint."""
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.training.finetune import finetune
+
+    out = run_dir / ONLINE_DIR
+    resume = (out / "config.json").exists()
+    if resume:
+        recorded = json.loads((out / "config.json").read_text())
+        diff = _online_mismatch(recorded, plan)
+        if diff:
+            raise ConfigError(
+                f"{out} was started with another online phase ({diff}); "
+                "remove it or use another --out"
+            )
+    elif out.exists() and not any(out.iterdir()):
+        out.rmdir()  # killed before it wrote anything
+    print(
+        f"== {job['id']}: online phase, {plan['online_steps']:,} steps "
+        f"({'resumed' if resume else 'fresh'})",
+        flush=True,
+    )
+    res = finetune(run_dir, out=out, resume=resume, progress=False, **plan)
+    offline = int(job["budget"]["steps"])
+    post(("eval", job["id"], {"step": offline + plan["online_steps"], "score": res.score_after}))
+    print(
+        f"== online: {res.score_before:.1f} -> {res.score_after:.1f} in {res.env_id}, "
+        f"regret {res.regret:.3f}"
+    )
+    return res
+
+
+def _online_mismatch(recorded: dict[str, Any], plan: dict[str, Any]) -> str | None:
+    """Where an online folder's recorded settings differ from the job's online phase."""
+    rec = recorded.get("online_config", {})
+    pairs = [
+        ("total_steps", rec.get("total_steps"), plan["online_steps"]),
+        ("env", rec.get("env_id"), plan["env_id"]),
+        ("eval_every", rec.get("eval_every"), plan["eval_every"]),
+        ("eval_episodes", rec.get("eval_episodes"), plan["eval_episodes"]),
+        ("steps_per_iter", rec.get("steps_per_iter"), plan["steps_per_iter"]),
+        ("warmup", rec.get("learning_starts"), plan["warmup"]),
+        ("replay", recorded.get("replay"), plan["replay"]),
+    ]
+    diffs = [f"{k}: {a} -> {b}" for k, a, b in pairs if b is not None and a != b]
+    return ", ".join(diffs[:4]) if diffs else None
 
 
 def finished_scores(run_dir: Path) -> dict[str, Any]:

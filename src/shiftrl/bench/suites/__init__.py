@@ -14,8 +14,11 @@ from shiftrl.bench.suites.spec import (
     Budget,
     Cell,
     Learner,
+    Online,
+    OnlineBudget,
     Suite,
     TableLayout,
+    learner_algo,
     net_overrides,
 )
 from shiftrl.core.errors import ConfigError
@@ -42,9 +45,12 @@ __all__ = [
     "Budget",
     "Cell",
     "Learner",
+    "Online",
+    "OnlineBudget",
     "Suite",
     "TableLayout",
     "get_suite",
+    "learner_algo",
     "net_overrides",
     "suite_names",
 ]

@@ -34,3 +34,20 @@ QUICK_100K = Budget(
     seeds=(0, 1, 2),
     note="declared CPU budget: 10% of the papers' steps, same networks",
 )
+
+PAPER_STEPS = 1_000_000
+ADDON_STEPS = {
+    "spot": {"pretrain_steps": 100_000},  # SPOT: the VAE trains 1e5 steps, then is frozen
+    "ssar": {"iql_steps": 1_000_000, "update_period": 50_000},  # SSAR's official configs
+}
+"""The add-ons' own step counts in their papers, which run the learner for 1M steps."""
+
+
+def addon_steps(steps: int, *names: str) -> dict[str, dict[str, int]]:
+    """Budget `addon_settings` scaling the add-ons' own step counts with the learner's steps:
+    the papers' values at 1M learner steps, in proportion otherwise (100k learner steps ->
+    SPOT's VAE 10k steps, SSAR's IQL critic 100k steps and n schedule every 5k steps)."""
+    return {
+        name: {k: max(1, v * steps // PAPER_STEPS) for k, v in ADDON_STEPS[name].items()}
+        for name in names
+    }

@@ -1,25 +1,133 @@
-"""`o2o`: placeholder for offline-to-online fine-tuning (SPOT, SSAR, IQL), filled by the
-offline-to-online issue.
+"""`o2o`: offline-to-online fine-tuning (CORL's offline -> online tables; SPOT, SSAR, IQL).
 
-A job here is an offline run followed by online fine-tuning, which suite cells cannot
-express yet, so the suite declares only its table (rows: the locomotion datasets;
-columns: offline score -> online score per method, as CORL's offline-to-online tables)
-and no jobs; `shiftrl bench o2o` says so.
+Each job trains a method offline, then fine-tunes it online (`shiftrl.training.finetune`)
+into `<job>/online`, with the method's own online schedule: the add-ons carry theirs (SPOT
+anneals lambda to 20%; SSAR scales its frozen beta(s) down) and their replay at the switch
+(SPOT, IQL, TD3+BC: all offline data; SSAR: its 50 best offline trajectories, plus SSAR's
+5,000 policy steps before the first online update).
+
+Block `same dynamics` (CORL's table): rows hopper / walker2d / halfcheetah x medium /
+medium-replay / medium-expert; columns IQL (its `locomotion` preset), SPOT (`spot`
+recipe), TD3+BC+SSAR and CQL+SSAR (`ssar-td3bc`, `ssar-cql` recipes); offline on the
+dataset, online in the unshifted environment.
+
+Block `cross dynamics` (the users' main setting): offline on the body-mass x2 data
+(`<robot>-mass-2.0/medium-v0`), evaluated offline and fine-tuned online in the base
+dynamics (`shiftrl/<robot>-base-v0`), for TD3+BC and SPOT.
+
+The report shows offline score -> online score per cell and the regret (CORL: mean over
+the online evaluations of 1 - score / 100), with an online learning curve per cell.
+
+Budgets (offline steps as the offline suites; add-on step counts scaled with them):
+- `paper`: 1M offline steps (SPOT's VAE 100k pretraining steps, SSAR's IQL critic 1M and
+  n schedule every 50k), then each method's online steps from its paper: 1M for IQL
+  (CORL), SPOT and TD3+BC (SPOT's), 250k for SSAR; offline evaluation every 5,000 steps,
+  online every 10,000 environment steps, 10 episodes each; the papers' networks; seeds 0-4.
+- `quick` (the declared CPU budget): 100k offline steps (add-on steps at 10%), then 50k
+  online steps for every method; evaluation every 10,000 steps (offline) and 10,000
+  environment steps (online) with 10 episodes; the same networks; seeds 0-2 (126 jobs).
+  Estimated from the offline rates measured on the 2-core CPU machine (the online phase
+  is an update plus an environment step per step; not measured as a sweep): about 20
+  minutes a job for IQL and TD3+BC, 45 for SPOT, 60 for TD3+BC+SSAR, so about 70
+  core-hours (some 35 hours on the 2 cores) without CQL+SSAR, whose jobs (CQL at 3x256,
+  150k updates at 2-5 per second) take 8-20 hours each: run that column on a GPU or a
+  Ray cluster, or leave it out with `--only`.
 """
 
-from shiftrl.bench.suites.common import ENVS, LEVELS, PAPER_1M, QUICK_100K
-from shiftrl.bench.suites.spec import Suite, TableLayout
+from dataclasses import replace
 
+from shiftrl.bench.suites.common import (
+    ENVS,
+    LEVELS,
+    PAPER_1M,
+    QUICK_100K,
+    addon_steps,
+    dataset_id,
+)
+from shiftrl.bench.suites.spec import Cell, Learner, Online, OnlineBudget, Suite, TableLayout
+
+SAME, CROSS = (
+    "same dynamics",
+    "cross dynamics: offline on body mass x2, online in the base dynamics",
+)
+SOURCE_SHIFT = "mass-2.0"
+SSAR_ONLINE = Online(steps=250_000, warmup=5000)  # replay: the add-on's ("part", 50 best)
+METHODS = {
+    # column: (cell suffix, learner, online phase as in the method's paper)
+    "IQL": ("iql", Learner("iql", preset="locomotion"), Online(steps=1_000_000, replay="all")),
+    "SPOT": ("spot", Learner("spot"), Online(steps=1_000_000)),
+    "TD3+BC+SSAR": ("ssar-td3bc", Learner("ssar-td3bc"), SSAR_ONLINE),
+    "CQL+SSAR": ("ssar-cql", Learner("ssar-cql"), SSAR_ONLINE),
+}
+CROSS_METHODS = {
+    "TD3+BC": ("td3bc", Learner("td3bc")),
+    "SPOT": ("spot", Learner("spot")),
+}
+ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
+
+
+def _cells():
+    for robot, env in ENVS.items():
+        for level in LEVELS:
+            row = f"{robot}-{level}"
+            for column, (suffix, learner, online) in METHODS.items():
+                yield Cell(
+                    name=f"{row}.{suffix}",
+                    learner=learner,
+                    target=dataset_id(robot, level),
+                    eval_envs=(env,),
+                    row=row,
+                    column=column,
+                    block=SAME,
+                    online=online,
+                )
+    for robot, env in ENVS.items():
+        for column, (suffix, learner) in CROSS_METHODS.items():
+            yield Cell(
+                name=f"{robot}-{SOURCE_SHIFT}-medium.{suffix}.to-base",
+                learner=learner,
+                target=dataset_id(robot, "medium", SOURCE_SHIFT),
+                eval_envs=(env,),
+                row=f"{robot}-medium",
+                column=column,
+                block=CROSS,
+                online=Online(steps=1_000_000, env=env, replay="all"),
+            )
+
+
+ADDONS = ("spot", "ssar")
 SUITE = Suite(
     name="o2o",
-    description="Offline-to-online fine-tuning.",
-    cells=(),
-    profiles={"paper": PAPER_1M, "quick": QUICK_100K},
+    description=(
+        "Offline-to-online fine-tuning: IQL, SPOT, TD3+BC+SSAR, CQL+SSAR on locomotion, and "
+        "TD3+BC, SPOT from body-mass x2 data to the base dynamics."
+    ),
+    cells=tuple(_cells()),
+    profiles={
+        "paper": replace(
+            PAPER_1M,
+            addon_settings=addon_steps(PAPER_1M.steps, *ADDONS),
+            online=OnlineBudget(steps=None, eval_every=10_000, eval_episodes=10),
+            note="the papers' budgets: 1M offline steps, then each method's online steps "
+            "(IQL, SPOT, TD3+BC 1M; SSAR 250k)",
+        ),
+        "quick": replace(
+            QUICK_100K,
+            addon_settings=addon_steps(QUICK_100K.steps, *ADDONS),
+            online=OnlineBudget(steps=50_000, eval_every=10_000, eval_episodes=10),
+            note="declared CPU budget: 100k offline steps (add-on steps at 10%) + 50k online "
+            "steps for every method, same networks",
+        ),
+    },
     layout=TableLayout(
         title="Offline-to-online: offline score -> online score",
-        rows=tuple(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS),
-        columns=("IQL", "SPOT", "TD3+BC+SSAR", "CQL+SSAR"),
+        rows=ROWS,
+        columns=("IQL", "TD3+BC", "SPOT", "TD3+BC+SSAR", "CQL+SSAR"),
+        blocks=(SAME, CROSS),
     ),
-    placeholder="offline-then-online jobs are not expressible as suite cells yet: no jobs",
-    references=("Tarasov et al., CORL (offline-to-online tables), NeurIPS 2023 D&B",),
+    references=(
+        "Tarasov et al., CORL (offline-to-online tables), NeurIPS 2023 D&B",
+        "Wu et al., Supported Policy Optimization for Offline RL, NeurIPS 2022",
+        "Luo et al., Selective State-Adaptive Regularization for Offline RL, ICML 2025",
+    ),
 )

@@ -6,6 +6,17 @@ is a cell at one seed under one budget; its run folder is `<study>/<cell>/seed<k
 A suite may declare the table layout of its paper: each cell carries its `row`,
 `column` and optional `block` (a sub-table, e.g. one per base learner).
 
+Offline-to-online jobs: a cell with an `online` phase (`Online`: the paper's online steps,
+the environment, the replay at the switch, the warm-up) trains offline, then fine-tunes
+online into `<job>/online` (`shiftrl.training.finetune.finetune`). How long the online
+phase runs and how often it is evaluated is the budget's (`OnlineBudget`), like the
+offline steps.
+
+Add-ons with step counts of their own (SPOT's VAE `pretrain_steps`, SSAR's `iql_steps` and
+`update_period`) are scaled by the budget's `addon_settings` ({add-on: {setting: value}}),
+applied to the jobs that have that add-on (a recipe's add-on included) and ignored by the
+others; a setting the add-on does not have fails when the jobs are planned.
+
 Everything here is plain data with `to_json` / `from_json`, so a study folder records
 the suite it ran (study.json) and reports need nothing but the folder.
 """
@@ -26,7 +37,10 @@ _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 @dataclass(frozen=True)
 class Learner:
-    """A learner as a suite runs it: algorithm, preset, hyperparameters, add-ons."""
+    """A learner as a suite runs it: algorithm, preset, hyperparameters, add-ons.
+
+    `algo` may be a recipe (`spot`, `ssar-td3bc`, `ssar-cql`: a learner preset plus its
+    add-on with the dataset's settings, see `shiftrl.recipes`)."""
 
     algo: str
     preset: str | None = None
@@ -54,6 +68,30 @@ class Learner:
 
 
 @dataclass(frozen=True)
+class Online:
+    """A cell's online phase: after the offline run, fine-tune online (offline-to-online)."""
+
+    steps: int
+    """Online environment steps in the paper (a budget's `online.steps` may replace it)."""
+    env: str | None = None
+    """Gymnasium id to fine-tune in (default: the cell's first evaluation environment)."""
+    replay: str | None = None
+    """Replay at the switch: all | part | half | none (default: the add-ons' choice, else all)."""
+    warmup: int = 0
+    """Policy steps collected before the first online update (SSAR: 5,000)."""
+    top: int | None = None
+    """Replay 'part': keep this many best offline trajectories (default: the add-on's, 50)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Online:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
 class Cell:
     """One learner on one data setting: a table cell, run once per seed."""
 
@@ -75,12 +113,16 @@ class Cell:
     column: str = ""
     block: str = ""
     """Where the cell sits in the suite's table: row, column, and sub-table (may be empty)."""
+    online: Online | None = None
+    """Fine-tune online after the offline run (an offline-to-online job); None: offline only."""
 
     def __post_init__(self) -> None:
         if not _CELL_NAME.match(self.name):
             raise ConfigError(f"cell name '{self.name}' must match {_CELL_NAME.pattern}")
         if self.target_fraction is not None and self.target_count is not None:
             raise ConfigError(f"cell '{self.name}': give target_fraction or target_count, not both")
+        if self.online is not None and self.online.steps <= 0:
+            raise ConfigError(f"cell '{self.name}': online steps must be positive")
 
     @property
     def data_label(self) -> str:
@@ -96,6 +138,10 @@ class Cell:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["learner"] = self.learner.to_json()
         d["sources"], d["eval_envs"] = list(self.sources), list(self.eval_envs)
+        if self.online is None:
+            del d["online"]  # offline cells record what they always did
+        else:
+            d["online"] = self.online.to_json()
         return d
 
     @classmethod
@@ -105,7 +151,31 @@ class Cell:
         kw["learner"] = Learner.from_json(d["learner"])
         kw["sources"] = tuple(d.get("sources", ()))
         kw["eval_envs"] = tuple(d.get("eval_envs", ()))
+        kw["online"] = Online.from_json(d["online"]) if d.get("online") else None
         return cls(**kw)
+
+
+@dataclass(frozen=True)
+class OnlineBudget:
+    """How long and how often the online phases of offline-to-online cells run."""
+
+    steps: int | None = None
+    """Online steps of every online phase; None keeps each cell's own (the papers')."""
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    steps_per_iter: int = 1000
+    """Environment steps collected between two bursts of updates (divides the others)."""
+
+    def online_steps(self, online: Online) -> int:
+        return self.steps if self.steps is not None else online.steps
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> OnlineBudget:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -122,14 +192,32 @@ class Budget:
     """Further run settings for every job (e.g. batch_size, log_every)."""
     note: str = ""
     """What the budget is and why (shown in reports), e.g. '10% of the papers' 1M steps'."""
+    addon_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """{add-on: {setting: value}} for the jobs that have that add-on (others ignore it), e.g.
+    {"spot": {"pretrain_steps": 10_000}} to scale an add-on's own steps with `steps`."""
+    online: OnlineBudget = field(default_factory=OnlineBudget)
+    """The online phases of offline-to-online cells (unused by offline cells)."""
 
-    def describe(self) -> str:
+    def describe(self, with_online: bool = False) -> str:
         nets = "the papers' network sizes" if self.hidden is None else f"networks {self.hidden}"
         extra = "".join(f", {k}={v}" for k, v in self.settings.items())
-        return (
+        extra += "".join(
+            f", {name}.{k}={_num(v)}"
+            for name, kv in self.addon_settings.items()
+            for k, v in kv.items()
+        )
+        text = (
             f"{self.steps:,} gradient steps, evaluation every {self.eval_every:,} steps with "
             f"{self.eval_episodes} episodes, {nets}{extra}"
         )
+        if with_online:
+            o = self.online
+            steps = "each cell's own" if o.steps is None else f"{o.steps:,}"
+            text += (
+                f"; then {steps} online steps, evaluation every {o.eval_every:,} steps with "
+                f"{o.eval_episodes} episodes"
+            )
+        return text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +228,8 @@ class Budget:
             "hidden": None if self.hidden is None else list(self.hidden),
             "settings": _jsonable(dict(self.settings)),
             "note": self.note,
+            "addon_settings": {k: _jsonable(dict(v)) for k, v in self.addon_settings.items()},
+            "online": self.online.to_json(),
         }
 
     @classmethod
@@ -152,6 +242,11 @@ class Budget:
             hidden=None if d.get("hidden") is None else tuple(d["hidden"]),
             settings=dict(d.get("settings", {})),
             note=d.get("note", ""),
+            addon_settings={
+                k: {kk: _untuple(vv) for kk, vv in v.items()}
+                for k, v in d.get("addon_settings", {}).items()
+            },
+            online=OnlineBudget.from_json(d.get("online")),
         )
 
 
@@ -168,6 +263,10 @@ class TableLayout:
     arrows: Mapping[str, str] = field(default_factory=dict)
     """column -> baseline column: the column's entries get ↑ (higher mean) or ↓ (lower)."""
     note: str = ""
+    per_env_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Extra tables of per-environment scores: label -> env ids. A cell's entry is the mean
+    of its runs' `eval/<env>/normalized_score` over the listed envs it was evaluated in
+    (SRPO: the base dynamics alone, beside the main table's mean over all its envs)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,6 +277,7 @@ class TableLayout:
             "blocks": list(self.blocks),
             "arrows": dict(self.arrows),
             "note": self.note,
+            "per_env_tables": {k: list(v) for k, v in self.per_env_tables.items()},
         }
 
     @classmethod
@@ -190,6 +290,7 @@ class TableLayout:
             blocks=tuple(d.get("blocks", ())),
             arrows=dict(d.get("arrows", {})),
             note=d.get("note", ""),
+            per_env_tables={k: tuple(v) for k, v in d.get("per_env_tables", {}).items()},
         )
 
 
@@ -228,14 +329,27 @@ class Suite:
         return self.layout or TableLayout(title=self.name)
 
 
+def learner_algo(algo: str) -> str:
+    """The learner behind a suite's `algo`: itself, or a recipe's learner (`spot` -> `td3bc`)."""
+    from shiftrl.recipes import get_recipe
+
+    recipe = get_recipe(algo)
+    return recipe.learner if recipe is not None else algo
+
+
 def net_overrides(algo: str, hidden: tuple[int, ...] | None) -> dict[str, Any]:
-    """Set every hidden-size field the learner has (`hidden`, `actor_hidden`, `vae_hidden`, ...)."""
+    """Set every hidden-size field the learner has (`hidden`, `actor_hidden`, `vae_hidden`, ...);
+    `algo` may be a recipe (its learner's fields)."""
     if hidden is None:
         return {}
     from shiftrl.learners import get_learner
 
-    fields = get_learner(algo).config_fields()
+    fields = get_learner(learner_algo(algo)).config_fields()
     return {k: tuple(hidden) for k in fields if k == "hidden" or k.endswith("_hidden")}
+
+
+def _num(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

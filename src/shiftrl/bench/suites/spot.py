@@ -1,52 +1,80 @@
-"""`spot`: placeholder for SPOT (Wu et al., NeurIPS 2022), filled by the SPOT issue.
+"""`spot`: SPOT's locomotion table (Wu et al., NeurIPS 2022): TD3+BC against SPOT.
 
-D4RL-style locomotion, TD3+BC against TD3+BC with the `spot` add-on (VAE density
-regularizer) at the paper's per-task lambda. Until the add-on exists its jobs fail with
-"unknown add-on 'spot'".
+Rows: hopper / walker2d / halfcheetah x medium / medium-replay / medium-expert, on the
+project's own datasets, evaluated in the unshifted variants. Columns:
+- `TD3+BC`: TD3+BC with its paper (CORL) hyperparameters;
+- `SPOT`: the `spot` recipe (`shiftrl.recipes`): TD3+BC's `spot` preset (alpha 1, no BC
+  term, actor dropout 0.1: TD3 with Q normalization) plus the `spot` add-on (a behaviour
+  CVAE pretrained and frozen, then lambda * -log pi_beta(pi(s)|s) in the actor loss) with
+  the dataset's lambda from SPOT's configs (`shiftrl.addons.spot.LAMBDA_PRESETS`).
+SPOT's entries carry ↑ / ↓ against TD3+BC.
+
+Budgets (the add-on's own steps scale with the learner's through the budget's
+`addon_settings`, which only jobs with the `spot` add-on take):
+- `paper`: 1M gradient steps after the VAE's 100k pretraining steps (SPOT's), evaluation
+  every 5,000 steps with 10 episodes, the papers' networks (2x256; VAE 750x750), seeds 0-4.
+- `quick` (the declared CPU budget): 10% of everything: 100k steps after 10k VAE steps,
+  evaluation every 10,000 steps with 10 episodes, the same networks, seeds 0-2 (54 jobs).
+  On the 2-core CPU machine (one single-threaded job per core; rates measured there, see
+  docs/benchmarks/README.md: TD3+BC ~170 updates/s, SPOT ~76, the 750x750 VAE ~37
+  pretraining steps/s) a TD3+BC job is about 12 minutes and a SPOT job about 30, so the
+  sweep is about 19 core-hours (about 10 hours on the 2 cores).
 """
 
-from shiftrl.bench.suites.common import ENVS, LEVELS, PAPER_1M, QUICK_100K, dataset_id
+from dataclasses import replace
+
+from shiftrl.bench.suites.common import (
+    ENVS,
+    LEVELS,
+    PAPER_1M,
+    QUICK_100K,
+    addon_steps,
+    dataset_id,
+)
 from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
 
-# SPOT's configs/offline/*.yml
-LAMBDA = {
-    "halfcheetah-medium": 0.05,
-    "halfcheetah-medium-replay": 0.05,
-    "halfcheetah-medium-expert": 1.0,
-    "hopper-medium": 0.1,
-    "hopper-medium-replay": 0.1,
-    "hopper-medium-expert": 0.2,
-    "walker2d-medium": 0.2,
-    "walker2d-medium-replay": 0.2,
-    "walker2d-medium-expert": 0.5,
-}
+LEARNERS = {"TD3+BC": Learner("td3bc"), "SPOT": Learner("spot")}
+ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
 
 def _cells():
     for robot, env in ENVS.items():
         for level in LEVELS:
             row = f"{robot}-{level}"
-            common = {"target": dataset_id(robot, level), "eval_envs": (env,), "row": row}
-            yield Cell(name=f"{row}.td3bc", learner=Learner("td3bc"), column="TD3+BC", **common)
-            yield Cell(
-                name=f"{row}.td3bc-spot",
-                learner=Learner("td3bc", addons=({"name": "spot", "lambd": LAMBDA[row]},)),
-                column="SPOT",
-                **common,
-            )
+            for column, learner in LEARNERS.items():
+                yield Cell(
+                    name=f"{row}.{learner.algo}",
+                    learner=learner,
+                    target=dataset_id(robot, level),
+                    eval_envs=(env,),
+                    row=row,
+                    column=column,
+                )
 
 
 SUITE = Suite(
     name="spot",
-    description="SPOT's support constraint on TD3+BC, D4RL-style locomotion.",
+    description="SPOT's support constraint against TD3+BC, D4RL-style locomotion.",
     cells=tuple(_cells()),
-    profiles={"paper": PAPER_1M, "quick": QUICK_100K},
+    profiles={
+        "paper": replace(
+            PAPER_1M,
+            addon_settings=addon_steps(PAPER_1M.steps, "spot"),
+            note="SPOT's budget: 1M steps after 100k VAE steps, eval every 5k steps x 10 episodes",
+        ),
+        "quick": replace(
+            QUICK_100K,
+            addon_settings=addon_steps(QUICK_100K.steps, "spot"),
+            note="declared CPU budget: 10% of SPOT's learner and VAE steps, same networks",
+        ),
+    },
     layout=TableLayout(
         title="SPOT on locomotion",
-        rows=tuple(LAMBDA),
-        columns=("TD3+BC", "SPOT"),
+        rows=ROWS,
+        columns=tuple(LEARNERS),
         arrows={"SPOT": "TD3+BC"},
+        note="SPOT: TD3+BC's `spot` preset + the `spot` add-on at the paper's per-task lambda; "
+        "↑ / ↓: SPOT's mean above / below TD3+BC's.",
     ),
-    placeholder="the SPOT add-on is not in shiftrl yet",
     references=("Wu et al., Supported Policy Optimization for Offline RL, NeurIPS 2022",),
 )

@@ -1,18 +1,57 @@
-"""`srpo`: placeholder for SRPO (Xue et al., NeurIPS 2023), filled by the SRPO issue.
+"""`srpo`: SRPO's offline protocol (Xue et al., NeurIPS 2023), model-free.
 
-Data as in SRPO's offline experiments: the target dataset plus a shifted-dynamics source
-of the same level (here body mass x2); evaluation averages the normalized score over the
-target and the shifted environment. Columns: each base learner without and with the
-`srpo` add-on (↑ / ↓ against the base). The SRPO issue sets the add-on's settings
-(eta, rho), the shifts and the learners; without the add-on those jobs fail with
-"unknown add-on 'srpo'".
+Data, as SRPO's `load_d4rl_st_buffer`: one robot's data from several dynamics, each
+contributing equally: the target `<robot>/<level>-v0` (unshifted dynamics) plus the
+sources `<robot>-mass-2.0/<level>-v0` (body mass x2, SRPO's `body_mass`) and
+`<robot>-friction-0.5/<level>-v0` (a second shift the zoo ships, in place of SRPO's
+`density_10`, which shiftrl has no environment for). Robots hopper, walker2d, halfcheetah;
+levels medium, medium-replay, medium-expert.
+
+Equal shares: the loop draws `1 - source_fraction` of every batch from the target and
+lets the sources share `source_fraction` in proportion to their sizes
+(`training.loop.batch_counts`). Every cell sets `source_fraction = 2/3` (the number of
+sources over the number of datasets, through the learner's overrides), so each of the three
+datasets gives a third of every batch: 85 / 86 / 85 rows of 256 where the two sources are
+the same size (medium 1M, medium-expert 2M transitions by default). The medium-replay
+sources are the SAC replays up to each variant's medium snapshot, which differ in length,
+so there the two sources split their two thirds by size, as SRPO's concatenated buffer does.
+
+Learners (columns): CQL, TD3+BC and IQL, each without and with the `srpo` add-on at
+lambda = 0.1, rho = 0.5 (the official README command and code defaults; the paper also
+uses lambda = 0.3 and rho = 0.2) in the paper's form r + lambda * log(D / (1 - D)); the
+released code's r + lambda * log(clip(logit, 0.1, 10)) is the add-on's `form="clipped"`.
+The +SRPO columns carry ↑ / ↓ against their base learner.
+
+Evaluation, as SRPO's: in every dynamics of the mix (base, mass-2.0, friction-0.5); a
+cell's normalized score is the mean over the three, and the report adds a second table
+with the score in the base dynamics alone (the layout's `per_env_tables`, read from each
+run's `eval/<env>/normalized_score`).
+
+SRPO's official offline runs are on MAPLE (model-based, recurrent), which shiftrl does
+not have yet: this suite is the model-free variant of the protocol, with the add-on on
+CQL / TD3+BC / IQL. Profiles: `paper` 1M steps, evaluation every 5k steps x 10 episodes
+per dynamics (SRPO: 40 per dynamics every MAPLE epoch), 5 seeds; `quick` the declared
+CPU budget, 100k steps, every 10k x 10, 3 seeds. The walker2d and friction-0.5 datasets
+come with the dataset zoo; until it ships a variant, its jobs fail with the data error and
+the sweep goes on.
 """
+
+from dataclasses import replace
 
 from shiftrl.bench.suites.common import ENVS, LEVELS, PAPER_1M, QUICK_100K, dataset_id, env_id
 from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
 
-SHIFT = "mass-2.0"
-BASES = {"IQL": Learner("iql", preset="locomotion"), "TD3+BC": Learner("td3bc")}
+SHIFTS = ("mass-2.0", "friction-0.5")
+"""The source dynamics, beside the target's (unshifted) ones."""
+SOURCE_FRACTION = len(SHIFTS) / (1 + len(SHIFTS))
+"""2/3: with the target's third, every dataset gives an equal share of each batch."""
+SRPO = {"name": "srpo", "lam": 0.1, "rho": 0.5}
+BASES = {
+    "CQL": Learner("cql", preset="default"),
+    "TD3+BC": Learner("td3bc"),
+    "IQL": Learner("iql", preset="locomotion"),
+}
+BASE_ONLY = "base dynamics only"
 
 
 def _cells():
@@ -22,12 +61,14 @@ def _cells():
                 for with_srpo in (False, True):
                     yield Cell(
                         name=f"{robot}-{level}.{base.algo}{'-srpo' if with_srpo else ''}",
-                        learner=Learner(
-                            base.algo, base.preset, addons=({"name": "srpo"},) if with_srpo else ()
+                        learner=replace(
+                            base,
+                            overrides={**base.overrides, "source_fraction": SOURCE_FRACTION},
+                            addons=(dict(SRPO),) if with_srpo else (),
                         ),
                         target=dataset_id(robot, level),
-                        sources=(dataset_id(robot, level, SHIFT),),
-                        eval_envs=(env, env_id(robot, SHIFT)),
+                        sources=tuple(dataset_id(robot, level, s) for s in SHIFTS),
+                        eval_envs=(env, *(env_id(robot, s) for s in SHIFTS)),
                         row=f"{robot}-{level}",
                         column=f"{label}+SRPO" if with_srpo else label,
                     )
@@ -35,18 +76,33 @@ def _cells():
 
 SUITE = Suite(
     name="srpo",
-    description="SRPO's reward augmentation on target + shifted-source data.",
+    description=(
+        "SRPO's protocol, model-free: CQL, TD3+BC and IQL without and with SRPO's state "
+        "regularizer on equal parts of base, mass-2.0 and friction-0.5 data, scored in "
+        "all three dynamics (mean) and in the base dynamics alone."
+    ),
     cells=tuple(_cells()),
-    profiles={"paper": PAPER_1M, "quick": QUICK_100K},
+    profiles={
+        "paper": replace(
+            PAPER_1M,
+            note=(
+                "SRPO's budget on the model-free learners (its official runs are on MAPLE, "
+                "model-based, not in shiftrl yet): 1M steps, eval every 5k steps x 10 "
+                "episodes in each dynamics"
+            ),
+        ),
+        "quick": QUICK_100K,
+    },
     layout=TableLayout(
-        title="SRPO: target + body-mass x2 source, mean score over both dynamics",
+        title="SRPO: base + mass-2.0 + friction-0.5 data, one third each",
         rows=tuple(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS),
         columns=tuple(c for label in BASES for c in (label, f"{label}+SRPO")),
         arrows={f"{label}+SRPO": label for label in BASES},
-    ),
-    placeholder=(
-        "the SRPO issue sets the add-on's settings and learners; the MuJoCo datasets and "
-        "their mass-2.0 sources come with the dataset zoo"
+        note=(
+            "Main tables: mean normalized score over the three dynamics (SRPO's metric); "
+            "↑ / ↓: +SRPO's mean above / below its base learner."
+        ),
+        per_env_tables={BASE_ONLY: tuple(ENVS.values())},
     ),
     references=(
         "Xue et al., State Regularized Policy Optimization on Data with Dynamics Shift, NeurIPS 2023",

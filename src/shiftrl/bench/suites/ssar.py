@@ -1,44 +1,92 @@
-"""`ssar`: placeholder for SSAR (Luo et al., ICML 2025), filled by the SSAR issue.
+"""`ssar`: SSAR's locomotion table (Luo et al., ICML 2025) on TD3+BC and CQL.
 
-D4RL-style locomotion; TD3+BC and CQL without and with the `ssar` add-on (state-wise
-coefficient beta(s)). The SSAR issue adds its per-task settings (selection method,
-ref_return / iql_tau); until the add-on exists its jobs fail with "unknown add-on 'ssar'".
+Rows: hopper / walker2d / halfcheetah x medium / medium-replay / medium-expert, on the
+project's own datasets, evaluated in the unshifted variants. Columns: each backbone with
+its paper (CORL) hyperparameters, then with SSAR (↑ / ↓ against the backbone):
+- `TD3+BC+SSAR`, `CQL+SSAR`: the `ssar-td3bc` / `ssar-cql` recipes (`shiftrl.recipes`):
+  the learner's `ssar` preset (LayerNorm critics) plus the `ssar` add-on with the official
+  per-dataset settings (`shiftrl.addons.ssar.preset_settings`: trusted-data selection by
+  trajectory return or by a pretrained IQL critic, max_n, loosen_bound).
+
+Budgets (the add-on's own steps scale with the learner's through the budget's
+`addon_settings`, which only jobs with the `ssar` add-on take):
+- `paper`: 1M gradient steps; SSAR's IQL critic (where `select=iql`) pretrains 1M steps
+  first and the tolerance schedule is checked every 50k steps (the official configs);
+  evaluation every 5,000 steps with 10 episodes, the papers' networks (TD3+BC 2x256, CQL
+  3x256, beta(s) 3x512), seeds 0-4.
+- `quick` (the declared CPU budget): 10% of the steps: 100k learner steps, 100k IQL
+  pretraining steps, the n schedule every 5k steps; evaluation every 10,000 steps with 10
+  episodes, the same networks, seeds 0-2 (108 jobs). On the 2-core CPU machine (rates
+  measured there, see docs/benchmarks/README.md: TD3+BC ~170 updates/s, TD3+BC+SSAR ~50,
+  SSAR's IQL pretraining ~165, CQL at 3x256 2.5-6, CQL+SSAR ~0.75x CQL) the TD3+BC
+  columns take about 24 core-hours (TD3+BC ~12 minutes a job, TD3+BC+SSAR ~35-45), but
+  a CQL job takes 5-11 hours and a CQL+SSAR job 6-15, several hundred core-hours for the
+  CQL columns: run those on a GPU or a Ray cluster, or leave them out with
+  `--only '*.td3bc*'`.
 """
 
-from shiftrl.bench.suites.common import ENVS, LEVELS, PAPER_1M, QUICK_100K, dataset_id
+from dataclasses import replace
+
+from shiftrl.bench.suites.common import (
+    ENVS,
+    LEVELS,
+    PAPER_1M,
+    QUICK_100K,
+    addon_steps,
+    dataset_id,
+)
 from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
 
-BASES = {"TD3+BC": Learner("td3bc"), "CQL": Learner("cql", preset="default")}
+# column: (cell suffix, learner)
+COLUMNS = {
+    "TD3+BC": ("td3bc", Learner("td3bc")),
+    "TD3+BC+SSAR": ("td3bc-ssar", Learner("ssar-td3bc")),
+    "CQL": ("cql", Learner("cql", preset="default")),
+    "CQL+SSAR": ("cql-ssar", Learner("ssar-cql")),
+}
+ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
 
 def _cells():
     for robot, env in ENVS.items():
         for level in LEVELS:
-            for label, base in BASES.items():
-                for with_ssar in (False, True):
-                    yield Cell(
-                        name=f"{robot}-{level}.{base.algo}{'-ssar' if with_ssar else ''}",
-                        learner=Learner(
-                            base.algo, base.preset, addons=({"name": "ssar"},) if with_ssar else ()
-                        ),
-                        target=dataset_id(robot, level),
-                        eval_envs=(env,),
-                        row=f"{robot}-{level}",
-                        column=f"{label}+SSAR" if with_ssar else label,
-                    )
+            row = f"{robot}-{level}"
+            for column, (suffix, learner) in COLUMNS.items():
+                yield Cell(
+                    name=f"{row}.{suffix}",
+                    learner=learner,
+                    target=dataset_id(robot, level),
+                    eval_envs=(env,),
+                    row=row,
+                    column=column,
+                )
 
 
 SUITE = Suite(
     name="ssar",
-    description="SSAR's state-adaptive regularization on TD3+BC and CQL.",
+    description="SSAR's state-adaptive regularization on TD3+BC and CQL, D4RL-style locomotion.",
     cells=tuple(_cells()),
-    profiles={"paper": PAPER_1M, "quick": QUICK_100K},
+    profiles={
+        "paper": replace(
+            PAPER_1M,
+            addon_settings=addon_steps(PAPER_1M.steps, "ssar"),
+            note="SSAR's budget: 1M steps (IQL critic 1M pretraining steps, n checked every "
+            "50k), eval every 5k steps x 10 episodes",
+        ),
+        "quick": replace(
+            QUICK_100K,
+            addon_settings=addon_steps(QUICK_100K.steps, "ssar"),
+            note="declared CPU budget: 10% of SSAR's learner, IQL and schedule steps, "
+            "same networks",
+        ),
+    },
     layout=TableLayout(
         title="SSAR on locomotion",
-        rows=tuple(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS),
-        columns=tuple(c for label in BASES for c in (label, f"{label}+SSAR")),
-        arrows={f"{label}+SSAR": label for label in BASES},
+        rows=ROWS,
+        columns=tuple(COLUMNS),
+        arrows={"TD3+BC+SSAR": "TD3+BC", "CQL+SSAR": "CQL"},
+        note="+SSAR: the learner's `ssar` preset (LayerNorm critics) + the `ssar` add-on with "
+        "the official per-dataset settings; ↑ / ↓: above / below the backbone's mean.",
     ),
-    placeholder="the SSAR add-on is not in shiftrl yet",
     references=("Luo et al., Selective State-Adaptive Regularization for Offline RL, ICML 2025",),
 )

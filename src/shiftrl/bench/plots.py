@@ -1,0 +1,157 @@
+"""Plots for `shiftrl report`: learning curves, per-cell score bars and aggregate metrics.
+
+matplotlib is imported on first use (Agg backend); each function writes one PNG and
+returns False when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from shiftrl.bench.results import CellResult, Study
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+
+
+def plot_curve(c: CellResult, path: Path, online: bool = False) -> bool:
+    """The cell's offline learning curve, or (`online`) its online phase's, over seeds."""
+    phases = [r.online for r in c.runs if r.online is not None] if online else list(c.runs)
+    runs = [r for r in phases if any(s is not None for s in r.scores)]
+    if not runs:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    if online and (off := c.stat("final")) is not None:
+        ax.axhline(off[0], color="C1", ls="--", lw=1, label="offline final (mean)")
+    for r in runs:
+        xs = [x for x, s in zip(r.steps, r.scores, strict=True) if s is not None]
+        ys = [s for s in r.scores if s is not None]
+        ax.plot(xs, ys, color="0.6", lw=0.8, alpha=0.7)
+    common = sorted(set.intersection(*(set(r.steps) for r in runs)))
+    if common:
+        table = np.array(
+            [
+                [
+                    np.nan if (v := dict(zip(r.steps, r.scores, strict=True))[s]) is None else v
+                    for s in common
+                ]
+                for r in runs
+            ],
+            float,
+        )
+        m, sd = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+        ax.plot(common, m, color="C0", lw=2, label=f"mean of {len(runs)} seeds")
+        ax.fill_between(common, m - sd, m + sd, color="C0", alpha=0.2, label="± std")
+        ax.legend(fontsize=8, loc="lower right")
+    if online and not common:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(c.cell.name + (" (online)" if online else ""), fontsize=9)
+    ax.set_xlabel("online environment steps" if online else "gradient steps")
+    ax.set_ylabel("normalized score")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def plot_scores(
+    study: Study, path: Path, bar: str = "final", mark: str = "best", caption: str = ""
+) -> bool:
+    """Bars of `bar` scores (mean ± std) per cell with `mark` scores as marks."""
+    caption = caption or "final (bars), best (—)"
+    from shiftrl.bench.report import grid  # here: report imports this module
+
+    blocks, rows, cols, cells = grid(study)
+    blocks = [b for b in blocks if any(k[0] == b and v.values(bar) for k, v in cells.items())]
+    if not blocks:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(
+        len(blocks),
+        1,
+        figsize=(max(6.0, 0.9 * len(rows) * max(1, len(cols)) / 2), 3.6 * len(blocks)),
+    )
+    axes = np.atleast_1d(axes)
+    width = 0.8 / max(1, len(cols))
+    for ax, block in zip(axes, blocks, strict=True):
+        x = np.arange(len(rows))
+        for j, col in enumerate(cols):
+            stats = [
+                c.stat(bar) if (c := cells.get((block, row, col))) is not None else None
+                for row in rows
+            ]
+            best = [
+                c.stat(mark) if (c := cells.get((block, row, col))) is not None else None
+                for row in rows
+            ]
+            pos = x - 0.4 + width * (j + 0.5)
+            ax.bar(
+                pos,
+                [s[0] if s else np.nan for s in stats],  # missing cells: no bar
+                width,
+                yerr=[s[1] if s else np.nan for s in stats],
+                label=col,
+                color=f"C{j}",
+                capsize=2,
+            )
+            ax.scatter(
+                [p for p, b in zip(pos, best, strict=True) if b],
+                [b[0] for b in best if b],
+                marker="_",
+                color="k",
+                s=60,
+                zorder=3,
+            )
+        ax.set_xticks(x, rows, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel("normalized score")
+        ax.set_title(
+            f"{study.layout.title}{' / ' + block if block else ''}: {caption}",
+            fontsize=9,
+        )
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def plot_aggregates(aggs: list, path: Path) -> bool:
+    if not aggs:
+        return False
+    plt = _plt()
+    metrics = list(aggs[0][3])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 0.5 * len(aggs) + 1.4))
+    labels = [a[0] for a in aggs]
+    for ax, metric in zip(np.atleast_1d(axes), metrics, strict=True):
+        for i, a in enumerate(aggs):
+            iv = a[3][metric]
+            ax.plot([iv.low, iv.high], [i, i], color=f"C{i % 10}", lw=6, alpha=0.6)
+            ax.plot([iv.point], [i], "k|", ms=12)
+        ax.set_yticks(range(len(aggs)), labels if metric == metrics[0] else [""] * len(aggs))
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("normalized score")
+        ax.grid(axis="x", alpha=0.3)
+        ax.invert_yaxis()  # first method on top, as in the tables
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
