@@ -38,6 +38,11 @@ ERRORS = {
     "--only matches nothing": (["bench", "smoke", "--only", "zzz*"], "--only zzz* matches no job"),
     "bad seeds": (["bench", "smoke", "--seeds", "x"], "--seeds 'x': expected e.g. 0,1,2 or 0-4"),
     "unknown backend": (["bench", "smoke", "--backend", "slurm"], "unknown backend 'slurm'"),
+    "bad --steps": (["bench", "smoke", "--steps", "0"], "--steps must be a positive number"),
+    "--steps against a scaled label": (
+        ["bench", "smoke", "--profile", "quick-20k", "--steps", "10"],
+        "--steps 10 contradicts --profile quick-20k; give --profile quick --steps 10",
+    ),
     "suite option on throughput": (
         ["bench", "throughput", "--profile", "quick"],
         "--profile is an option of suites, not of `bench throughput`",

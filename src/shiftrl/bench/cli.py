@@ -22,7 +22,10 @@ def bench(
         typer.Argument(help="suite name (smoke, locomotion, dara, ...) or 'throughput'"),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="quick (CPU budget) or paper")
+        str | None,
+        typer.Option(
+            "--profile", help="quick (CPU budget) or paper; or a scaled label such as quick-20k"
+        ),
     ] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="local or ray")] = None,
     workers: Annotated[
@@ -37,7 +40,11 @@ def bench(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="study folder (default runs/bench/SUITE-PROFILE)"),
+        typer.Option(
+            "--out",
+            help="study folder (default runs/bench/SUITE-PROFILE, e.g. smoke-quick or, with "
+            "--steps 20000, smoke-quick-20k)",
+        ),
     ] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster to join (default: start one)")
@@ -50,7 +57,15 @@ def bench(
     algo: Annotated[
         str | None, typer.Option("--algo", help="throughput: td3bc | iql | cql | bc")
     ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="throughput: updates")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            help="suites: run the profile at N gradient steps (evaluation interval and add-on "
+            "steps scaled in proportion; study labelled e.g. quick-20k); throughput: updates "
+            "(default 2000)",
+        ),
+    ] = None,
     as_json: Annotated[bool | None, typer.Option("--json", help="throughput: JSON")] = None,
     peers: Annotated[
         bool | None,
@@ -59,7 +74,7 @@ def bench(
 ) -> None:
     """Run a benchmark suite (resumable, parallel), or `bench throughput`; no SUITE lists them.
 
-    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`.
+    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`. `--steps N` runs the profile at N gradient steps instead of its own (e.g. quick at 20,000 on a CPU machine), as its own study (profile `quick-20k`).
 
     `bench throughput` measures gradient updates per second at paper sizes beside d3rlpy and a minimal fused JAX loop (options --algo, --steps, --json, --peers).
     """
@@ -75,7 +90,7 @@ def bench(
         "--gpus-per-job": gpus_per_job,
         "--progress": progress,
     }
-    throughput_opts = {"--algo": algo, "--steps": steps, "--json": as_json, "--peers": peers}
+    throughput_opts = {"--algo": algo, "--json": as_json, "--peers": peers}
     if suite == THROUGHPUT:
         _reject(suite_opts, "of suites, not of `bench throughput`")
         from shiftrl.bench.throughput import print_report, run_throughput
@@ -112,6 +127,7 @@ def bench(
         gpus_per_job=gpus_per_job,
         progress=True if progress is None else progress,
         echo=typer.echo,
+        steps=steps,
     )
     typer.echo(result.summary())
     if result.failed:

@@ -1,7 +1,8 @@
 """Run a suite: plan its jobs, skip finished ones, resume interrupted ones, run the rest in
 parallel (a local process pool or Ray), show a live table, record the study.
 
-Study folder (`--out`, default `runs/bench/<suite>-<profile>`):
+Study folder (`--out`, default `runs/bench/<suite>-<profile>`; a profile scaled with
+`steps` is labelled `<profile>-<steps>`, e.g. `runs/bench/spot-quick-20k`):
     study.json             the suite as run (cells, layout, budget, seeds) and each job's status
     <cell>/seed<k>/        one run folder per job (config.json, metrics.jsonl, checkpoints/, ...)
     <cell>/seed<k>/online/ an offline-to-online job's online phase (finetune.json, metrics.jsonl)
@@ -107,8 +108,12 @@ def plan_jobs(
     profile: str = "quick",
     seeds: Sequence[int] | None = None,
     only: Sequence[str] | str | None = None,
+    steps: int | None = None,
 ) -> list[Job]:
     """Every job of the suite under `profile` (optionally other seeds, filtered by `only`).
+
+    `steps`: run the profile scaled to that many gradient steps (`Budget.scaled`); the
+    jobs' profile is then the scaled label (`quick-20k`), which `profile` may also be.
 
     `only`: glob patterns matched against job ids (`hopper-medium.iql/seed0`) and cell names,
     or plain substrings; a job runs when any pattern matches. Each job's config is built
@@ -116,7 +121,7 @@ def plan_jobs(
     anything runs.
     """
     suite = get_suite(suite) if isinstance(suite, str) else suite
-    budget = suite.budget(profile)
+    profile, budget = suite.resolve(profile, steps)
     if not suite.cells:
         raise ConfigError(f"suite '{suite.name}' has no jobs yet: {suite.placeholder or 'empty'}")
     seeds = tuple(seeds) if seeds is not None else budget.seeds
@@ -191,6 +196,8 @@ def default_out(suite: str, profile: str) -> Path:
 
 
 def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, Any]:
+    """study.json of `study_dir` when it holds this suite at this profile (label), {} when
+    the folder is new or empty; any other folder is refused with one line."""
     path = study_dir / STUDY_FILE
     if not path.exists():
         if study_dir.exists() and any(study_dir.iterdir()):
@@ -199,12 +206,22 @@ def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, A
             )
         return {}
     old = json.loads(path.read_text())
-    if (old.get("suite"), old.get("profile")) != (suite.name, profile):
+    if (old.get("suite"), old.get("profile")) == (suite.name, profile):
+        return old
+    old_steps = (old.get("budget") or {}).get("steps")
+    old_profile = str(old.get("profile"))
+    same = suite.profile_name(old_profile) == suite.profile_name(profile)
+    if old.get("suite") == suite.name and same and isinstance(old_steps, int):
+        steps = suite.budget(profile).steps
         raise ConfigError(
-            f"{study_dir} holds the study '{old.get('suite')}' (profile {old.get('profile')}); "
-            "choose another --out"
+            f"{study_dir} holds the study '{suite.name}' (profile {old_profile}, "
+            f"{old_steps:,} steps), not {profile} ({steps:,} steps); resume it with the "
+            "same --profile and --steps, or choose another --out"
         )
-    return old
+    raise ConfigError(
+        f"{study_dir} holds the study '{old.get('suite')}' (profile {old.get('profile')}); "
+        "choose another --out"
+    )
 
 
 def write_study(
@@ -215,7 +232,7 @@ def write_study(
     jobs: dict[str, dict],
     backend: str,
 ) -> None:
-    budget = suite.budget(profile)
+    budget = suite.budget(profile)  # a scaled label (quick-20k) records the scaled budget
     record = {
         "suite": suite.name,
         "profile": profile,
@@ -430,8 +447,13 @@ def run_suite(
     gpus_per_job: float | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    steps: int | None = None,
 ) -> SweepResult:
     """Run every unfinished job of `suite` under `profile`; see the module docstring.
+
+    `steps` scales the profile to that many gradient steps (`Budget.scaled`): the study is
+    labelled `<profile>-<steps>` (`quick-20k`, also the default folder's suffix), and a
+    study folder of the profile at other steps is refused.
 
     Finished jobs (a metrics row at the final step; for offline-to-online jobs also the
     online phase's finetune.json) are skipped; interrupted ones resume from their last
@@ -445,6 +467,7 @@ def run_suite(
     if workers is not None and workers < 1:
         raise ConfigError("--workers must be at least 1")
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else seeds
+    profile, _ = suite.resolve(profile, steps)
     jobs = plan_jobs(suite, profile, seed_list, only)
     study_dir = Path(out) if out is not None else default_out(suite.name, profile)
     old = _check_study_dir(study_dir, suite, profile)

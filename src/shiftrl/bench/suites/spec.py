@@ -17,6 +17,12 @@ Add-ons with step counts of their own (SPOT's VAE `pretrain_steps`, SSAR's `iql_
 applied to the jobs that have that add-on (a recipe's add-on included) and ignored by the
 others; a setting the add-on does not have fails when the jobs are planned.
 
+Scaled profiles: `Budget.scaled(n)` is a profile at n gradient steps (its evaluation
+interval and add-on step counts in proportion), for machines where a profile is too long;
+its label is `<profile>-<n>` (`quick-20k`, see `profile_label`), which `Suite.budget` and
+`Suite.resolve` take like a profile name, so a study folder records the scaled budget and
+its label (`shiftrl bench SUITE --profile quick --steps 20000`, or `--profile quick-20k`).
+
 Everything here is plain data with `to_json` / `from_json`, so a study folder records
 the suite it ran (study.json) and reports need nothing but the folder.
 """
@@ -24,6 +30,7 @@ the suite it ran (study.json) and reports need nothing but the folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +40,12 @@ from shiftrl.core.errors import ConfigError
 
 PROFILES = ("quick", "paper")
 _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+_SCALED = re.compile(r"^(?P<profile>.+)-(?P<steps>[0-9]+[km]?)$")
+_STEP_SETTING = re.compile(r"(^|_)(steps|period|every)$")
+"""Add-on settings that count steps (`pretrain_steps`, `iql_steps`, `update_period`):
+the ones `Budget.scaled` scales; other integers (`top_trajectories`, ...) are left alone."""
+MIN_EVALS = 5
+"""A scaled budget evaluates at least this many times (when it has that many steps)."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,33 @@ class Budget:
     online: OnlineBudget = field(default_factory=OnlineBudget)
     """The online phases of offline-to-online cells (unused by offline cells)."""
 
+    def scaled(self, steps: int, profile: str = "") -> Budget:
+        """This budget at `steps` gradient steps, for a machine where it is too long (or to
+        run it longer). In proportion to `steps / self.steps`: the evaluation interval (a
+        divisor of `steps` where one is close, so every evaluation falls on a chunk boundary,
+        and at least `MIN_EVALS` evaluations) and every add-on step count in
+        `addon_settings` (`*_steps`, `*_period`, `*_every`; at least 1). Seeds, networks,
+        run settings and the online phases of offline-to-online cells stay as they are.
+        `profile` names this budget in the note ("scaled to 20,000 steps from the quick
+        budget (100,000)")."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"--steps must be a positive number of steps, got {steps!r}")
+        if steps == self.steps:
+            return self
+        addon_settings = {
+            name: {k: _scale_steps(k, v, steps, self.steps) for k, v in kv.items()}
+            for name, kv in self.addon_settings.items()
+        }
+        what = f"the {profile} budget" if profile else "the budget"
+        scaling = f"scaled to {steps:,} steps from {what} ({self.steps:,})"
+        return dataclasses.replace(
+            self,
+            steps=steps,
+            eval_every=_scaled_eval_every(self.eval_every, self.steps, steps),
+            addon_settings=addon_settings,
+            note=f"{self.note}; {scaling}" if self.note else scaling,
+        )
+
     def describe(self, with_online: bool = False) -> str:
         nets = "the papers' network sizes" if self.hidden is None else f"networks {self.hidden}"
         extra = "".join(f", {k}={v}" for k, v in self.settings.items())
@@ -318,15 +358,89 @@ class Suite:
             raise ConfigError(f"suite '{self.name}' lacks profile(s) {', '.join(missing)}")
 
     def budget(self, profile: str) -> Budget:
-        if profile not in self.profiles:
+        """The budget of a profile name or of a scaled profile's label (`quick-20k`)."""
+        return self.resolve(profile)[1]
+
+    def profile_name(self, label: str) -> str:
+        """The profile a label names or scales: 'quick-20k' -> 'quick', 'quick' -> 'quick'."""
+        m = _SCALED.match(label)
+        if label not in self.profiles and m and m["profile"] in self.profiles:
+            return m["profile"]
+        return label
+
+    def resolve(self, profile: str, steps: int | None = None) -> tuple[str, Budget]:
+        """(label, budget) of `profile` at `steps` gradient steps (None: the profile's own).
+
+        `profile` is a profile name (`quick`) or a scaled profile's label (`quick-20k`, as
+        a study folder records it); the label is `profile_label(name, steps)`, the name
+        alone when `steps` is the profile's own."""
+        if profile in self.profiles:
+            name, budget = profile, self.profiles[profile]
+        elif (m := _SCALED.match(profile)) and m["profile"] in self.profiles:
+            name, label_steps = m["profile"], parse_steps(m["steps"])
+            if steps is not None and steps != label_steps:
+                raise ConfigError(
+                    f"--steps {steps} contradicts --profile {profile}; "
+                    f"give --profile {name} --steps {steps}"
+                )
+            steps, budget = label_steps, self.profiles[name]
+        else:
             raise ConfigError(
                 f"unknown profile '{profile}' for suite '{self.name}'; "
-                f"available: {', '.join(self.profiles)}"
+                f"available: {', '.join(self.profiles)} (scaled: e.g. quick --steps 20000)"
             )
-        return self.profiles[profile]
+        if steps is None or steps == budget.steps:
+            return name, budget
+        return profile_label(name, steps), budget.scaled(steps, name)
 
     def layout_or_default(self) -> TableLayout:
         return self.layout or TableLayout(title=self.name)
+
+
+def steps_label(steps: int) -> str:
+    """20000 -> '20k', 1000000 -> '1m', 2500 -> '2500' (read back by `parse_steps`)."""
+    if steps % 1_000_000 == 0:
+        return f"{steps // 1_000_000}m"
+    if steps % 1000 == 0:
+        return f"{steps // 1000}k"
+    return str(steps)
+
+
+def parse_steps(text: str) -> int:
+    """'20k' -> 20000, '1m' -> 1000000, '2500' -> 2500."""
+    scale = {"k": 1000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+def profile_label(profile: str, steps: int | None) -> str:
+    """A scaled profile's label: 'quick' at 20,000 steps -> 'quick-20k'."""
+    return profile if steps is None else f"{profile}-{steps_label(steps)}"
+
+
+def _scale_steps(key: str, value: Any, steps: int, old_steps: int) -> Any:
+    """An add-on step count in proportion to the learner's steps (rounded, at least 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not _STEP_SETTING.search(key):
+        return value
+    return max(1, (value * steps + old_steps // 2) // old_steps)
+
+
+def _scaled_eval_every(eval_every: int, old_steps: int, steps: int) -> int:
+    """The evaluation interval at `steps` steps: in proportion, at most steps / MIN_EVALS;
+    the largest divisor of `steps` not above that when one is within a factor 2 (so the
+    training chunks stay long and every evaluation lands on one), else that value rounded
+    down to 1, 2, 2.5 or 5 x 10^k (the trainer also evaluates at the final step)."""
+    target = max(1, min(eval_every * steps // old_steps, steps // MIN_EVALS))
+    divisor = max(
+        d
+        for i in range(1, math.isqrt(steps) + 1)
+        if steps % i == 0
+        for d in (i, steps // i)
+        if d <= target
+    )
+    if 2 * divisor >= target:
+        return divisor
+    nice = [m * 10**k for k in range(len(str(target))) for m in (1, 2, 2.5, 5)]
+    return int(max(n for n in nice if n <= target and n == int(n)))
 
 
 def learner_algo(algo: str) -> str:
