@@ -290,8 +290,9 @@ def _no_mujoco_logfile(active: bool) -> Iterator[None]:
     With mujoco 4.0 the stock `half_cheetah.xml` (compiler `settotalmass`) logs a
     deprecation warning on every compile, and MuJoCo's default log config writes
     each warning to `MUJOCO_LOG.TXT` in the working directory as well as to the
-    console. We switch only the file sink off, only during construction, and
-    restore the previous config; the console warning still shows.
+    console. Users cannot act on it, so during construction only we switch the file
+    sink off and drop that one message (any other MuJoCo warning goes to Python's
+    `warnings`), then restore the previous config and handler.
     """
     if not active:
         yield
@@ -302,10 +303,23 @@ def _no_mujoco_logfile(active: bool) -> Iterator[None]:
     quiet = mujoco.MjLogConfig.get()
     quiet.logto_file = False
     quiet.set()
+    previous_handler = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(_mujoco_warning)
     try:
         yield
     finally:
+        mujoco.set_mju_user_warning(previous_handler)
         previous.set()
+
+
+_KNOWN_HARMLESS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(message: str) -> None:
+    if not any(m in message for m in _KNOWN_HARMLESS):
+        import warnings
+
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
 
 
 def make_variant_env(**kwargs: Any) -> Any:
@@ -333,31 +347,9 @@ def make_variant_env(**kwargs: Any) -> Any:
     return env
 
 
-# Gymnasium's stock half_cheetah.xml uses `settotalmass`, which MuJoCo >= 3.4 reports as
-# deprecated at every model compile; users cannot act on it, so it is dropped. Every other
-# MuJoCo warning still reaches Python's warnings.
-_KNOWN_HARMLESS = ("compiler attribute 'settotalmass' is deprecated",)
-
-
-def _mujoco_warning(message: str) -> None:
-    if not any(m in message for m in _KNOWN_HARMLESS):
-        import warnings
-
-        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
-
-
-def quiet_known_mujoco_warnings() -> None:
-    with contextlib.suppress(ImportError, AttributeError):
-        import mujoco
-
-        mujoco.set_mju_user_warning(_mujoco_warning)
-
-
 def register_all() -> list[str]:
     """Register every variant with Gymnasium (idempotent, cheap to repeat). Returns the ids."""
     import gymnasium
-
-    quiet_known_mujoco_warnings()
 
     ids = []
     for v in VARIANTS.values():
