@@ -51,6 +51,15 @@ def _uniform(entry: dict):
     return policy
 
 
+def _steps_trained(run_dir: Path, meta: dict) -> int:
+    """Environment steps the run actually logged (a resumed run may go past its first budget)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return meta["online_config"]["total_steps"]
+    steps = [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+    return max(steps, default=meta["online_config"]["total_steps"])
+
+
 def export(
     run_dir: str | Path, episodes: int = 10, candidates: int = 4, random_episodes: int = 50
 ) -> dict[str, Any]:
@@ -65,7 +74,7 @@ def export(
         "hidden": meta["sac"]["hidden"],
         "action_low": pre["action_low"],
         "action_high": pre["action_high"],
-        "train_steps_total": meta["online_config"]["total_steps"],
+        "train_steps_total": _steps_trained(run_dir, meta),
         "algorithm": "SAC (shiftrl.learners.sac, zoo preset), online",
         "snapshots": [],
     }
