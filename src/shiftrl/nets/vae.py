@@ -87,6 +87,14 @@ class VAE:
         """One action per state from the clipped prior: a = D(s, z)."""
         return self.decode(params, obs, self.prior_draw(rng, obs.shape[:-1]))
 
+    def _posterior_draws(self, params, obs, action, rng, num_samples: int):
+        """q(z|s, a)'s (mean, std), `num_samples` reparameterised draws z [S, B, latent] and
+        their reconstructions D(s, z) [S, B, act_dim]."""
+        mean, std = self.encode(params, obs, action)
+        z = mean + std * jax.random.normal(rng, (num_samples, *mean.shape))
+        recon = self.decode(params, jnp.broadcast_to(obs, (num_samples, *obs.shape)), z)
+        return mean, std, z, recon
+
     def elbo_loss(
         self,
         params,
@@ -98,11 +106,7 @@ class VAE:
     ) -> jax.Array:
         """Per-sample negative ELBO [B] (up to scale and shift): reconstruction MSE averaged
         over `num_samples` posterior draws and action dims, plus beta * mean KL."""
-        mean, std = self.encode(params, obs, action)
-        eps = jax.random.normal(rng, (num_samples, *mean.shape))
-        z = mean + std * eps  # [S, B, latent]
-        obs_s = jnp.broadcast_to(obs, (num_samples, *obs.shape))
-        recon = self.decode(params, obs_s, z)
+        mean, std, _, recon = self._posterior_draws(params, obs, action, rng, num_samples)
         recon_loss = jnp.mean((recon - action) ** 2, axis=(0, -1))
         kl = -0.5 * jnp.mean(1.0 + 2.0 * jnp.log(std) - mean**2 - std**2, axis=-1)
         return recon_loss + beta * kl
@@ -119,10 +123,7 @@ class VAE:
         """Importance-weighted estimate of log pi_beta(a|s) [B] with L = `num_samples`:
         logsumexp_l [log p(a|z_l, s) + log p(z_l) - log q(z_l|s, a)] - log L, where the
         decoder is a Gaussian with std sqrt(beta / 4) (SPOT's `iwae_loss`)."""
-        mean, std = self.encode(params, obs, action)
-        eps = jax.random.normal(rng, (num_samples, *mean.shape))
-        z = mean + std * eps  # [L, B, latent]
-        recon = self.decode(params, jnp.broadcast_to(obs, (num_samples, *obs.shape)), z)
+        mean, std, z, recon = self._posterior_draws(params, obs, action, rng, num_samples)
         dec_std = jnp.sqrt(beta / 4.0)
         log_p_a = _gauss_log_prob(action, recon, dec_std)
         log_p_z = _gauss_log_prob(z, 0.0, 1.0)

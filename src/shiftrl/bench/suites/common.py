@@ -51,3 +51,22 @@ def addon_steps(steps: int, *names: str) -> dict[str, dict[str, int]]:
         name: {k: max(1, v * steps // PAPER_STEPS) for k, v in ADDON_STEPS[name].items()}
         for name in names
     }
+
+
+def locomotion_cells(columns):
+    """One cell per (robot, level, column) of the single-dynamics locomotion table:
+    `columns` maps a column label to (cell-name suffix, Learner)."""
+    from shiftrl.bench.suites.spec import Cell
+
+    for robot, env in ENVS.items():
+        for level in LEVELS:
+            row = f"{robot}-{level}"
+            for column, (suffix, learner) in columns.items():
+                yield Cell(
+                    name=f"{row}.{suffix}",
+                    learner=learner,
+                    target=dataset_id(robot, level),
+                    eval_envs=(env,),
+                    row=row,
+                    column=column,
+                )

@@ -29,33 +29,18 @@ from shiftrl.bench.suites.common import (
     PAPER_1M,
     QUICK_100K,
     addon_steps,
-    dataset_id,
+    locomotion_cells,
 )
-from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
+from shiftrl.bench.suites.spec import Learner, Suite, TableLayout
 
 LEARNERS = {"TD3+BC": Learner("td3bc"), "SPOT": Learner("spot")}
 ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
 
-def _cells():
-    for robot, env in ENVS.items():
-        for level in LEVELS:
-            row = f"{robot}-{level}"
-            for column, learner in LEARNERS.items():
-                yield Cell(
-                    name=f"{row}.{learner.algo}",
-                    learner=learner,
-                    target=dataset_id(robot, level),
-                    eval_envs=(env,),
-                    row=row,
-                    column=column,
-                )
-
-
 SUITE = Suite(
     name="spot",
     description="SPOT's support constraint against TD3+BC, D4RL-style locomotion.",
-    cells=tuple(_cells()),
+    cells=tuple(locomotion_cells({c: (lrn.algo, lrn) for c, lrn in LEARNERS.items()})),
     profiles={
         "paper": replace(
             PAPER_1M,

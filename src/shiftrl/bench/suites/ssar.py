@@ -33,9 +33,9 @@ from shiftrl.bench.suites.common import (
     PAPER_1M,
     QUICK_100K,
     addon_steps,
-    dataset_id,
+    locomotion_cells,
 )
-from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
+from shiftrl.bench.suites.spec import Learner, Suite, TableLayout
 
 # column: (cell suffix, learner)
 COLUMNS = {
@@ -47,25 +47,10 @@ COLUMNS = {
 ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
 
-def _cells():
-    for robot, env in ENVS.items():
-        for level in LEVELS:
-            row = f"{robot}-{level}"
-            for column, (suffix, learner) in COLUMNS.items():
-                yield Cell(
-                    name=f"{row}.{suffix}",
-                    learner=learner,
-                    target=dataset_id(robot, level),
-                    eval_envs=(env,),
-                    row=row,
-                    column=column,
-                )
-
-
 SUITE = Suite(
     name="ssar",
     description="SSAR's state-adaptive regularization on TD3+BC and CQL, D4RL-style locomotion.",
-    cells=tuple(_cells()),
+    cells=tuple(locomotion_cells(COLUMNS)),
     profiles={
         "paper": replace(
             PAPER_1M,
