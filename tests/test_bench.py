@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from shiftrl.bench.report import load_study, write_report
-from shiftrl.bench.runner import parse_seeds, plan_jobs, run_suite
+from shiftrl.bench.runner import parse_seeds, plan_jobs, run_suite, write_study
 from shiftrl.bench.stats import iqm, optimality_gap, stratified_bootstrap
 from shiftrl.bench.suites import PROFILES, Cell, Learner, Suite, get_suite, suite_names
 from shiftrl.bench.worker import is_finished, thread_env
 from shiftrl.core.errors import ConfigError
 from shiftrl.data.compose import subset_episodes
 from shiftrl.training.checkpoint import checkpoint_path
-from tests.bench_helpers import fake_study
+from tests.bench_helpers import fake_run, fake_study
 
 SMOKE_IDS = {f"pointreach-mixed.{a}/seed{s}" for a in ("bc", "td3bc") for s in (0, 1)}
 
@@ -234,6 +234,22 @@ def test_report_without_study_json(dara_report, tmp_path):
     study = load_study(runs)
     assert [c.cell.name for c in study.cells] == ["a"]
     assert study.cells[0].stat("final") == (60.0, 10.0)
+
+
+def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
+    suite = get_suite("dara")
+    jobs = plan_jobs(suite, "quick", (0,), ["hopper-medium.iql.*"])
+    write_study(tmp_path, suite, "quick", (0,), {j.id: {"status": "done"} for j in jobs}, "local")
+    for job in jobs:
+        fake_run(tmp_path, job, [(100_000, 50.0)])
+    text = write_report(tmp_path, reps=200).read_text()
+    assert "**Cells:** 4 of the suite's 192" in text and "**Runs finished:** 4 of 4." in text
+    assert [x for x in text.splitlines() if x.startswith("## DARA")] == [
+        "## DARA (target: unshifted dynamics; source: body mass x2): IQL"
+    ]
+    first = [x.split(" | ")[0] for x in text.splitlines() if x.startswith("| ")]
+    rows = [x[2:] for x in first if x[2:].startswith(("hopper", "walker2d")) and "." not in x]
+    assert rows == ["hopper-medium"] * 2  # final and best tables: the selected row only
 
 
 # ---------------------------------------------------------------------------------------

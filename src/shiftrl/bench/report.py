@@ -43,7 +43,10 @@ FORMATS = ("md", "html")
 # Layout
 # ---------------------------------------------------------------------------------------
 def _ordered(declared: Sequence[str], seen: Sequence[str]) -> list[str]:
-    out = [x for x in declared]
+    """The declared order, then undeclared entries; declared ones with no cell are dropped
+    (a study run with `--only` shows the rows and columns it ran, not the whole suite's)."""
+    present = set(seen)
+    out = [x for x in declared if x in present]
     out += [x for x in dict.fromkeys(seen) if x not in out]
     return out
 
@@ -174,6 +177,11 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
     seeds = sorted({s for c in study.cells for s in c.planned_seeds})
     facts.append(f"**Seeds:** {', '.join(map(str, seeds)) or MISSING}.")
     facts.append(f"**Runs finished:** {done} of {total}.")
+    if study.unselected:
+        facts.append(
+            f"**Cells:** {len(study.cells)} of the suite's {len(study.cells) + study.unselected}"
+            " (the study was run on a selection, `shiftrl bench --only`)."
+        )
     versions = sorted({r.version for c in study.cells for r in c.runs if r.version})
     if versions:
         facts.append(f"**shiftrl:** {', '.join(versions)}.")

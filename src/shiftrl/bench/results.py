@@ -135,6 +135,8 @@ class Study:
     references: tuple[str, ...] = ()
     per_env_tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """{table label: env ids}: tables of the cells' scores in those environments alone."""
+    unselected: int = 0
+    """The suite's cells this study never planned (it was run with `--only`); not shown."""
 
     def in_envs(self, envs: Sequence[str]) -> Study:
         """The study with each cell scored in `envs` alone (cells evaluated in none: no runs)."""
@@ -242,9 +244,13 @@ def load_study(study_dir: str | Path) -> Study:
     if path.exists():
         rec = json.loads(path.read_text())
         budget = Budget.from_json(rec["budget"])
-        cells = []
+        planned = {k.split("/")[0] for k in rec.get("jobs", {})}
+        cells, unselected = [], 0
         for cj in rec["cells"]:
             cell = Cell.from_json(cj)
+            if planned and cell.name not in planned and not (d / cell.name).is_dir():
+                unselected += 1  # left out by `--only`: not part of this study
+                continue
             planned_online = (
                 None if cell.online is None else budget.online.online_steps(cell.online)
             )
@@ -275,6 +281,7 @@ def load_study(study_dir: str | Path) -> Study:
             rec.get("placeholder"),
             tuple(rec.get("references", ())),
             {label: tuple(envs) for label, envs in per_env.items()},
+            unselected,
         )
     return _discover(d)
 
