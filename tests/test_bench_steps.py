@@ -137,3 +137,24 @@ def test_smoke_at_20_steps_through_the_cli(tmp_path, monkeypatch):
     loaded = load_study(study)
     assert loaded.profile == "quick-20" and loaded.budget == get_suite("smoke").budget("quick-20")
     assert loaded.budget.describe().startswith("20 gradient steps, evaluation every 4 steps")
+
+
+def test_online_steps_scale_the_online_phases_only():
+    o2o = get_suite("o2o")
+    label, budget = o2o.resolve("quick", 10_000, 20_000)
+    assert label == "quick-10k-online20k" and budget.steps == 10_000
+    assert (budget.online.steps, budget.online.eval_every) == (20_000, 4000)  # 10k of 50k
+    assert "online phases at 20,000 steps instead of the quick budget's (50,000)" in budget.note
+    assert o2o.resolve(label) == (label, budget)  # a study folder's label gives it back
+    assert o2o.resolve("quick", online_steps=20_000)[0] == "quick-online20k"
+    assert o2o.resolve("quick", online_steps=50_000)[0] == "quick"  # the profile's own
+    paper = o2o.resolve("paper", online_steps=20_000)[1]  # cells' own steps -> 20k for all
+    assert (paper.online.steps, paper.online.eval_every, paper.steps) == (20_000, 4000, 1_000_000)
+    jobs = plan_jobs(o2o, "quick", (0,), "hopper-medium.spot", 10_000, 20_000)
+    assert [(j.id, j.profile, j.online_steps) for j in jobs] == [
+        ("hopper-medium.spot/seed0", "quick-10k-online20k", 20_000)
+    ]
+    with pytest.raises(ConfigError, match="--online-steps 5000 contradicts"):
+        o2o.resolve(label, online_steps=5000)
+    with pytest.raises(ConfigError, match="multiple of 1,000"):
+        o2o.resolve("quick", online_steps=1500)

@@ -66,6 +66,14 @@ def bench(
             "(default 2000)",
         ),
     ] = None,
+    online_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--online-steps",
+            help="suites: every online phase of offline-to-online cells at N environment "
+            "steps (online evaluation interval in proportion; label e.g. quick-10k-online20k)",
+        ),
+    ] = None,
     as_json: Annotated[bool | None, typer.Option("--json", help="throughput: JSON")] = None,
     peers: Annotated[
         bool | None,
@@ -74,7 +82,7 @@ def bench(
 ) -> None:
     """Run a benchmark suite (resumable, parallel), or `bench throughput`; no SUITE lists them.
 
-    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`. `--steps N` runs the profile at N gradient steps instead of its own (e.g. quick at 20,000 on a CPU machine), as its own study (profile `quick-20k`).
+    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`. `--steps N` runs the profile at N gradient steps instead of its own (e.g. quick at 20,000 on a CPU machine), as its own study (profile `quick-20k`); `--online-steps M` sets the online phases of offline-to-online suites (`o2o`) to M steps (profile `quick-20k-online50k`).
 
     `bench throughput` measures gradient updates per second at paper sizes beside d3rlpy and a minimal fused JAX loop (options --algo, --steps, --json, --peers).
     """
@@ -89,6 +97,7 @@ def bench(
         "--cpus-per-job": cpus_per_job,
         "--gpus-per-job": gpus_per_job,
         "--progress": progress,
+        "--online-steps": online_steps,
     }
     throughput_opts = {"--algo": algo, "--json": as_json, "--peers": peers}
     if suite == THROUGHPUT:
@@ -128,6 +137,7 @@ def bench(
         progress=True if progress is None else progress,
         echo=typer.echo,
         steps=steps,
+        online_steps=online_steps,
     )
     typer.echo(result.summary())
     if result.failed:

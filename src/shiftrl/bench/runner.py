@@ -106,11 +106,14 @@ def plan_jobs(
     seeds: Sequence[int] | None = None,
     only: Sequence[str] | str | None = None,
     steps: int | None = None,
+    online_steps: int | None = None,
 ) -> list[Job]:
     """Every job of the suite under `profile` (optionally other seeds, filtered by `only`).
 
     `steps`: run the profile scaled to that many gradient steps (`Budget.scaled`); the
     jobs' profile is then the scaled label (`quick-20k`), which `profile` may also be.
+    `online_steps`: every online phase at that many steps (`Budget.with_online_steps`;
+    label `quick-10k-online20k`).
 
     `only`: glob patterns matched against job ids (`hopper-medium.iql/seed0`) and cell names,
     or plain substrings; a job runs when any pattern matches. Each job's config is built
@@ -118,7 +121,7 @@ def plan_jobs(
     anything runs.
     """
     suite = get_suite(suite) if isinstance(suite, str) else suite
-    profile, budget = suite.resolve(profile, steps)
+    profile, budget = suite.resolve(profile, steps, online_steps)
     if not suite.cells:
         raise ConfigError(f"suite '{suite.name}' has no jobs yet: {suite.placeholder or 'empty'}")
     seeds = tuple(seeds) if seeds is not None else budget.seeds
@@ -213,7 +216,7 @@ def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, A
         raise ConfigError(
             f"{study_dir} holds the study '{suite.name}' (profile {old_profile}, "
             f"{old_steps:,} steps), not {profile} ({steps:,} steps); resume it with the "
-            "same --profile and --steps, or choose another --out"
+            "same --profile, --steps and --online-steps, or choose another --out"
         )
     raise ConfigError(
         f"{study_dir} holds the study '{old.get('suite')}' (profile {old.get('profile')}); "
@@ -267,12 +270,14 @@ def run_suite(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     steps: int | None = None,
+    online_steps: int | None = None,
 ) -> SweepResult:
     """Run every unfinished job of `suite` under `profile`; see the module docstring.
 
     `steps` scales the profile to that many gradient steps (`Budget.scaled`): the study is
     labelled `<profile>-<steps>` (`quick-20k`, also the default folder's suffix), and a
-    study folder of the profile at other steps is refused.
+    study folder of the profile at other steps is refused. `online_steps` sets every online
+    phase of offline-to-online cells to that many steps (label suffix `-online20k`).
 
     Finished jobs (a metrics row at the final step; for offline-to-online jobs also the
     online phase's finetune.json) are skipped; interrupted ones resume from their last
@@ -286,7 +291,7 @@ def run_suite(
     if workers is not None and workers < 1:
         raise ConfigError("--workers must be at least 1")
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else seeds
-    profile, _ = suite.resolve(profile, steps)
+    profile, _ = suite.resolve(profile, steps, online_steps)
     jobs = plan_jobs(suite, profile, seed_list, only)
     study_dir = Path(out) if out is not None else default_out(suite.name, profile)
     old = _check_study_dir(study_dir, suite, profile)

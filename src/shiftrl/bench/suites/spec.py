@@ -22,6 +22,8 @@ interval and add-on step counts in proportion), for machines where a profile is 
 its label is `<profile>-<n>` (`quick-20k`, see `profile_label`), which `Suite.budget` and
 `Suite.resolve` take like a profile name, so a study folder records the scaled budget and
 its label (`shiftrl bench SUITE --profile quick --steps 20000`, or `--profile quick-20k`).
+`Budget.with_online_steps(m)` likewise sets the online phases of offline-to-online cells to
+m steps (label suffix `-online<m>`: `quick-10k-online20k`, `--online-steps 20000`).
 
 Everything here is plain data with `to_json` / `from_json`, so a study folder records
 the suite it ran (study.json) and reports need nothing but the folder.
@@ -40,7 +42,9 @@ from shiftrl.core.errors import ConfigError
 
 PROFILES = ("quick", "paper")
 _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
-_SCALED = re.compile(r"^(?P<profile>.+)-(?P<steps>[0-9]+[km]?)$")
+_SCALED = re.compile(
+    r"^(?P<profile>.+?)(?:-(?P<steps>[0-9]+[km]?))?(?:-online(?P<online>[0-9]+[km]?))?$"
+)
 _STEP_SETTING = re.compile(r"(^|_)(steps|period|every)$")
 """Add-on settings that count steps (`pretrain_steps`, `iql_steps`, `update_period`):
 the ones `Budget.scaled` scales; other integers (`top_trajectories`, ...) are left alone."""
@@ -238,6 +242,33 @@ class Budget:
             note=f"{self.note}; {scaling}" if self.note else scaling,
         )
 
+    def with_online_steps(self, steps: int, profile: str = "") -> Budget:
+        """This budget with every online phase at `steps` environment steps (each cell's own
+        steps otherwise: the papers'), its online evaluation interval in proportion to the
+        profile's (at least `MIN_EVALS` evaluations), on multiples of `steps_per_iter`."""
+        o = self.online
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < o.steps_per_iter:
+            raise ConfigError(
+                f"--online-steps must be a number of steps >= {o.steps_per_iter:,}, got {steps!r}"
+            )
+        if steps % o.steps_per_iter:
+            raise ConfigError(
+                f"--online-steps must be a multiple of {o.steps_per_iter:,} (the environment "
+                f"steps between two bursts of updates), got {steps:,}"
+            )
+        if steps == o.steps:
+            return self
+        every = o.eval_every if o.steps is None else o.eval_every * steps // o.steps
+        every = min(every, steps // MIN_EVALS) // o.steps_per_iter * o.steps_per_iter
+        what = f"the {profile} budget's" if profile else "the budget's"
+        was = "each cell's own" if o.steps is None else f"{o.steps:,}"
+        scaling = f"online phases at {steps:,} steps instead of {what} ({was})"
+        return dataclasses.replace(
+            self,
+            online=dataclasses.replace(o, steps=steps, eval_every=max(o.steps_per_iter, every)),
+            note=f"{self.note}; {scaling}" if self.note else scaling,
+        )
+
     def describe(self, with_online: bool = False) -> str:
         nets = "the papers' network sizes" if self.hidden is None else f"networks {self.hidden}"
         extra = "".join(f", {k}={v}" for k, v in self.settings.items())
@@ -368,30 +399,48 @@ class Suite:
             return m["profile"]
         return label
 
-    def resolve(self, profile: str, steps: int | None = None) -> tuple[str, Budget]:
-        """(label, budget) of `profile` at `steps` gradient steps (None: the profile's own).
+    def resolve(
+        self, profile: str, steps: int | None = None, online_steps: int | None = None
+    ) -> tuple[str, Budget]:
+        """(label, budget) of `profile` at `steps` gradient steps and `online_steps` online
+        steps (None: the profile's own).
 
-        `profile` is a profile name (`quick`) or a scaled profile's label (`quick-20k`, as
-        a study folder records it); the label is `profile_label(name, steps)`, the name
-        alone when `steps` is the profile's own."""
+        `profile` is a profile name (`quick`) or a scaled profile's label (`quick-20k`,
+        `quick-10k-online20k`, as a study folder records it); the label is
+        `profile_label(name, steps, online_steps)`, the name alone when nothing is scaled."""
         if profile in self.profiles:
             name, budget = profile, self.profiles[profile]
-        elif (m := _SCALED.match(profile)) and m["profile"] in self.profiles:
-            name, label_steps = m["profile"], parse_steps(m["steps"])
-            if steps is not None and steps != label_steps:
-                raise ConfigError(
-                    f"--steps {steps} contradicts --profile {profile}; "
-                    f"give --profile {name} --steps {steps}"
-                )
-            steps, budget = label_steps, self.profiles[name]
+        elif (
+            (m := _SCALED.match(profile))
+            and (m["steps"] or m["online"])
+            and m["profile"] in self.profiles
+        ):
+            name, budget = m["profile"], self.profiles[m["profile"]]
+            for flag, given, text in (
+                ("--steps", steps, m["steps"]),
+                ("--online-steps", online_steps, m["online"]),
+            ):
+                if given is not None and text and given != parse_steps(text):
+                    raise ConfigError(
+                        f"{flag} {given} contradicts --profile {profile}; "
+                        f"give --profile {name} {flag} {given}"
+                    )
+            steps = parse_steps(m["steps"]) if m["steps"] else steps
+            online_steps = parse_steps(m["online"]) if m["online"] else online_steps
         else:
             raise ConfigError(
                 f"unknown profile '{profile}' for suite '{self.name}'; "
                 f"available: {', '.join(self.profiles)} (scaled: e.g. quick --steps 20000)"
             )
-        if steps is None or steps == budget.steps:
-            return name, budget
-        return profile_label(name, steps), budget.scaled(steps, name)
+        if steps == budget.steps:
+            steps = None
+        if steps is not None:
+            budget = budget.scaled(steps, name)
+        if online_steps is not None and online_steps == budget.online.steps:
+            online_steps = None
+        if online_steps is not None:
+            budget = budget.with_online_steps(online_steps, name)
+        return profile_label(name, steps, online_steps), budget
 
     def layout_or_default(self) -> TableLayout:
         return self.layout or TableLayout(title=self.name)
@@ -412,9 +461,11 @@ def parse_steps(text: str) -> int:
     return int(text[:-1] if scale > 1 else text) * scale
 
 
-def profile_label(profile: str, steps: int | None) -> str:
-    """A scaled profile's label: 'quick' at 20,000 steps -> 'quick-20k'."""
-    return profile if steps is None else f"{profile}-{steps_label(steps)}"
+def profile_label(profile: str, steps: int | None, online_steps: int | None = None) -> str:
+    """A scaled profile's label: 'quick' at 20,000 steps -> 'quick-20k'; with 5,000 online
+    steps -> 'quick-20k-online5k'."""
+    label = profile if steps is None else f"{profile}-{steps_label(steps)}"
+    return label if online_steps is None else f"{label}-online{steps_label(online_steps)}"
 
 
 def _scale_steps(key: str, value: Any, steps: int, old_steps: int) -> Any:
