@@ -22,7 +22,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 def publish(study: Path, name: str) -> Path:
     report = write_report(study).read_text()
     body = report.split("\n", 1)[1].lstrip("\n")  # the page has its own title
-    body = body.replace("](plots/", f"]({name}/plots/").replace('src="plots/', f'src="{name}/plots/')
+    body = body.replace("](plots/", f"]({name}/plots/").replace(
+        'src="plots/', f'src="{name}/plots/'
+    )
     plots = DOCS / name / "plots"
     shutil.rmtree(plots, ignore_errors=True)
     shutil.copytree(study / "plots", plots)
