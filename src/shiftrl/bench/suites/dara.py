@@ -1,4 +1,4 @@
-"""`dara`: DARA's main table (Liu et al., ICLR 2022), waiting for the DARA add-on.
+"""`dara`: DARA's main table (Liu et al., ICLR 2022).
 
 Rows: hopper / walker2d x random / medium / medium-replay / medium-expert; columns:
 - `10T`: the full target dataset;
@@ -10,10 +10,10 @@ The DARA column carries ↑ / ↓ against `1T+10S w/o aug`, as the paper's table
 Base learners, one sub-table each: the paper's model-free ones (BEAR, BRAC-p, BCQ, CQL,
 AWR) with their reference defaults (a per-robot preset where the learner has one), and
 IQL, ODRL's DARA baseline. Every setting draws half of each batch from the source data
-when there is one (ODRL: 128 target + 128 source rows). The DARA issue fills in the
-add-on's settings (`{"name": "dara"}` takes its defaults; without the add-on those jobs
-fail with "unknown add-on 'dara'" and the sweep goes on) and confirms the source
-dynamics (here `<robot>-mass-2.0`).
+when there is one (ODRL: 128 target + 128 source rows). The DARA column runs the `dara`
+add-on at its defaults (eta 0.1, clip 10, classifiers trained alongside the learner as in
+ODRL; see docs/methods.md); the source is the body-mass x2 dataset of the same level
+(`<robot>-mass-2.0/<level>-v0`).
 """
 
 from dataclasses import replace
@@ -95,10 +95,6 @@ SUITE = Suite(
         blocks=tuple(BASES),
         arrows={"1T+10S DARA": "1T+10S w/o aug"},
         note="↑ / ↓: DARA's mean above / below 1T+10S without augmentation.",
-    ),
-    placeholder=(
-        "the DARA issue sets the add-on's settings; the hopper / walker2d datasets and "
-        "their mass-2.0 sources come with the MuJoCo dataset zoo"
     ),
     references=("Liu et al., DARA: Dynamics-Aware Reward Augmentation in Offline RL, ICLR 2022",),
 )
