@@ -15,7 +15,8 @@ from shiftrl.bench.report import load_study, write_report
 from shiftrl.bench.runner import parse_seeds, plan_jobs, run_suite, write_study
 from shiftrl.bench.stats import iqm, optimality_gap, stratified_bootstrap
 from shiftrl.bench.suites import PROFILES, Cell, Learner, Suite, get_suite, suite_names
-from shiftrl.bench.worker import is_finished, thread_env
+from shiftrl.bench.threads import thread_env
+from shiftrl.bench.worker import is_finished
 from shiftrl.core.errors import ConfigError
 from shiftrl.data.compose import subset_episodes
 from shiftrl.training.checkpoint import checkpoint_path

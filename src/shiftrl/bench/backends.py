@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from shiftrl.bench.worker import thread_env
+from shiftrl.bench.threads import thread_env
 from shiftrl.core.errors import ConfigError
 
 BACKENDS = ("local", "ray")

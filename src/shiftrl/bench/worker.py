@@ -1,13 +1,7 @@
 """One benchmark job in a worker process (a pool process or a Ray task).
 
-Kept free of JAX imports at module level: `limit_threads` must set the environment before
-XLA's CPU client starts, so N single-threaded jobs share N cores without oversubscribing.
-
-Measured with jax 0.10.2 on the 2-core machine (per-thread CPU time of a jitted matmul loop):
-`XLA_FLAGS=--xla_cpu_multi_thread_eigen=false` alone leaves 2 busy compute threads;
-`NPROC=1` (read by XLA's CPU client when it starts) leaves 1, as does pinning the process
-to one core. So the worker sets NPROC = its CPU share, plus the flags for older jaxlibs and
-the BLAS / OpenMP thread counts for NumPy and MuJoCo.
+Kept free of JAX imports at module level: `limit_threads` (`threads.py`) must set the
+environment before XLA's CPU client starts, so N single-threaded jobs share N cores.
 
 Jobs also share JAX's persistent compilation cache (`$SHIFTRL_JAX_CACHE`, default
 ~/.cache/shiftrl/jax; `off` disables it): a job whose learner and shapes were compiled
@@ -24,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -33,54 +26,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from shiftrl.bench.threads import limit_threads
+
 Event = tuple  # ("start" | "eval", job_id, payload)
 ONLINE_DIR = "online"
 """The online phase's folder inside an offline-to-online job's run folder."""
-
-
-def thread_env(cpus: float = 1.0) -> dict[str, str]:
-    """Environment variables that keep one job's compute threads to `cpus` cores."""
-    n = str(max(1, math.floor(cpus)))
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags and n == "1":
-        flags = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-    env = {
-        "NPROC": n,
-        "OMP_NUM_THREADS": n,
-        "MKL_NUM_THREADS": n,
-        "OPENBLAS_NUM_THREADS": n,
-        # several jobs may share one accelerator: allocate on demand, not 75% each
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-        "MPLBACKEND": "Agg",
-    }
-    if flags:
-        env["XLA_FLAGS"] = flags
-    cache = os.environ.get("SHIFTRL_JAX_CACHE", str(Path.home() / ".cache" / "shiftrl" / "jax"))
-    if (
-        cache.lower() not in ("", "0", "off", "none")
-        and "JAX_COMPILATION_CACHE_DIR" not in os.environ
-    ):
-        env["JAX_COMPILATION_CACHE_DIR"] = cache
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    return env
-
-
-def limit_threads(env: dict[str, str]) -> None:
-    """Apply `thread_env` in this process: before XLA starts (NPROC, XLA_FLAGS are read then).
-
-    JAX reads its JAX_* settings when imported, which `import shiftrl` already did, so the
-    compilation-cache settings are also applied to the live config.
-    """
-    os.environ.update(env)
-    if "jax" in sys.modules:
-        import jax
-
-        for key, value in env.items():
-            if key.startswith("JAX_"):
-                name = key.lower()
-                current = getattr(jax.config, name)
-                jax.config.update(name, type(current)(value) if current is not None else value)
 
 
 # -- pool workers ------------------------------------------------------------------------

@@ -53,15 +53,17 @@ def addon_steps(steps: int, *names: str) -> dict[str, dict[str, int]]:
     }
 
 
-def locomotion_cells(columns):
-    """One cell per (robot, level, column) of the single-dynamics locomotion table:
-    `columns` maps a column label to (cell-name suffix, Learner)."""
+def locomotion_cells(columns, block: str = ""):
+    """One cell per (robot, level, column) of the single-dynamics locomotion table.
+
+    `columns` maps a column label to (cell-name suffix, Learner) or, for offline-to-online
+    cells, (suffix, Learner, Online)."""
     from shiftrl.bench.suites.spec import Cell
 
     for robot, env in ENVS.items():
         for level in LEVELS:
             row = f"{robot}-{level}"
-            for column, (suffix, learner) in columns.items():
+            for column, (suffix, learner, *online) in columns.items():
                 yield Cell(
                     name=f"{row}.{suffix}",
                     learner=learner,
@@ -69,4 +71,6 @@ def locomotion_cells(columns):
                     eval_envs=(env,),
                     row=row,
                     column=column,
+                    block=block,
+                    online=online[0] if online else None,
                 )

@@ -14,9 +14,14 @@ Budgets:
   (docs/benchmarks/README.md).
 """
 
-from shiftrl.bench.suites.common import ENVS as ROBOTS
-from shiftrl.bench.suites.common import LEVELS, PAPER_1M, QUICK_100K, dataset_id
-from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
+from shiftrl.bench.suites.common import (
+    ENVS,
+    LEVELS,
+    PAPER_1M,
+    QUICK_100K,
+    locomotion_cells,
+)
+from shiftrl.bench.suites.spec import Learner, Suite, TableLayout
 
 LEARNERS = {
     "BC": Learner("bc"),
@@ -24,7 +29,7 @@ LEARNERS = {
     "IQL": Learner("iql", preset="locomotion"),
     "CQL": Learner("cql", preset="default"),
 }
-ROWS = tuple(f"{robot}-{level}" for robot in ROBOTS for level in LEVELS)
+ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
 SUITE = Suite(
     name="locomotion",
@@ -32,19 +37,7 @@ SUITE = Suite(
         "Single-dynamics MuJoCo locomotion (hopper, walker2d, halfcheetah at medium, "
         "medium-replay, medium-expert) with BC, TD3+BC, IQL and CQL, as in CORL's tables."
     ),
-    cells=tuple(
-        Cell(
-            name=f"{robot}-{level}.{learner.algo}",
-            learner=learner,
-            target=dataset_id(robot, level),
-            eval_envs=(env,),
-            row=f"{robot}-{level}",
-            column=label,
-        )
-        for robot, env in ROBOTS.items()
-        for level in LEVELS
-        for label, learner in LEARNERS.items()
-    ),
+    cells=tuple(locomotion_cells({c: (lrn.algo, lrn) for c, lrn in LEARNERS.items()})),
     profiles={"paper": PAPER_1M, "quick": QUICK_100K},
     layout=TableLayout(
         title="D4RL-style locomotion (normalized score)",

@@ -43,6 +43,7 @@ from shiftrl.bench.suites.common import (
     QUICK_100K,
     addon_steps,
     dataset_id,
+    locomotion_cells,
 )
 from shiftrl.bench.suites.spec import Cell, Learner, Online, OnlineBudget, Suite, TableLayout
 
@@ -67,20 +68,7 @@ ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
 
 def _cells():
-    for robot, env in ENVS.items():
-        for level in LEVELS:
-            row = f"{robot}-{level}"
-            for column, (suffix, learner, online) in METHODS.items():
-                yield Cell(
-                    name=f"{row}.{suffix}",
-                    learner=learner,
-                    target=dataset_id(robot, level),
-                    eval_envs=(env,),
-                    row=row,
-                    column=column,
-                    block=SAME,
-                    online=online,
-                )
+    yield from locomotion_cells(METHODS, block=SAME)
     for robot, env in ENVS.items():
         for column, (suffix, learner) in CROSS_METHODS.items():
             yield Cell(
