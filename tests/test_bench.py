@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -344,6 +347,41 @@ def test_worker_thread_environment():
     assert env["NPROC"] == "1" and env["OMP_NUM_THREADS"] == "1"
     assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
     assert thread_env(2)["NPROC"] == "2"
+
+
+_ORPHAN_SWEEP = """
+import multiprocessing as mp, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from shiftrl.bench.worker import init_pool_worker
+
+if __name__ == "__main__":
+    ex = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                             initializer=init_pool_worker, initargs=({}, None))
+    print(ex.submit(os.getpid).result(), flush=True)
+    ex.submit(time.sleep, 600)  # a long job, still running when the sweep is killed
+    time.sleep(600)
+"""
+
+
+def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
+    script = tmp_path / "sweep.py"
+    script.write_text(_ORPHAN_SWEEP)
+    sweep = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(sweep.stdout.readline())
+    sweep.kill()  # SIGKILL: no cleanup runs in the sweep
+    sweep.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
 
 
 def test_subset_episodes(point_reach_data):

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -46,6 +47,22 @@ def init_pool_worker(env: dict[str, str], queue: Any) -> None:
     global _QUEUE
     limit_threads(env)
     _QUEUE = queue
+    exit_with_parent()
+
+
+def exit_with_parent(poll_s: float = 2.0) -> None:
+    """Stop this worker when the sweep that started it is gone.
+
+    A sweep killed without cleanup (SIGTERM, SIGKILL, a closed terminal) would otherwise
+    leave its workers training on, writing into run folders the next sweep resumes."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def pool_call(fn: str, *args: Any) -> dict[str, Any]:
