@@ -201,8 +201,11 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     lines = text.splitlines()
     assert lines[0] == "# Benchmark report: dara (profile `quick`)"
     blocks = [x for x in lines if x.startswith("## DARA (target: unshifted dynamics")]
-    assert [b.rsplit(": ", 1)[1] for b in blocks] == ["BEAR", "BRAC-p", "BCQ", "CQL", "AWR", "IQL"]
-    iql = lines.index(blocks[-1])
+    bases = ["BEAR", "BRAC-p", "BCQ", "CQL", "AWR", "IQL"]
+    assert [b.rsplit(": ", 1)[1] for b in blocks] == [
+        f"{b}, source {s}" for s in ("body mass x2", "gravity x0.5", "friction x0.5") for b in bases
+    ]
+    iql = lines.index(blocks[5])  # IQL with the paper's body-mass source
     final = lines.index("### Final score", iql) + 2
     assert "\n".join(lines[final : final + 10]) == DARA_FINAL
     bear = lines.index("### Final score") + 2  # the BEAR block has no runs: all missing
@@ -213,10 +216,12 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     )
     assert lines[best + 4] == "| hopper-medium-replay | — | — | 40.0 ± 0.0 | 32.5 ± 2.5 ↓ |"
     # aggregates over the rows as tasks: DARA's final scores are 45, 55 | 30, 30
-    agg = next(x for x in lines if x.startswith("| IQL / 1T+10S DARA | 4 | 2 | "))
+    agg = next(
+        x for x in lines if x.startswith("| IQL, source body mass x2 / 1T+10S DARA | 4 | 2 | ")
+    )
     iqm_, mean_, gap = (c.strip() for c in agg.split("|")[4:7])
     assert iqm_.startswith("37.5 [") and mean_.startswith("40.0 [") and gap.startswith("60.0 [")
-    assert "Incomplete suite" not in text and "**Runs finished:** 11 of 384." in text
+    assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1152." in text
     for png in ("scores.png", "aggregates.png", "curves/hopper-medium.iql.10T.png"):
         assert (dara_study / "plots" / png).stat().st_size > 1000
     assert not (dara_study / "plots" / "curves" / "walker2d-medium.iql.10T.png").exists()
@@ -247,13 +252,15 @@ def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
     for job in jobs:
         fake_run(tmp_path, job, [(100_000, 50.0)])
     text = write_report(tmp_path, reps=200).read_text()
-    assert "**Cells:** 4 of the suite's 192" in text and "**Runs finished:** 4 of 4." in text
+    # the body-mass block's four cells and the gravity / friction blocks' two each
+    assert "**Cells:** 8 of the suite's 576" in text and "**Runs finished:** 8 of 8." in text
     assert [x for x in text.splitlines() if x.startswith("## DARA")] == [
-        "## DARA (target: unshifted dynamics; source: body mass x2): IQL"
+        f"## DARA (target: unshifted dynamics): IQL, source {s}"
+        for s in ("body mass x2", "gravity x0.5", "friction x0.5")
     ]
     first = [x.split(" | ")[0] for x in text.splitlines() if x.startswith("| ")]
     rows = [x[2:] for x in first if x[2:].startswith(("hopper", "walker2d")) and "." not in x]
-    assert rows == ["hopper-medium"] * 2  # final and best tables: the selected row only
+    assert rows == ["hopper-medium"] * 6  # final and best tables: the selected row only
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """`dara`: DARA's main table (Liu et al., ICLR 2022).
 
-Rows: hopper / walker2d x random / medium / medium-replay / medium-expert; columns:
+Rows: hopper / walker2d / halfcheetah x random / medium / medium-replay / medium-expert;
+columns:
 - `10T`: the full target dataset;
 - `1T`: 10% of the target data (whole episodes, drawn with the run's seed);
-- `1T+10S w/o aug`: 10% target + the full body-mass-shifted source dataset;
+- `1T+10S w/o aug`: 10% target + the full shifted source dataset;
 - `1T+10S DARA`: the same data with DARA's reward augmentation (add-on `dara`).
 The DARA column carries ↑ / ↓ against `1T+10S w/o aug`, as the paper's table does.
 
@@ -12,8 +13,12 @@ AWR) with their reference defaults (a per-robot preset where the learner has one
 IQL, ODRL's DARA baseline. Every setting draws half of each batch from the source data
 when there is one (ODRL: 128 target + 128 source rows). The DARA column runs the `dara`
 add-on at its defaults (eta 0.1, clip 10, classifiers trained alongside the learner as in
-ODRL; see docs/methods.md); the source is the body-mass x2 dataset of the same level
-(`<robot>-mass-2.0/<level>-v0`).
+ODRL; see docs/methods.md).
+
+The source is the same level's dataset in shifted dynamics: body mass x2 as in the paper
+(`<robot>-mass-2.0/<level>-v0`; these blocks hold all four columns), and our gravity x0.5
+and friction x0.5 shifts (cells `<row>.<algo>.<column>.<shift>`, only the two 1T+10S
+columns: 10T and 1T use no source data, so they are the body-mass blocks' cells).
 """
 
 from dataclasses import replace
@@ -21,9 +26,14 @@ from dataclasses import replace
 from shiftrl.bench.suites.common import ENVS, QUICK_100K, dataset_id
 from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
 
-ROBOTS = {r: ENVS[r] for r in ("hopper", "walker2d")}
+ROBOTS = {r: ENVS[r] for r in ("hopper", "walker2d", "halfcheetah")}
 LEVELS = ("random", "medium", "medium-replay", "medium-expert")
-SOURCE_SHIFT = "mass-2.0"
+SOURCE_SHIFTS = {
+    "body mass x2": "mass-2.0",  # the paper's
+    "gravity x0.5": "gravity-0.5",
+    "friction x0.5": "friction-0.5",
+}
+PAPER_SHIFT = "mass-2.0"
 BASES = {
     "BEAR": "bear",
     "BRAC-p": "bracp",
@@ -53,30 +63,39 @@ def base_preset(algo: str, robot: str) -> str | None:
     return None
 
 
+def block_name(base: str, shift_label: str) -> str:
+    return f"{base}, source {shift_label}"
+
+
 def _cells():
-    for block, algo in BASES.items():
-        for robot, env in ROBOTS.items():
-            preset = base_preset(algo, robot)
-            for level in LEVELS:
-                for column, (suffix, fraction, with_source, addons) in COLUMNS.items():
-                    yield Cell(
-                        name=f"{robot}-{level}.{algo}.{suffix}",
-                        learner=Learner(algo, preset, addons=addons),
-                        target=dataset_id(robot, level),
-                        sources=(dataset_id(robot, level, SOURCE_SHIFT),) if with_source else (),
-                        target_fraction=fraction,
-                        eval_envs=(env,),
-                        row=f"{robot}-{level}",
-                        column=column,
-                        block=block,
-                    )
+    for shift_label, shift in SOURCE_SHIFTS.items():
+        tag = "" if shift == PAPER_SHIFT else f".{shift}"
+        for base, algo in BASES.items():
+            for robot, env in ROBOTS.items():
+                preset = base_preset(algo, robot)
+                for level in LEVELS:
+                    for column, (suffix, fraction, with_source, addons) in COLUMNS.items():
+                        if tag and not with_source:
+                            continue  # 10T / 1T: one cell, in the paper's (body-mass) block
+                        yield Cell(
+                            name=f"{robot}-{level}.{algo}.{suffix}{tag}",
+                            learner=Learner(algo, preset, addons=addons),
+                            target=dataset_id(robot, level),
+                            sources=(dataset_id(robot, level, shift),) if with_source else (),
+                            target_fraction=fraction,
+                            eval_envs=(env,),
+                            row=f"{robot}-{level}",
+                            column=column,
+                            block=block_name(base, shift_label),
+                        )
 
 
 SUITE = Suite(
     name="dara",
     description=(
         "DARA's table: 10T / 1T / 1T+10S without and with dynamics-aware reward "
-        "augmentation, hopper and walker2d at four data levels."
+        "augmentation, hopper, walker2d and halfcheetah at four data levels; body-mass x2 "
+        "sources as in the paper, gravity x0.5 and friction x0.5 sources too."
     ),
     cells=tuple(_cells()),
     profiles={
@@ -89,12 +108,16 @@ SUITE = Suite(
         "quick": QUICK_100K,
     },
     layout=TableLayout(
-        title="DARA (target: unshifted dynamics; source: body mass x2)",
+        title="DARA (target: unshifted dynamics)",
         rows=tuple(f"{r}-{lvl}" for r in ROBOTS for lvl in LEVELS),
         columns=tuple(COLUMNS),
-        blocks=tuple(BASES),
+        blocks=tuple(block_name(b, s) for s in SOURCE_SHIFTS for b in BASES),
         arrows={"1T+10S DARA": "1T+10S w/o aug"},
-        note="↑ / ↓: DARA's mean above / below 1T+10S without augmentation.",
+        note=(
+            "↑ / ↓: DARA's mean above / below 1T+10S without augmentation. In the gravity "
+            "and friction blocks 10T and 1T are empty: they use no source data (see the "
+            "body-mass block)."
+        ),
     ),
     references=("Liu et al., DARA: Dynamics-Aware Reward Augmentation in Offline RL, ICLR 2022",),
 )
