@@ -114,8 +114,8 @@ SUITE = Suite(
         blocks=tuple(block_name(b, s) for s in SOURCE_SHIFTS for b in BASES),
         arrows={"1T+10S DARA": "1T+10S w/o aug"},
         note=(
-            "↑ / ↓: DARA's mean above / below 1T+10S without augmentation. In the gravity "
-            "and friction blocks 10T and 1T are empty: they use no source data (see the "
+            "↑ / ↓: DARA's mean above / below 1T+10S without augmentation. The gravity and "
+            "friction blocks have no 10T and 1T columns: those use no source data (see the "
             "body-mass block)."
         ),
     ),
