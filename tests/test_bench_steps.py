@@ -61,6 +61,30 @@ def test_spot_quick_scaled_up_and_down():
     assert spot.resolve("quick", 100_000) == ("quick", spot.profiles["quick"])
 
 
+@pytest.mark.parametrize(
+    ("steps", "behavior", "warmup"), [(None, 30_000, 2000), (10_000, 3000, 200)]
+)
+def test_dara_budgets_keep_bracp_and_bear_phases_in_proportion(steps, behavior, warmup):
+    only = ["hopper-medium.bracp.10T", "hopper-medium.bear.10T", "hopper-medium.iql.10T"]
+    jobs = plan_jobs("dara", "quick", seeds=(0,), only=only, steps=steps)
+    configs = {j.cell.learner.algo: job_config(j.to_json()) for j in jobs}
+    assert configs["bracp"].learner.behavior_steps == behavior  # BRAC's 300k of 1M: 30%
+    assert configs["bear"].learner.warmup_steps == warmup  # BEAR's 20k of 1M: 2%
+    assert "behavior_steps" not in json.dumps(jobs[2].to_json()["cell"])  # IQL untouched
+    assert Budget.from_json(jobs[0].budget.to_json()) == jobs[0].budget
+
+
+def test_planning_builds_the_learners_so_a_phase_too_long_fails_before_the_sweep():
+    from dataclasses import replace
+
+    from shiftrl.bench.suites.common import QUICK_100K
+
+    dara = get_suite("dara")
+    unscaled = replace(dara, profiles={**dara.profiles, "quick": QUICK_100K})
+    with pytest.raises(ConfigError, match=r"hopper-random\.bracp\.10T.*behavior_steps \(300000\)"):
+        plan_jobs(unscaled, "quick", seeds=(0,), only="*.bracp.*")
+
+
 def test_scaled_budget_rules():
     base = Budget(
         steps=100_000,

@@ -136,13 +136,29 @@ def plan_jobs(
                 f"--only {','.join(patterns)} matches no job of suite '{suite.name}' "
                 f"(job ids look like '{suite.cells[0].name}/seed{seeds[0]}')"
             )
+    built: set = set()
     for job in jobs:
         try:
-            job_config(job.to_json())
+            config = job_config(job.to_json())
             online_plan(job.to_json())
+            if (key := (config.algo, config.learner, config.steps)) not in built:
+                built.add(key)
+                _check_learner(config)
         except ConfigError as e:
             raise ConfigError(f"suite '{suite.name}', cell '{job.cell.name}': {e}") from None
     return jobs
+
+
+def _check_learner(config) -> None:
+    """Build the job's learner (no arrays, no compilation), so the checks its constructor
+    makes against the run (e.g. BRAC-p's cloning phase must fit in the steps) fail here,
+    before the sweep starts, rather than in every such job."""
+    from shiftrl.learners import get_learner
+    from shiftrl.learners.base import LearnerSpec
+
+    get_learner(config.algo)(
+        config.learner, LearnerSpec(obs_dim=1, act_dim=1, total_steps=config.steps)
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -79,7 +79,8 @@ def _post(event: Event) -> None:
 # -- the job -----------------------------------------------------------------------------
 def job_config(job: dict[str, Any]):
     """The RunConfig of a job record (see runner.Job.to_json): the learner (or recipe) with
-    the budget's run settings, network sizes and add-on settings, then the cell's overrides."""
+    the budget's run settings, learner and add-on settings and network sizes, then the
+    cell's overrides."""
     from shiftrl.bench.suites.spec import Budget, Cell, net_overrides
     from shiftrl.training.config import apply_overrides, make_config
 
@@ -105,6 +106,7 @@ def job_config(job: dict[str, Any]):
         "eval_every": budget.eval_every,
         "eval_episodes": budget.eval_episodes,
         **budget.settings,
+        **budget.learner_settings.get(config.algo, {}),
         **net_overrides(learner.algo, budget.hidden),
         **learner.overrides,
     }

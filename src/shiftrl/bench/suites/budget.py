@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from shiftrl.bench.suites.spec import Online
 
 _STEP_SETTING = re.compile(r"(^|_)(steps|period|every)$")
-"""Add-on settings that count steps (`pretrain_steps`, `iql_steps`, `update_period`):
-the ones `Budget.scaled` scales; other integers (`top_trajectories`, ...) are left alone."""
+"""Add-on and learner settings that count steps (`pretrain_steps`, `update_period`,
+`behavior_steps`): the ones `Budget.scaled` scales; other integers (`top_trajectories`, ...)
+are left alone."""
 MIN_EVALS = 5
 """A scaled budget evaluates at least this many times (when it has that many steps)."""
 
@@ -69,13 +70,18 @@ class Budget:
     {"spot": {"pretrain_steps": 10_000}} to scale an add-on's own steps with `steps`."""
     online: OnlineBudget = field(default_factory=OnlineBudget)
     """The online phases of offline-to-online cells (unused by offline cells)."""
+    learner_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """{learner: {setting: value}} for the jobs of that learner (a recipe's jobs by its
+    learner), e.g. {"bracp": {"behavior_steps": 30_000}}: a learner's own phase lengths,
+    scaled with `steps` like `addon_settings`; a cell's overrides still win."""
 
     def scaled(self, steps: int, profile: str = "") -> Budget:
         """This budget at `steps` gradient steps, for a machine where it is too long (or to
         run it longer). In proportion to `steps / self.steps`: the evaluation interval (a
         divisor of `steps` where one is close, so every evaluation falls on a chunk boundary,
         and at least `MIN_EVALS` evaluations) and every add-on step count in
-        `addon_settings` (`*_steps`, `*_period`, `*_every`; at least 1). Seeds, networks,
+        `addon_settings` and `learner_settings` (`*_steps`, `*_period`, `*_every`; at
+        least 1). Seeds, networks,
         run settings and the online phases of offline-to-online cells stay as they are.
         `profile` names this budget in the note ("scaled to 20,000 steps from the quick
         budget (100,000)")."""
@@ -83,17 +89,21 @@ class Budget:
             raise ConfigError(f"--steps must be a positive number of steps, got {steps!r}")
         if steps == self.steps:
             return self
-        addon_settings = {
-            name: {k: _scale_steps(k, v, steps, self.steps) for k, v in kv.items()}
-            for name, kv in self.addon_settings.items()
-        }
+
+        def scale(table: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+            return {
+                name: {k: _scale_steps(k, v, steps, self.steps) for k, v in kv.items()}
+                for name, kv in table.items()
+            }
+
         what = f"the {profile} budget" if profile else "the budget"
         scaling = f"scaled to {steps:,} steps from {what} ({self.steps:,})"
         return dataclasses.replace(
             self,
             steps=steps,
             eval_every=_scaled_eval_every(self.eval_every, self.steps, steps),
-            addon_settings=addon_settings,
+            addon_settings=scale(self.addon_settings),
+            learner_settings=scale(self.learner_settings),
             note=f"{self.note}; {scaling}" if self.note else scaling,
         )
 
@@ -129,7 +139,8 @@ class Budget:
         extra = "".join(f", {k}={v}" for k, v in self.settings.items())
         extra += "".join(
             f", {name}.{k}={_num(v)}"
-            for name, kv in self.addon_settings.items()
+            for table in (self.learner_settings, self.addon_settings)
+            for name, kv in table.items()
             for k, v in kv.items()
         )
         text = (
@@ -156,6 +167,15 @@ class Budget:
             "note": self.note,
             "addon_settings": {k: jsonable(dict(v)) for k, v in self.addon_settings.items()},
             "online": self.online.to_json(),
+            **(
+                {
+                    "learner_settings": {
+                        k: jsonable(dict(v)) for k, v in self.learner_settings.items()
+                    }
+                }
+                if self.learner_settings
+                else {}
+            ),
         }
 
     @classmethod
@@ -173,6 +193,10 @@ class Budget:
                 for k, v in d.get("addon_settings", {}).items()
             },
             online=OnlineBudget.from_json(d.get("online")),
+            learner_settings={
+                k: {kk: untuple(vv) for kk, vv in v.items()}
+                for k, v in d.get("learner_settings", {}).items()
+            },
         )
 
 

@@ -41,16 +41,32 @@ ADDON_STEPS = {
     "ssar": {"iql_steps": 1_000_000, "update_period": 50_000},  # SSAR's official configs
 }
 """The add-ons' own step counts in their papers, which run the learner for 1M steps."""
+LEARNER_STEPS = {
+    "bracp": {"behavior_steps": 300_000},  # BRAC: behaviour cloning first, within the run
+    "bear": {"warmup_steps": 20_000},  # BEAR: MMD-only actor updates first
+}
+"""The learners' own phase lengths in their papers' 1M-step runs."""
+
+
+def _in_proportion(table, steps: int, names) -> dict[str, dict[str, int]]:
+    return {
+        name: {k: max(1, v * steps // PAPER_STEPS) for k, v in table[name].items()}
+        for name in names
+    }
 
 
 def addon_steps(steps: int, *names: str) -> dict[str, dict[str, int]]:
     """Budget `addon_settings` scaling the add-ons' own step counts with the learner's steps:
     the papers' values at 1M learner steps, in proportion otherwise (100k learner steps ->
     SPOT's VAE 10k steps, SSAR's IQL critic 100k steps and n schedule every 5k steps)."""
-    return {
-        name: {k: max(1, v * steps // PAPER_STEPS) for k, v in ADDON_STEPS[name].items()}
-        for name in names
-    }
+    return _in_proportion(ADDON_STEPS, steps, names)
+
+
+def learner_steps(steps: int, *names: str) -> dict[str, dict[str, int]]:
+    """Budget `learner_settings` scaling the learners' own phases the same way (100k steps
+    -> BRAC-p's behaviour cloning 30k steps, BEAR's warm-up 2k): a 100k-step run cannot
+    hold BRAC-p's 300k cloning steps."""
+    return _in_proportion(LEARNER_STEPS, steps, names)
 
 
 def locomotion_cells(columns, block: str = ""):

@@ -23,7 +23,7 @@ columns: 10T and 1T use no source data, so they are the body-mass blocks' cells)
 
 from dataclasses import replace
 
-from shiftrl.bench.suites.common import ENVS, QUICK_100K, dataset_id
+from shiftrl.bench.suites.common import ENVS, QUICK_100K, dataset_id, learner_steps
 from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
 
 ROBOTS = {r: ENVS[r] for r in ("hopper", "walker2d", "halfcheetah")}
@@ -42,6 +42,9 @@ BASES = {
     "AWR": "awr",
     "IQL": "iql",
 }
+PHASED = ("bracp", "bear")
+"""Learners with a first phase of their own (BRAC-p's behaviour cloning, BEAR's warm-up),
+kept at the papers' share of the run: 30% and 2% (`common.learner_steps`)."""
 DARA = {"name": "dara"}
 COLUMNS = {
     # column: (cell suffix, target fraction, with source, add-ons)
@@ -104,8 +107,9 @@ SUITE = Suite(
             steps=1_000_000,
             seeds=(0, 1, 2, 3, 4),
             note="ODRL's DARA protocol: 1M steps, eval every 10k steps x 10 episodes",
+            learner_settings=learner_steps(1_000_000, *PHASED),
         ),
-        "quick": QUICK_100K,
+        "quick": replace(QUICK_100K, learner_settings=learner_steps(QUICK_100K.steps, *PHASED)),
     },
     layout=TableLayout(
         title="DARA (target: unshifted dynamics)",
