@@ -223,6 +223,41 @@ def test_addons_train_end_to_end(point_reach_data, tmp_path):
     assert "addon/dara/loss_sas" in row and "addon/srpo/accuracy" in row
 
 
+# BRAC-p clones the behaviour policy and BEAR warms up before their main phase: keep both
+# inside the 40-step runs below.
+PHASES = {"bracp": {"behavior_steps": 10}, "bear": {"warmup_steps": 10}}
+
+
+@pytest.mark.parametrize("algo", ["iql", "cql", "bcq", "bear", "bracp", "awr"])
+def test_dara_and_srpo_plug_into_every_learner_with_rewards(algo, point_reach_data, tmp_path):
+    """The add-on interface is the learners' own: DARA's classifiers and SRPO's
+    discriminator train inside each learner's compiled loop (TD3+BC: the test above)."""
+    run = shiftrl.train(
+        algo,
+        point_reach_data,
+        sources=[point_reach_data],
+        steps=40,
+        eval_envs=[POINT_REACH_ID],
+        out=tmp_path / algo,
+        addons=[DARA(hidden=(8,)), SRPO(hidden=(8,))],
+        overrides=tiny_overrides(
+            algo, eval_every=40, batch_size=32, eval_episodes=2, **PHASES.get(algo, {})
+        ),
+        progress=False,
+    )
+    row = run.rows[-1]
+    for key in ("addon/dara/loss_sas", "addon/dara/acc_sas", "addon/srpo/accuracy"):
+        assert np.isfinite(row[key]), key
+    assert np.isfinite(run.score("final"))
+
+
+def test_dara_refuses_learners_without_rewards_and_runs_without_sources(point_reach_data):
+    with pytest.raises(ConfigError, match="dara corrects source rewards, which bc does not use"):
+        DARA().check(BC(BC.Config(), LearnerSpec(1, 1)))
+    with pytest.raises(ConfigError, match="dara acts on source-dynamics data and the run has none"):
+        shiftrl.train("iql", point_reach_data, steps=10, addons=["dara"], progress=False)
+
+
 def test_addon_cli_and_errors(point_reach_data, tmp_path):
     from shiftrl.cli import app
     from shiftrl.data.io import save_dataset
@@ -249,4 +284,7 @@ def test_addon_cli_and_errors(point_reach_data, tmp_path):
     assert result.exit_code == 2 and "unknown setting 'bogus' for add-on dara" in result.output
     result = runner.invoke(app, [*base, "--addon", "nope"])
     assert result.exit_code == 2 and "unknown add-on 'nope'" in result.output
+    result = runner.invoke(app, [*base, "--addon", "dara"])
+    assert result.exit_code == 2 and "which bc does not use" in result.output
+    assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()

@@ -51,6 +51,9 @@ class AddOn:
     train_alongside: bool = True
     """Whether `update` keeps running during learning (False: frozen after pretraining)."""
 
+    needs_sources: ClassVar[bool] = False
+    """Whether the add-on acts on source-domain data only (DARA), so a run without sources
+    is a mistake."""
     finetune_supported: ClassVar[bool] = False
     """Whether the add-on has an online phase (offline-to-online fine-tuning)."""
     finetune_replay: ClassVar[str | None] = None

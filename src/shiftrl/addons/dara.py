@@ -25,8 +25,9 @@ import optax
 from flax.training.train_state import TrainState
 
 from shiftrl.addons.base import AddOn, AddOnContext
+from shiftrl.core.errors import ConfigError
 from shiftrl.core.types import SOURCE, Batch
-from shiftrl.learners.base import LearnerSpec
+from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.nets import MLP
 
 
@@ -54,6 +55,17 @@ class DARA(AddOn):
     """Classifier steps before the learner starts (0: train alongside only)."""
     train_alongside: bool = True
     """Keep training the classifiers during learning (False freezes them after pretraining)."""
+
+    needs_sources: ClassVar[bool] = True
+
+    def check(self, learner: Learner) -> None:
+        if not learner.uses_rewards:
+            raise ConfigError(
+                f"dara corrects source rewards, which {learner.name} does not use; pick a "
+                "learner that learns from rewards (td3bc, iql, cql, bcq, bear, bracp, awr)"
+            )
+        if self.eta < 0 or self.clip <= 0 or self.noise_std < 0:
+            raise ConfigError("dara needs eta >= 0, clip > 0 and noise_std >= 0")
 
     @property
     def _net(self) -> MLP:

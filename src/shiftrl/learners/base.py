@@ -117,6 +117,8 @@ class Learner:
     PRESETS: ClassVar[dict[str, Any]] = {}
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    uses_rewards: ClassVar[bool] = True
+    """False for learners that ignore rewards (BC), on which reward add-ons do nothing."""
 
     def __init__(self, config: Any, spec: LearnerSpec):
         self.config = config

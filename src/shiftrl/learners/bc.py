@@ -35,6 +35,7 @@ class BC(Learner):
     description = "behaviour cloning (MSE on dataset actions)"
     paper = "Pomerleau 1991; CORL's BC baseline"
     PRESETS = {"default": BCConfig()}
+    uses_rewards = False
 
     def __init__(self, config: BCConfig, spec):
         super().__init__(config, spec)

@@ -255,6 +255,10 @@ def train(
     eval_envs = resolve_eval_envs(config, target)
     learner = build_learner(config, target.obs_dim, target.act_dim)
     addons = build_addons(config.addons, learner)
+    if not sources and (needy := [ad.name for ad in addons if ad.needs_sources]):
+        raise ConfigError(
+            f"{needy[0]} acts on source-dynamics data and the run has none; add --source DATA"
+        )
     datasets = [target, *sources]
     checksums = [d.checksum() for d in datasets]
 
