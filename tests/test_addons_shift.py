@@ -170,6 +170,37 @@ def test_srpo_discriminator_ranks_states_by_value():
     assert np.mean((logits > 0) == (np.abs(grid) < 0.6)) > 0.9
 
 
+def test_srpo_ranks_states_by_a_trained_learners_own_value(point_reach_data):
+    """The same claim with the value SRPO really uses: an IQL critic trained on PointReach
+    data (mediocre behaviour), then the discriminator ranking its batches by IQL's V(s)."""
+    from shiftrl.learners import IQL
+
+    iql = IQL(IQL.Config(**tiny_overrides("iql", expectile=0.9)), LearnerSpec(1, 1, 3000))
+    d = point_reach_data
+    data = [jnp.asarray(x, jnp.float32) for x in (d.observations, d.actions, d.rewards)]
+    data += [jnp.asarray(d.next_observations, jnp.float32), jnp.asarray(d.terminals, jnp.float32)]
+    srpo = SRPO(hidden=(32, 32), rho=0.3)
+
+    def step(carry, _):
+        st, disc, key = carry
+        key, k_i, k_up = jax.random.split(key, 3)
+        i = jax.random.randint(k_i, (256,), 0, len(d))
+        b = Batch(*(x[i] for x in data), jnp.zeros(256, jnp.int32))
+        st, _ = iql.update_values(st, b)
+        disc, _ = srpo.update(disc, b, AddOnContext(iql, st), k_up)
+        return (st, disc, key), None
+
+    carry = (iql.init(jax.random.PRNGKey(0)), srpo.init(jax.random.PRNGKey(1), LearnerSpec(1, 1)))
+    (state, disc, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=3000))(
+        (*carry, jax.random.PRNGKey(2))
+    )
+    grid = np.linspace(-2, 2, 201).astype(np.float32)
+    truth = point_reach_value(grid)
+    assert spearman(np.asarray(iql.value(state, jnp.asarray(grid[:, None]))), truth) > 0.8
+    logits = np.asarray(srpo.logit(disc.params, jnp.asarray(grid[:, None])))
+    assert spearman(logits, truth) > 0.8
+
+
 def test_srpo_labels_and_forms():
     srpo = SRPO(rho=0.25)
     labels = np.asarray(srpo.labels(jnp.asarray([3.0, 1.0, 4.0, 1.5, 9.0, 2.0, 6.0, 5.0])))
@@ -188,6 +219,32 @@ def test_srpo_labels_and_forms():
             np.clip(logit, -10, 10) if form == "paper" else np.log(np.clip(logit, 0.1, 10))
         )
         np.testing.assert_allclose(reg, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_srpo_bonus_goes_to_every_reward_without_gradient():
+    """SRPO regularizes the state distribution over the whole mix: target and source rows
+    alike get lam * log(D(s) / (1 - D(s))) of their own state s, and nothing else changes."""
+    srpo = SRPO(hidden=(8,), lam=0.3)
+    state = srpo.init(jax.random.PRNGKey(0), LearnerSpec(2, 1))
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(16, 2)).astype(np.float32))
+    rew = jnp.asarray(rng.normal(size=16).astype(np.float32))
+    domain = jnp.asarray(np.r_[np.full(8, TARGET), np.full(8, SOURCE)].astype(np.int32))
+    b = Batch(obs, jnp.zeros((16, 1)), rew, obs[::-1], jnp.zeros(16), domain)
+    out = srpo.transform_batch(state, b, AddOnContext(TrueValueLearner(), None), None)
+    bonus = np.asarray(srpo.regularizer(state, obs))
+    assert np.abs(bonus).min() > 0  # a real, per-state bonus (random-init discriminator)
+    np.testing.assert_allclose(out.reward, np.asarray(rew) + bonus, rtol=1e-6)
+    for field in ("obs", "action", "next_obs", "terminal", "domain"):
+        np.testing.assert_array_equal(getattr(out, field), getattr(b, field))
+    grad = jax.grad(
+        lambda r: srpo.transform_batch(state, b.replace(reward=r), None, None).reward.sum()
+    )
+    np.testing.assert_allclose(grad(rew), 1.0)  # the bonus is a constant to the learner
+    g_params = jax.grad(
+        lambda p: srpo.transform_batch(state.replace(params=p), b, None, None).reward.sum()
+    )(state.params)
+    assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(g_params))
 
 
 def test_srpo_needs_a_value_estimate():

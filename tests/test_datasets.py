@@ -221,7 +221,12 @@ def test_reference_scores_come_from_the_zoo(fake_zoo, monkeypatch):
 
     assert reference_scores("shiftrl/hopper-base-v0") == (RANDOM_RETURN, EXPERT_RETURN)
     assert reference_scores("Hopper-v5") == D4RL_REFERENCE["Hopper-v5"]
-    assert reference_scores("shiftrl/hopper-gravity-0.5-v0") is None  # not in this zoo
+    # not in this zoo: its own measured random return, the base dynamics' expert
+    from shiftrl.envs.reference import random_returns, reference_source
+
+    own_random = random_returns()["hopper-gravity-0.5"]["random_return"]
+    assert reference_scores("shiftrl/hopper-gravity-0.5-v0") == (own_random, EXPERT_RETURN)
+    assert "expert of hopper-base" in reference_source("shiftrl/hopper-gravity-0.5-v0")
     monkeypatch.setenv("SHIFTRL_ZOO_DIR", str(fake_zoo / "empty"))
     assert reference_scores("shiftrl/hopper-base-v0") == D4RL_REFERENCE["Hopper-v5"]
 
@@ -240,6 +245,8 @@ def test_cli_data_list_make_info(fake_zoo):
     info = json.loads(r.stdout)
     assert info["status"] == "made" and info["transitions"] == 200
     assert info["reference_scores"] == {"random": RANDOM_RETURN, "expert": EXPERT_RETURN}
+    assert info["reference_source"].startswith("zoo")
+    assert info["d4rl_reference_scores"] == {"random": -20.272305, "expert": 3234.3}
     assert len(info["sha256"]) == 64 and info["normalized_score"] is not None
     assert info["provenance"]["behaviour"] == "uniform-random"
     r = runner.invoke(app, ["data", "info", "hopper/expert-v0"])
@@ -254,6 +261,7 @@ def test_cli_data_list_make_info(fake_zoo):
         (["data", "make", "hopper/medum-v0"], "did you mean hopper/medium-v0"),
         (["data", "info", "walker2d-mass-2.0/medium-v0"], "no policies for 'walker2d-mass-2.0'"),
         (["data", "make", "hopper/medium-v0", "--size", "-5"], "size must be positive"),
+        (["data", "make", "hopper/medium-v0", "--size", "0"], "size must be positive, got 0"),
     ],
 )
 def test_cli_data_errors_are_one_line(fake_zoo, args, expected):
@@ -329,3 +337,52 @@ def test_dataset_docs_are_current(monkeypatch):
     assert page.read_text() == render(), (
         "docs/datasets.md is stale: run `python -m shiftrl.data.docs > docs/datasets.md`"
     )
+
+
+# -- the shipped zoo (no fake): a fresh machine makes a recorded build and trains on it ------
+SHIPPED = "pendulum-mass-2.0/medium-replay-v0"  # the smallest recorded default build: 6,000
+
+
+def test_shipped_weights_reproduce_the_recorded_checksum_and_train_on_first_use(
+    tmp_path, monkeypatch
+):
+    """`shiftrl train --dataset ID` on a machine that has never seen the data: the dataset is
+    made from the package's own weights, reproduces the sha256 in checksums.json (make
+    verifies it), and Minari recovers the shifted environment it came from."""
+    import minari
+
+    monkeypatch.setenv("SHIFTRL_DATA", str(tmp_path / "data"))
+    recorded = registry.recorded_builds()["pendulum-mass-2.0/medium-replay-v0"][0]
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "td3bc", "--dataset", SHIPPED, "--steps", "20", "--out", str(out)]
+    r = runner.invoke(app, [*argv, "--set", "eval_episodes=1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["checksums"] == [recorded["sha256"]]
+    ds = registry.get_dataset(SHIPPED, progress=False)
+    assert ds.checksum() == recorded["sha256"] and len(ds) == recorded["size"] == 6000
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "data"))
+    env = minari.load_dataset(registry.minari_id(SHIPPED)).recover_environment()
+    assert env.spec.id == "shiftrl/pendulum-mass-2.0-v0"
+    assert env.unwrapped.shiftrl_variant == "pendulum-mass-2.0"
+
+
+def test_every_variant_has_a_measured_random_return_that_reproduces():
+    from shiftrl.envs import VARIANTS
+    from shiftrl.envs.measure import random_return
+    from shiftrl.envs.reference import random_returns, reference_scores
+
+    table = random_returns()
+    assert set(table) == set(VARIANTS) and {r["episodes"] for r in table.values()} == {50}
+    # the same seeds give the same returns (hopper: short random episodes, a second)
+    again = random_return("shiftrl/hopper-gravity-2.0-v0", episodes=50)
+    assert round(float(again.mean()), 3) == table["hopper-gravity-2.0"]["random_return"]
+    assert all(reference_scores(v.gym_id) is not None for v in VARIANTS.values())
+    # the zoo's own random returns (measured at export, same seeds) agree with the table
+    for variant, entry in manifest_policies().items():
+        assert table[variant]["random_return"] == round(entry["random_return"], 3), variant
+
+
+def manifest_policies() -> dict:
+    from shiftrl import zoo
+
+    return zoo.manifest()["policies"]

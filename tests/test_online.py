@@ -104,6 +104,27 @@ def test_finetune_improves_a_weak_policy(tmp_path):
     assert res.score_after > res.score_before + 30
     assert (res.out / "finetune.json").exists() and 0 <= res.regret <= 1.5
 
+    # across dynamics, from the command line: the same offline policy, online in a pendulum
+    # twice as heavy, scored with that variant's own references
+    from typer.testing import CliRunner
+
+    from shiftrl.cli import app
+    from shiftrl.envs.reference import reference_scores
+
+    shifted, out = "shiftrl/pendulum-mass-2.0-v0", tmp_path / "heavy"
+    argv = ["finetune", str(run.dir), "--online-steps", "1000", "--env", shifted, "--out", str(out)]
+    r = CliRunner().invoke(
+        app, [*argv, "--eval-every", "1000", "--eval-episodes", "2", "--no-progress"]
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"done: {out}") and "score before" in r.output
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["env"] == shifted
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    low, high = reference_scores(shifted)
+    ret = np.mean(rows[-1]["returns"])
+    assert rows[-1]["normalized_score"] == pytest.approx(100 * (ret - low) / (high - low))
+
 
 def test_finetune_replay_modes_and_refusals(tmp_path):
     import shiftrl

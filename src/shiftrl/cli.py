@@ -194,12 +194,17 @@ def envs() -> None:
     from rich.table import Table
 
     from shiftrl.envs import list_variants
+    from shiftrl.envs.reference import reference_scores, reference_source
 
     table = Table(title="dynamics variants (gymnasium id: shiftrl/NAME-v0)")
     table.add_column("name", no_wrap=True)
     table.add_column("changes")
+    table.add_column("random / expert return", no_wrap=True)
+    table.add_column("references")
     for r in list_variants():
-        table.add_row(r["name"], r["changes"])
+        ref = reference_scores(r["id"])
+        refs = "-" if ref is None else f"{ref[0]:.0f} / {ref[1]:.0f}"
+        table.add_row(r["name"], r["changes"], refs, reference_source(r["id"]))
     Console().print(table)
 
 
@@ -241,8 +246,13 @@ def finetune(
         int | None, typer.Option("--top", help="trajectories kept by --replay part (50)")
     ] = None,
     warmup: Annotated[
-        int, typer.Option("--warmup", help="policy steps collected before the first update")
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--warmup",
+            help="policy steps collected before the first update (default: the method's "
+            "own, SSAR 5,000; else 0)",
+        ),
+    ] = None,
     eval_every: Annotated[int, typer.Option("--eval-every")] = 10_000,
     eval_episodes: Annotated[int, typer.Option("--eval-episodes")] = 10,
     resume: Annotated[bool, typer.Option("--resume")] = False,

@@ -56,6 +56,8 @@ class AddOn:
     is a mistake."""
     finetune_supported: ClassVar[bool] = False
     """Whether the add-on has an online phase (offline-to-online fine-tuning)."""
+    finetune_warmup: ClassVar[int] = 0
+    """Policy steps the method collects online before its first update (SSAR: 5,000)."""
     finetune_replay: ClassVar[str | None] = None
     """The replay buffer the method starts fine-tuning with (None: the learner's default)."""
 

@@ -108,7 +108,12 @@ def preset_settings(learner: str, dataset_id: str) -> dict[str, Any]:
 
 
 class BetaNet(nn.Module):
-    """beta(s) = max_value * sigmoid(MLP(s)): Xavier weights, zero biases, last bias log 2."""
+    """beta(s) = max_value * sigmoid(MLP(s)): Xavier weights, zero biases, last bias log 2.
+
+    The last layer's kernel starts at zero (the official ParaNet draws it Xavier too), so
+    beta(s) = max_value * sigmoid(log 2) = the base coefficient exactly, for every state:
+    with a random last kernel it starts at 0.94-1.13x base on unit-Gaussian states. Its
+    gradient (the hidden activations) is non-zero, so beta(s) moves from the first step."""
 
     hidden: tuple[int, ...]
     max_value: float
@@ -119,9 +124,7 @@ class BetaNet(nn.Module):
         for h in self.hidden:
             x = nn.relu(nn.Dense(h, kernel_init=nn.initializers.xavier_uniform())(x))
         x = nn.Dense(
-            1,
-            kernel_init=nn.initializers.xavier_uniform(),
-            bias_init=nn.initializers.constant(_LOG2),
+            1, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.constant(_LOG2)
         )(x)
         return self.max_value * jax.nn.sigmoid(x[..., 0])
 
@@ -142,6 +145,7 @@ class SSAR(AddOn):
     )
     finetune_supported: ClassVar[bool] = True
     finetune_replay: ClassVar[str | None] = "part"
+    finetune_warmup: ClassVar[int] = 5000  # official: 5,000 policy steps before updating
 
     select: str = "traj"
     """Trusted sub-dataset: 'traj' (trajectory return above a threshold), 'iql' (Q >= V under

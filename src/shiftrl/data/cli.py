@@ -155,11 +155,17 @@ def info(
 def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dict[str, Any]:
     """What `shiftrl data info` prints, as a dict."""
     from shiftrl.data import registry
-    from shiftrl.envs.reference import normalized_score, reference_scores
+    from shiftrl.envs import variant_of
+    from shiftrl.envs.reference import (
+        D4RL_REFERENCE,
+        normalized_score,
+        reference_scores,
+        reference_source,
+    )
 
     cid = registry.canonical(dataset_id)
     spec = registry.REGISTRY[cid]
-    n = size or spec.default_size
+    n = spec.default_size if size is None else size
     out: dict[str, Any] = {"id": cid}
     aliases = sorted(a for a, t in registry.ALIASES.items() if t == cid)
     if aliases:
@@ -171,6 +177,11 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
     out["reference_scores"] = (
         {"random": ref[0], "expert": ref[1]} if ref else "none known for this environment"
     )
+    out["reference_source"] = reference_source(spec.env_id) if spec.env_id else "none"
+    variant = variant_of(spec.env_id) if spec.env_id else None
+    d4rl = D4RL_REFERENCE.get(variant.base_env_id) if variant is not None else None
+    if d4rl is not None:  # published numbers of the same robot, to compare with papers
+        out["d4rl_reference_scores"] = {"random": d4rl[0], "expert": d4rl[1]}
     beh = spec.info.get("behaviour_return")
     if ref and isinstance(beh, int | float):
         out["behaviour_normalized"] = round(normalized_score(beh, ref), 2)

@@ -148,6 +148,60 @@ def zoo_section(manifest: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def snapshot_section(manifest: dict[str, Any]) -> list[str]:
+    """The return of every shipped snapshot (`shiftrl zoo measure` for the replay ones)."""
+    lines = [
+        "### Return of every shipped snapshot",
+        "",
+        "Mean return over each snapshot's episodes (10, sampling the policy), by SAC step; the "
+        "replay snapshots regenerate medium-replay. Measured by `shiftrl zoo export` (expert, "
+        "medium) and `shiftrl zoo measure` (the others); `manifest.json` has the std too.",
+        "",
+    ]
+    for variant, p in sorted(manifest["policies"].items()):
+        snaps = sorted(p["snapshots"], key=lambda s: (s["train_steps"], s["name"]))
+        cells = [
+            f"{s['name'] if not s['name'].startswith('replay-') else _fmt(s['train_steps'])}: "
+            f"{_fmt(s.get('return_mean'), 0)}"
+            for s in snaps
+        ]
+        lines.append(f"- **{variant}**: {', '.join(cells)}")
+    return [*lines, ""]
+
+
+def reference_section() -> list[str]:
+    """Where each variant's reference returns come from, and D4RL's for comparison."""
+    from shiftrl.envs import VARIANTS
+    from shiftrl.envs.reference import D4RL_REFERENCE, random_returns, zoo_reference
+
+    own = sum(zoo_reference(v.gym_id) is not None for v in VARIANTS.values())
+    rows = [
+        f"| {env} | {_fmt(lo, 1)} | {_fmt(hi, 1)} |" for env, (lo, hi) in D4RL_REFERENCE.items()
+    ]
+    return [
+        "## Reference scores",
+        "",
+        "Normalized score = 100 x (return - random) / (expert - random), always with the "
+        "references of the environment evaluated in (`shiftrl.envs.reference`):",
+        "",
+        f"- the {own} variants with zoo policies: random and expert returns measured in that "
+        "variant (the table above);",
+        f"- every other variant ({len(VARIANTS) - own} of {len(VARIANTS)}): its own "
+        f"random return ({len(random_returns())} variants measured, 50 uniform-random episodes "
+        "each, `python -m shiftrl.envs.measure`) and, having no expert of its own, the expert "
+        "return of its robot's base dynamics, so 100 there means as good as the unshifted "
+        "expert (ant, which has no zoo policies: D4RL's expert). `shiftrl envs` shows each "
+        "variant's pair and where it comes from;",
+        "- the plain Gymnasium ids (`Hopper-v5`, ...): D4RL's published references, to "
+        "compare with papers:",
+        "",
+        "| env | D4RL random | D4RL expert |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def render() -> str:
     from shiftrl import zoo
     from shiftrl.data import registry, zoo_datasets
@@ -253,6 +307,8 @@ def render() -> str:
         *speed_section(),
         "",
         *zoo_section(zoo.manifest()),
+        *snapshot_section(zoo.manifest()),
+        *reference_section(),
         "## Every dataset",
         "",
         "Default size, seed 0. Behaviour return: the zoo's measurement of the behaviour policy "

@@ -199,10 +199,20 @@ def _contiguous_episodes(ds: TransitionDataset, source: str) -> list[tuple[int, 
 
 
 def _env_spec_json(meta: DatasetMetadata) -> str | None:
-    """The registered gymnasium spec, only for the base dynamics (a variant is another env)."""
-    if meta.env_id is None or meta.dynamics != "base":
+    """The registered gymnasium spec of the env the data came from: `env_id` when the data's
+    dynamics are that env's own (base dynamics, or the shiftrl variant `env_id` names); None
+    when they differ (data from another dynamics labelled with the base env's id)."""
+    if meta.env_id is None:
         return None
     import gymnasium as gym
+
+    from shiftrl.envs import register_all, variant_of
+
+    variant = variant_of(meta.env_id)
+    own = "base" if variant is None else variant.name[len(variant.robot) + 1 :]
+    if meta.dynamics != own:
+        return None
+    register_all()
 
     try:
         return gym.spec(meta.env_id).to_json()

@@ -161,7 +161,7 @@ def minari_id(dataset_id: str, size: int | None = None, seed: int = 0) -> str:
     if m is None:
         raise DataError(f"dataset id '{cid}' is not of the form VARIANT/LEVEL-vN")
     name = m["level"]
-    n = size or spec.default_size
+    n = spec.default_size if size is None else size
     if n != spec.default_size or seed != 0:
         name += f"-n{n}-s{seed}"
     return f"{MINARI_NAMESPACE}/{m['variant'].replace('.', '_')}/{name}-v{m['version']}"
@@ -220,7 +220,7 @@ def make_dataset(
     (id, size, seed) has a recorded sha256 must reproduce it."""
     cid = canonical(dataset_id)
     spec = REGISTRY[cid]
-    n = size or spec.default_size
+    n = spec.default_size if size is None else size
     _check_size_seed(n, seed)
     inputs = spec.inputs()
     ds = spec.maker(n, seed, progress)
@@ -265,7 +265,7 @@ def get_dataset(
 ) -> TransitionDataset:
     """The cached dataset, made (with a progress bar) and cached on first use."""
     cid = canonical(dataset_id)
-    n = size or REGISTRY[cid].default_size
+    n = REGISTRY[cid].default_size if size is None else size
     _check_size_seed(n, seed)
     with _build_lock(cid, n, seed):  # another process making the same build: wait for it
         if is_made(cid, n, seed):

@@ -3,10 +3,12 @@
     from shiftrl.envs import make_env, list_variants
     env = make_env("hopper-gravity-0.5")      # or "shiftrl/hopper-gravity-0.5-v0"
 
-Importing this package is cheap: it only builds the `VARIANTS` table (plain
-dataclasses). Gymnasium registration happens on the first `make_env` or on an
-explicit `register_all()`; MuJoCo models are built only when an env is made.
-All registrations live in `shiftrl.envs.registry`.
+Importing this package (which `import shiftrl` does) registers every variant with
+Gymnasium, so `gymnasium.make("shiftrl/hopper-gravity-0.5-v0")` works after
+`import shiftrl` (or with the id `shiftrl.envs:shiftrl/hopper-gravity-0.5-v0`, which
+Gymnasium imports first). Registration is cheap (registry entries, about 20 ms); MuJoCo
+models are built only when an env is made. All registrations live in
+`shiftrl.envs.registry`.
 """
 
 from shiftrl.envs.registry import (
@@ -33,6 +35,8 @@ from shiftrl.envs.shifts import (
     apply_shift,
     apply_shifts,
 )
+
+register_all()
 
 __all__ = [
     "ROBOTS",

@@ -11,6 +11,10 @@ its own env.
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from pathlib import Path
+
 # D4RL `d4rl/infos.py` (v0 values reused by v1/v2); keyed by the Gymnasium v5 ids we run.
 D4RL_REFERENCE: dict[str, tuple[float, float]] = {
     "Hopper-v5": (-20.272305, 3234.3),
@@ -21,6 +25,13 @@ D4RL_REFERENCE: dict[str, tuple[float, float]] = {
 
 # Measured by the project (random policy / best policy), see docs/datasets.md.
 MEASURED_REFERENCE: dict[str, tuple[float, float]] = {}
+RANDOM_RETURNS = Path(__file__).with_name("random_returns.json")
+
+
+@cache
+def random_returns() -> dict[str, dict]:
+    """{variant: {random_return, random_std, episodes}} measured in every variant."""
+    return json.loads(RANDOM_RETURNS.read_text()) if RANDOM_RETURNS.exists() else {}
 
 
 def reference_scores(env_id: str) -> tuple[float, float] | None:
@@ -43,7 +54,37 @@ def reference_scores(env_id: str) -> tuple[float, float] | None:
         for table in (TOY_REFERENCE, D4RL_REFERENCE):
             if key in table:
                 return table[key]
-    return None
+    return _borrowed_expert(variant)
+
+
+def _borrowed_expert(variant) -> tuple[float, float] | None:
+    """(the variant's own random return, its robot's base-dynamics expert return)."""
+    if variant is None or variant.name not in random_returns():
+        return None
+    base = reference_scores(f"{variant.robot}-base")
+    if base is None:
+        return None
+    return float(random_returns()[variant.name]["random_return"]), base[1]
+
+
+def reference_source(env_id: str) -> str:
+    """Where `reference_scores(env_id)` comes from, in words (for `shiftrl envs`, reports)."""
+    from shiftrl.envs.registry import variant_of
+    from shiftrl.envs.toy import TOY_REFERENCE
+
+    if env_id in MEASURED_REFERENCE:
+        return "measured"
+    if zoo_reference(env_id) is not None:
+        return "zoo: random and expert measured in this variant"
+    variant = variant_of(env_id)
+    base = variant.base_env_id if variant is not None and not variant.shifts else None
+    if env_id in TOY_REFERENCE or base in TOY_REFERENCE:
+        return "toy task's own"
+    if env_id in D4RL_REFERENCE or base in D4RL_REFERENCE:
+        return "D4RL's published"
+    if _borrowed_expert(variant) is not None:
+        return f"random measured in this variant; expert of {variant.robot}-base (no policy here)"
+    return "none"
 
 
 def zoo_reference(env_id: str) -> tuple[float, float] | None:

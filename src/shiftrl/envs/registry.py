@@ -4,8 +4,8 @@ Every variant is named `{robot}-{kind}-{level}` after ODRL (`hopper-gravity-0.5`
 `hopper-friction-2.0`, `hopper-kinematic-legjnt-easy`, `hopper-morph-foot-hard`),
 plus `hopper-mass-2.0`, `hopper-mass-torso-2.0`, `hopper-damping-2.0` and the
 unshifted `hopper-base`. Each is registered with Gymnasium as
-`shiftrl/{name}-v0` by `register_all()` (idempotent, called lazily by
-`make_env`), so `gymnasium.make("shiftrl/hopper-gravity-0.5-v0")` works and the
+`shiftrl/{name}-v0` by `register_all()` (idempotent; run when `shiftrl.envs` is
+imported, and again by `make_env`), so `gymnasium.make("shiftrl/hopper-gravity-0.5-v0")` works and the
 env carries a JSON-serialisable `env.spec` (Minari recovers environments from it).
 
 The entry point builds the *stock* env class of the base id (e.g.

@@ -72,7 +72,8 @@ class TD3BC(Learner):
         # constraint comes from the `spot` add-on
         "spot": TD3BCConfig(alpha=1.0, bc_weight=0.0, actor_dropout=0.1),
         # SSAR's backbone: LayerNorm critics; beta(s) comes from the `ssar` add-on
-        "ssar": TD3BCConfig(critic_layer_norm=True),
+        # SSAR's official online phase acts with the deterministic actor (no N(0, 0.1) noise)
+        "ssar": TD3BCConfig(critic_layer_norm=True, expl_noise=0.0),
     }
 
     def __init__(self, config: TD3BCConfig, spec):

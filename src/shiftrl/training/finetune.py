@@ -79,7 +79,7 @@ def finetune(
     resume: bool = False,
     replay: str | None = None,
     top: int | None = None,
-    warmup: int = 0,
+    warmup: int | None = None,
 ) -> FinetuneResult:
     from shiftrl.addons import build_addons
     from shiftrl.api import load_dataset
@@ -105,6 +105,8 @@ def finetune(
             f"add-on {', '.join(offline_only)} has no online phase; fine-tune a run without it"
         )
     replay = replay or next((ad.finetune_replay for ad in addons if ad.finetune_replay), "all")
+    if warmup is None:  # the method's own (SSAR: 5,000 policy steps), else none
+        warmup = max((ad.finetune_warmup for ad in addons), default=0)
     if not prefill:
         replay = "none"
     if replay not in REPLAY_MODES:

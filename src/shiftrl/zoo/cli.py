@@ -49,6 +49,25 @@ def zoo_export(
     )
 
 
+@zoo_app.command("measure")
+def zoo_measure(
+    variants: Annotated[
+        list[str] | None, typer.Argument(help="variants (default: every one in the zoo)")
+    ] = None,
+    episodes: Annotated[int, typer.Option("--episodes", help="episodes per snapshot")] = 10,
+) -> None:
+    """Measure the return of every shipped snapshot that has none yet (replay snapshots)."""
+    from shiftrl.cli import user_errors
+    from shiftrl.zoo.export import measure_snapshots
+
+    filled = user_errors(measure_snapshots)(variants, episodes)
+    for variant, snaps in filled.items():
+        rets = ", ".join(f"{s['train_steps']}: {s['return_mean']:.0f}" for s in snaps)
+        typer.echo(f"{variant}: {rets}")
+    if not filled:
+        typer.echo("every snapshot already has its return")
+
+
 @zoo_app.command("list")
 def zoo_list() -> None:
     """The shipped behaviour policies and their returns."""

@@ -7,6 +7,9 @@
   returns being near 0 in locomotion), taken from those before the expert;
 - replay-<steps>: every snapshot up to medium, to regenerate medium-replay data;
 - random_return: uniform-random actions in the variant, over `random_episodes` episodes.
+
+`measure_snapshots` (`shiftrl zoo measure`) then gives every other shipped snapshot its
+return over N episodes too, so the manifest states each snapshot's return.
 """
 
 from __future__ import annotations
@@ -18,37 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from shiftrl.core.errors import ConfigError
 from shiftrl.envs import resolve
+from shiftrl.envs.measure import episode_returns as _episode_returns
+from shiftrl.envs.measure import uniform_policy
 from shiftrl.zoo import MANIFEST, WEIGHTS, BehaviourPolicy
 
 
-def _episode_returns(env_id: str, policy, episodes: int, seed: int) -> np.ndarray:
-    import gymnasium as gym
-
-    from shiftrl.training.evaluation import ensure_envs_registered
-
-    ensure_envs_registered()
-    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
-    rng = np.random.default_rng(seed)
-    try:
-        obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
-        returns, done = np.zeros(episodes), np.zeros(episodes, bool)
-        while not done.all():
-            obs, r, term, trunc, _ = envs.step(policy(obs, rng))
-            returns += np.where(done, 0.0, r)
-            done |= term | trunc
-        return returns
-    finally:
-        envs.close()
-
-
 def _uniform(entry: dict):
-    low, high = np.asarray(entry["action_low"]), np.asarray(entry["action_high"])
-
-    def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return rng.uniform(low, high, (len(obs), entry["act_dim"])).astype(np.float32)
-
-    return policy
+    return uniform_policy(entry["action_low"], entry["action_high"])
 
 
 def _steps_trained(run_dir: Path, meta: dict) -> int:
@@ -131,5 +112,51 @@ def export(
 
     man = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {"format": 1, "policies": {}}
     man["policies"][variant] = entry
-    MANIFEST.write_text(json.dumps(man, indent=1, sort_keys=True) + "\n")
+    _write_manifest(man, MANIFEST)
     return entry
+
+
+def _write_manifest(man: dict[str, Any], path: Path) -> None:
+    """Write atomically: dataset builds read the manifest while the zoo is being measured."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(man, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def measure_snapshots(
+    variants: list[str] | None = None, episodes: int = 10, progress: bool = True
+) -> dict[str, list[dict[str, Any]]]:
+    """Measure the return of every shipped snapshot that has none yet (the replay snapshots:
+    `export` measures only the expert and medium candidates) over `episodes` stochastic
+    episodes, with the seed `export` uses, and write it into the manifest. The expert and
+    medium records, which are the references and dataset levels, are never re-measured.
+    Returns the records it filled, per variant."""
+    from rich.progress import Progress
+
+    from shiftrl import zoo
+
+    man = zoo.manifest()
+    chosen = variants or sorted(man["policies"])
+    unknown = [v for v in chosen if v not in man["policies"]]
+    if unknown:
+        raise ConfigError(f"the zoo has no policies for '{unknown[0]}'; see `shiftrl zoo list`")
+    todo = [
+        (v, s) for v in chosen for s in man["policies"][v]["snapshots"] if "return_mean" not in s
+    ]
+    filled: dict[str, list[dict[str, Any]]] = {}
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("measuring snapshots", total=len(todo))
+        for variant, snap in todo:
+            entry = man["policies"][variant]
+            returns = _episode_returns(
+                resolve(variant), BehaviourPolicy(variant, snap, entry), episodes, seed=123
+            )
+            snap.update(
+                return_mean=float(returns.mean()),
+                return_std=float(returns.std()),
+                episodes=len(returns),
+            )
+            filled.setdefault(variant, []).append(snap)
+            _write_manifest(man, zoo.manifest_path())
+            bar.advance(task)
+    return filled
