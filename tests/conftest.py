@@ -10,6 +10,17 @@ from shiftrl.data.collect import collect
 from shiftrl.data.dataset import DatasetMetadata
 from shiftrl.envs.toy import POINT_REACH_ID, TOY_REFERENCE, point_reach_optimal
 
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_cache(tmp_path_factory):
+    """Datasets the tests make go to a cache of the session's own, never the user's
+    ~/.shiftrl/data (tests that need another one set SHIFTRL_DATA themselves)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHIFTRL_DATA", str(tmp_path_factory.mktemp("shiftrl-data")))
+    yield
+    mp.undo()
+
+
 TINY = (32, 32)
 # hidden sizes for every learner: keys a learner lacks are dropped by `tiny_overrides`
 TINY_NETS = {
