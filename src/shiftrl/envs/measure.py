@@ -59,7 +59,9 @@ def random_return(env_id: str, episodes: int = EPISODES, seed: int = SEED) -> np
     from shiftrl.envs import register_all
 
     register_all()
-    space = gym.spec(env_id).make().action_space
+    env = gym.make(env_id)
+    space = env.action_space
+    env.close()
     return episode_returns(env_id, uniform_policy(space.low, space.high), episodes, seed)
 
 
