@@ -206,13 +206,12 @@ def _env_spec_json(meta: DatasetMetadata) -> str | None:
         return None
     import gymnasium as gym
 
-    from shiftrl.envs import register_all, variant_of
+    from shiftrl.envs import variant_of  # importing shiftrl.envs registers the variants
 
     variant = variant_of(meta.env_id)
-    own = "base" if variant is None else variant.name[len(variant.robot) + 1 :]
+    own = "base" if variant is None else variant.dynamics
     if meta.dynamics != own:
         return None
-    register_all()
 
     try:
         return gym.spec(meta.env_id).to_json()

@@ -191,7 +191,7 @@ def _metadata(did: str, variant: str, level: str, extra: dict[str, Any]) -> Data
     return DatasetMetadata(
         name=did,
         env_id=env_id,
-        dynamics=v.name[len(v.robot) + 1 :] if v is not None else variant,
+        dynamics=v.dynamics if v is not None else variant,
         ref_min_score=ref[0] if ref else None,
         ref_max_score=ref[1] if ref else None,
         provenance={

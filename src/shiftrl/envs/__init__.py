@@ -3,8 +3,8 @@
     from shiftrl.envs import make_env, list_variants
     env = make_env("hopper-gravity-0.5")      # or "shiftrl/hopper-gravity-0.5-v0"
 
-Importing this package (which `import shiftrl` does) registers every variant with
-Gymnasium, so `gymnasium.make("shiftrl/hopper-gravity-0.5-v0")` works after
+Importing this package (which `import shiftrl` does) registers every variant and the toy
+tasks with Gymnasium, so `gymnasium.make("shiftrl/hopper-gravity-0.5-v0")` works after
 `import shiftrl` (or with the id `shiftrl.envs:shiftrl/hopper-gravity-0.5-v0`, which
 Gymnasium imports first). Registration is cheap (registry entries, about 20 ms); MuJoCo
 models are built only when an env is made. All registrations live in
@@ -35,7 +35,9 @@ from shiftrl.envs.shifts import (
     apply_shift,
     apply_shifts,
 )
+from shiftrl.envs.toy import register_toy_envs
 
+register_toy_envs()  # shiftrl/PointReach-v0
 register_all()
 
 __all__ = [

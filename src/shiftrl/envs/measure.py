@@ -4,7 +4,8 @@ Writes `random_returns.json` beside this module: per variant, the mean return of
 uniform-random actions over `episodes` episodes (seeded), which `reference.py` uses as
 the random reference of variants the behaviour-policy zoo has no policies for (the zoo
 measures its own variants when their policies are exported). Deterministic for a given
-MuJoCo / Gymnasium version: the same seeds give the same returns.
+MuJoCo / Gymnasium version: the same seeds give the same returns. The environments are
+registered when the `shiftrl.envs` package (this module's parent) is imported.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ def episode_returns(env_id: str, policy, episodes: int, seed: int) -> np.ndarray
     reset with seeds seed, seed + 1, ... (the zoo's measurements use this too)."""
     import gymnasium as gym
 
-    from shiftrl.envs import register_all
-
-    register_all()
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
     rng = np.random.default_rng(seed)
     try:
@@ -56,9 +54,6 @@ def random_return(env_id: str, episodes: int = EPISODES, seed: int = SEED) -> np
     """Per-episode returns of uniform-random actions in `env_id`."""
     import gymnasium as gym
 
-    from shiftrl.envs import register_all
-
-    register_all()
     env = gym.make(env_id)
     space = env.action_space
     env.close()

@@ -86,6 +86,11 @@ class Variant:
     def gym_id(self) -> str:
         return f"{NAMESPACE}/{self.name}-v{VERSION}"
 
+    @property
+    def dynamics(self) -> str:
+        """The name without the robot: 'mass-2.0', 'base' (a dataset's `dynamics` field)."""
+        return self.name[len(self.robot) + 1 :]
+
 
 # Joint names are the compiled models' names in Gymnasium's v5 XMLs.
 ROBOTS: dict[str, Robot] = {
