@@ -85,7 +85,7 @@ def test_o2o_suite_online_phases():
     from shiftrl.bench.worker import online_plan
 
     suite = get_suite("o2o")
-    assert not suite.placeholder and len(suite.cells) == 9 * 4 + 3 * 2
+    assert not suite.placeholder and len(suite.cells) == 9 * 4 + 3 * 4
     plans = {
         p: {j.cell.name: online_plan(j.to_json()) for j in plan_jobs(suite, p, seeds=(0,))}
         for p in PROFILES
@@ -98,6 +98,13 @@ def test_o2o_suite_online_phases():
     assert {p["online_steps"] for p in quick.values()} == {50_000}
     cross = quick["walker2d-mass-2.0-medium.spot.to-base"]
     assert cross["env_id"] == "shiftrl/walker2d-base-v0"
+    half, ssar = (
+        quick[f"hopper-mass-2.0-medium.{c}.to-base"] for c in ("td3bc-half", "ssar-td3bc")
+    )
+    assert (half["replay"], half["env_id"]) == ("half", "shiftrl/hopper-base-v0")
+    # SSAR's replay is the add-on's own ("part"), chosen when the run is fine-tuned
+    assert (ssar["replay"], ssar["warmup"]) == (None, 5000)
+    assert paper["hopper-mass-2.0-medium.ssar-td3bc.to-base"]["online_steps"] == 250_000
     job = next(j for j in plan_jobs(suite, "quick", (0,)) if j.cell.name.endswith("spot.to-base"))
     config = job_config(job.to_json())
     assert config.dataset == "hopper-mass-2.0/medium-v0"

@@ -13,7 +13,9 @@ dataset, online in the unshifted environment.
 
 Block `cross dynamics` (the users' main setting): offline on the body-mass x2 data
 (`<robot>-mass-2.0/medium-v0`), evaluated offline and fine-tuned online in the base
-dynamics (`shiftrl/<robot>-base-v0`), for TD3+BC and SPOT.
+dynamics (`shiftrl/<robot>-base-v0`), for TD3+BC (replay at the switch: all offline data,
+or `half`: half of each online batch from the offline data), SPOT (all) and TD3+BC+SSAR
+(its own: the 50 best offline trajectories, 5,000 policy steps before the first update).
 
 The report shows offline score -> online score per cell and the regret (CORL: mean over
 the online evaluations of 1 - score / 100), with an online learning curve per cell.
@@ -25,11 +27,11 @@ Budgets (offline steps as the offline suites; add-on step counts scaled with the
   online every 10,000 environment steps, 10 episodes each; the papers' networks; seeds 0-4.
 - `quick` (the declared CPU budget): 100k offline steps (add-on steps at 10%), then 50k
   online steps for every method; evaluation every 10,000 steps (offline) and 10,000
-  environment steps (online) with 10 episodes; the same networks; seeds 0-2 (126 jobs).
+  environment steps (online) with 10 episodes; the same networks; seeds 0-2 (144 jobs).
   Estimated from the offline rates measured on the 2-core CPU machine (the online phase
   is an update plus an environment step per step; not measured as a sweep): about 20
-  minutes a job for IQL and TD3+BC, 45 for SPOT, 60 for TD3+BC+SSAR, so about 70
-  core-hours (some 35 hours on the 2 cores) without CQL+SSAR, whose jobs (CQL at 3x256,
+  minutes a job for IQL and TD3+BC, 45 for SPOT, 60 for TD3+BC+SSAR, so about 75
+  core-hours (some 37 hours on the 2 cores) without CQL+SSAR, whose jobs (CQL at 3x256,
   150k updates at 2-5 per second) take 8-20 hours each: run that column on a GPU or a
   Ray cluster, or leave it out with `--only`.
 """
@@ -61,8 +63,11 @@ METHODS = {
     "CQL+SSAR": ("ssar-cql", Learner("ssar-cql"), SSAR_ONLINE),
 }
 CROSS_METHODS = {
-    "TD3+BC": ("td3bc", Learner("td3bc")),
-    "SPOT": ("spot", Learner("spot")),
+    # column: (cell suffix, learner, online phase; its env is set per robot)
+    "TD3+BC": ("td3bc", Learner("td3bc"), Online(steps=1_000_000, replay="all")),
+    "TD3+BC, replay half": ("td3bc-half", Learner("td3bc"), Online(steps=1_000_000, replay="half")),
+    "SPOT": ("spot", Learner("spot"), Online(steps=1_000_000, replay="all")),
+    "TD3+BC+SSAR": ("ssar-td3bc", Learner("ssar-td3bc"), SSAR_ONLINE),
 }
 ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
@@ -70,7 +75,7 @@ ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 def _cells():
     yield from locomotion_cells(METHODS, block=SAME)
     for robot, env in ENVS.items():
-        for column, (suffix, learner) in CROSS_METHODS.items():
+        for column, (suffix, learner, online) in CROSS_METHODS.items():
             yield Cell(
                 name=f"{robot}-{SOURCE_SHIFT}-medium.{suffix}.to-base",
                 learner=learner,
@@ -79,7 +84,7 @@ def _cells():
                 row=f"{robot}-medium",
                 column=column,
                 block=CROSS,
-                online=Online(steps=1_000_000, env=env, replay="all"),
+                online=replace(online, env=env),
             )
 
 
@@ -110,7 +115,7 @@ SUITE = Suite(
     layout=TableLayout(
         title="Offline-to-online: offline score -> online score",
         rows=ROWS,
-        columns=("IQL", "TD3+BC", "SPOT", "TD3+BC+SSAR", "CQL+SSAR"),
+        columns=("IQL", "TD3+BC", "TD3+BC, replay half", "SPOT", "TD3+BC+SSAR", "CQL+SSAR"),
         blocks=(SAME, CROSS),
     ),
     references=(
