@@ -93,7 +93,8 @@ SUITE = Suite(
     name="o2o",
     description=(
         "Offline-to-online fine-tuning: IQL, SPOT, TD3+BC+SSAR, CQL+SSAR on locomotion, and "
-        "TD3+BC, SPOT from body-mass x2 data to the base dynamics."
+        "TD3+BC (all or half replay), SPOT, TD3+BC+SSAR from body-mass x2 data to the base "
+        "dynamics."
     ),
     cells=tuple(_cells()),
     profiles={
