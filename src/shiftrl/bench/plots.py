@@ -6,6 +6,7 @@ returns False when there is nothing to draw.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,8 +140,11 @@ def plot_aggregates(aggs: list, path: Path) -> bool:
         return False
     plt = _plt()
     metrics = list(aggs[0][3])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 0.5 * len(aggs) + 1.4))
-    labels = [a[0] for a in aggs]
+    # "block / method" labels can be long: wrapped, so they do not squeeze the panels
+    labels = ["\n".join(textwrap.wrap(a[0], 36)) for a in aggs]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    height = max(0.5 * len(aggs), 0.3 * lines) + 1.4
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), height))
     for ax, metric in zip(np.atleast_1d(axes), metrics, strict=True):
         for i, a in enumerate(aggs):
             iv = a[3][metric]
