@@ -106,6 +106,48 @@ def test_smoke_sweep_on_real_local_ray(smoke, tmp_path):
     assert {s.job.id: s.final for s in result.states} == local
 
 
+def test_vmapped_seed_groups_write_the_same_runs(smoke, tmp_path):
+    """--vmap-seeds 2: each cell's two seeds train as one program, into the same run
+    folders, with the scores of the one-job-per-seed sweep (up to rounding)."""
+    lines: list[str] = []
+    result = run_suite(
+        "smoke", out=tmp_path / "vm", workers=1, vmap_seeds=2, progress=False, echo=lines.append
+    )
+    assert {s.job.id: s.status for s in result.states} == dict.fromkeys(SMOKE_IDS, "done")
+    assert len(lines) == 4
+    single = {s.job.id: s for s in smoke[0].states}
+    for st in result.states:
+        run_dir = result.dir / st.job.id
+        recorded = json.loads((run_dir / "config.json").read_text())["config"]
+        alone = json.loads((smoke[0].dir / st.job.id / "config.json").read_text())["config"]
+        assert recorded == alone
+        assert [r["step"] for r in rows(run_dir)] == [100, 200]
+        assert st.final == pytest.approx(single[st.job.id].final, abs=1.0)
+    log = (result.dir / "logs" / "pointreach-mixed.td3bc/seed1.log").read_text()
+    assert "one vmapped program" in log
+
+
+def test_seed_groups_plan(tmp_path):
+    """Seeds of a cell group when they stand at the same step; a target subset drawn per
+    seed and a seed that is further along run alone."""
+    from shiftrl.bench.seed_groups import plan_calls
+
+    jobs = [j.to_json() for j in plan_jobs(get_suite("smoke"), "quick", (0, 1, 2))]
+    calls = plan_calls(jobs, 2, tmp_path)
+    assert [(fn, [j["id"] for j in (arg if fn == "group" else [arg])]) for fn, arg in calls] == [
+        ("group", ["pointreach-mixed.bc/seed0", "pointreach-mixed.bc/seed1"]),
+        ("job", ["pointreach-mixed.bc/seed2"]),
+        ("group", ["pointreach-mixed.td3bc/seed0", "pointreach-mixed.td3bc/seed1"]),
+        ("job", ["pointreach-mixed.td3bc/seed2"]),
+    ]
+    assert plan_calls(jobs, 1, tmp_path) == [("job", j) for j in jobs]
+    bc = [j for j in jobs if ".bc/" in j["id"]]
+    fake_run(tmp_path, plan_jobs(get_suite("smoke"), "quick", (1,))[0], [(100, 1.0)])
+    assert [fn for fn, _ in plan_calls(bc, 3, tmp_path)] == ["group", "job"]  # seed1 at 100
+    subset = [dict(j, cell=dict(j["cell"], target_fraction=0.1)) for j in bc]
+    assert [fn for fn, _ in plan_calls(subset, 3, tmp_path)] == ["job"] * 3
+
+
 def test_run_folder_with_another_config_is_refused(tmp_path):
     from shiftrl.bench.worker import run_job
 

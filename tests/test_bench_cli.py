@@ -75,8 +75,8 @@ def test_bench_lists_suites():
 def test_bench_throughput_still_works(monkeypatch):
     calls = []
 
-    def fake(algo, steps, with_peers=True):
-        calls.append((algo, steps, with_peers))
+    def fake(algo, steps, with_peers=True, vmap_seeds=1):
+        calls.append((algo, steps, with_peers, vmap_seeds))
         return {"algo": algo, "results": []}
 
     monkeypatch.setattr("shiftrl.bench.throughput.run_throughput", fake)
@@ -85,8 +85,8 @@ def test_bench_throughput_still_works(monkeypatch):
     assert json.loads(result.output.strip().splitlines()[-1]) == {"algo": "iql", "results": []}
     printed = []
     monkeypatch.setattr("shiftrl.bench.throughput.print_report", printed.append)
-    assert run("bench", "throughput").exit_code == 0
-    assert calls == [("iql", 50, False), ("td3bc", 2000, True)] and len(printed) == 1
+    assert run("bench", "throughput", "--vmap-seeds", 3).exit_code == 0
+    assert calls == [("iql", 50, False, 1), ("td3bc", 2000, True, 3)] and len(printed) == 1
 
 
 def test_bench_skips_finished_study_and_reports_it(tmp_path):

@@ -48,6 +48,12 @@ BAD_INPUTS = {
     "corrupt file": (["--dataset", "{d}/corrupt.hdf5"], "corrupt.hdf5"),
     "unknown eval env": (["--eval-env", "NoSuchEnv-v0"], "unknown evaluation environment"),
     "eval env shape": (["--eval-env", "Pendulum-v1"], "evaluation env Pendulum-v1 has obs dim 3"),
+    "--seed and --seeds": (["--seed", "0", "--seeds", "0,1"], "pass --seed or --seeds"),
+    "bad --seeds": (["--seeds", "0-x"], "--seeds '0-x': expected e.g. 0,1,2"),
+    "--seeds with a subset": (
+        ["--seeds", "0,1", "--target-fraction", "0.5"],
+        "each seed draws its own target subset",
+    ),
 }
 
 
@@ -100,6 +106,21 @@ def test_train_eval_resume_cli(files, tmp_path):
     # a fresh run into an existing folder is refused
     result = run("train", "--algo", "td3bc", "--dataset", files / "good.npz", *common)
     assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_train_seeds_cli(files, tmp_path):
+    """--seeds trains the seeds as one vmapped program, one run folder each."""
+    out = tmp_path / "group"
+    args = ["--algo", "bc", "--dataset", files / "good.npz", "--steps", 100, "--out", out]
+    tiny = ["--set", "actor_hidden=32,32", "--set", "batch_size=64"]
+    result = run("train", *args, "--seeds", "0,2", "--no-progress", *tiny)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("final score") == 2
+    for seed in (0, 2):
+        meta = json.loads((out / f"seed{seed}" / "config.json").read_text())
+        assert meta["config"]["seed"] == seed
+    result = run("train", "--resume", "--out", out, "--seeds", "0,2", "--no-progress")
+    assert result.exit_code == 0 and result.output.count("final score") == 2, result.output
 
 
 def test_eval_and_resume_errors(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from shiftrl import envs  # noqa: E402  (registers the shifted variants with Gymnasium)
-from shiftrl.api import algos, evaluate, load_dataset, load_policy, train  # noqa: E402
+from shiftrl.api import algos, evaluate, load_dataset, load_policy, train, train_seeds  # noqa: E402
 from shiftrl.data.dataset import DatasetMetadata, TransitionDataset  # noqa: E402
 from shiftrl.training.finetune import finetune  # noqa: E402
 
@@ -20,4 +20,5 @@ __all__ = [
     "load_dataset",
     "load_policy",
     "train",
+    "train_seeds",
 ]

@@ -56,8 +56,67 @@ def train(
     or add-on settings ("dara.eta") by name, e.g. {"alpha": 2.5, "batch_size": 128};
     `run_settings` accepts the run keys directly (target_fraction=0.1, eval_every=...).
     """
-    from shiftrl.training.config import apply_overrides, make_config
     from shiftrl.training.run import train as _train
+
+    config, target, source_sets = _run_config(
+        algo, dataset, sources, steps, seed, eval_envs, preset, addons, overrides, run_settings
+    )
+    return _train(
+        config, target, source_sets, out=out, resume=resume, progress=progress, callbacks=callbacks
+    )
+
+
+def train_seeds(
+    algo: str,
+    dataset: TransitionDataset | str | Path,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    sources: Sequence[TransitionDataset | str | Path] = (),
+    steps: int = 1_000_000,
+    eval_envs: Sequence[str] = (),
+    out: str | Path | None = None,
+    preset: str | None = None,
+    addons: Sequence[Any] = (),
+    overrides: dict[str, Any] | Sequence[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence = (),
+    **run_settings: Any,
+):
+    """`train` for several seeds at once, vmapped into one compiled program (fast on an
+    accelerator): one run folder per seed, `out/seed<k>`; returns the runs in seed order.
+    Arguments as `train`; callbacks get rows with a "seed" key."""
+    from shiftrl.training.run import train_seeds as _train_seeds
+
+    config, target, source_sets = _run_config(
+        algo,
+        dataset,
+        sources,
+        steps,
+        seeds[0],
+        eval_envs,
+        preset,
+        addons,
+        overrides,
+        run_settings,
+    )
+    return _train_seeds(
+        config,
+        target,
+        source_sets,
+        seeds,
+        out=out,
+        resume=resume,
+        progress=progress,
+        callbacks=callbacks,
+    )
+
+
+def _run_config(
+    algo, dataset, sources, steps, seed, eval_envs, preset, addons, overrides, run_settings
+):
+    """The RunConfig of `train`'s arguments, with the loaded target and source datasets."""
+    from shiftrl.training.config import apply_overrides, make_config
 
     target = _as_dataset(dataset)
     source_sets = [_as_dataset(s) for s in sources]
@@ -82,9 +141,7 @@ def train(
     else:
         config = apply_overrides(config, merged)
         config = apply_overrides(config, list(overrides or []))
-    return _train(
-        config, target, source_sets, out=out, resume=resume, progress=progress, callbacks=callbacks
-    )
+    return config, target, source_sets
 
 
 def load_policy(run_dir: str | Path, step: int | None = None):

@@ -56,6 +56,14 @@ def train(
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="gradient steps")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="train these seeds together as one vmapped program (e.g. 0,1,2 or 0-4); "
+            "--out is then the folder of their seed<k> run folders",
+        ),
+    ] = None,
     eval_env: Annotated[
         list[str] | None,
         typer.Option("--eval-env", help="Gymnasium id to evaluate in (repeatable)"),
@@ -86,13 +94,19 @@ def train(
 ) -> None:
     """Train an offline learner; writes a run folder with metrics, checkpoints and a plot."""
     from shiftrl.api import load_dataset
+    from shiftrl.bench.runner import parse_seeds
     from shiftrl.training.config import RunConfig, apply_overrides, make_config
     from shiftrl.training.run import train as run_train
+    from shiftrl.training.run import train_seeds
 
+    group = parse_seeds(seeds)
+    if group is not None and seed is not None:
+        raise ConfigError("pass --seed or --seeds, not both")
     if resume:
-        if out is None or not (out / "config.json").exists():
+        first = out / f"seed{group[0]}" if group and out is not None else out
+        if first is None or not (first / "config.json").exists():
             raise ConfigError("--resume needs --out pointing at an existing run folder")
-        recorded = RunConfig.from_json(json.loads((out / "config.json").read_text())["config"])
+        recorded = RunConfig.from_json(json.loads((first / "config.json").read_text())["config"])
         from shiftrl.recipes import get_recipe
 
         wanted = get_recipe(algo).learner if algo and get_recipe(algo) else algo
@@ -117,9 +131,13 @@ def train(
         config = apply_overrides(make_config(algo, preset, **kwargs), list(set_ or []))
     target = load_dataset(config.dataset)
     sources = [load_dataset(s) for s in config.sources]
-    run = run_train(config, target, sources, out=out, resume=resume, progress=progress)
-    final, best = run.score("final"), run.score("best")
-    typer.echo(f"done: {run.dir}  final score {final:.1f}  best score {best:.1f}")
+    if group is not None:
+        runs = train_seeds(config, target, sources, group, out, resume, progress)
+    else:
+        runs = [run_train(config, target, sources, out=out, resume=resume, progress=progress)]
+    for run in runs:
+        final, best = run.score("final"), run.score("best")
+        typer.echo(f"done: {run.dir}  final score {final:.1f}  best score {best:.1f}")
 
 
 @app.command("eval")

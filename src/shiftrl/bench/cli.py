@@ -74,6 +74,14 @@ def bench(
             "steps (online evaluation interval in proportion; label e.g. quick-10k-online20k)",
         ),
     ] = None,
+    vmap_seeds: Annotated[
+        int,
+        typer.Option(
+            "--vmap-seeds",
+            help="suites: train up to N seeds of a cell as one vmapped program (fast on a GPU; "
+            "same run folders); throughput: also time N seeds vmapped",
+        ),
+    ] = 1,
     as_json: Annotated[bool | None, typer.Option("--json", help="throughput: JSON")] = None,
     peers: Annotated[
         bool | None,
@@ -105,7 +113,10 @@ def bench(
         from shiftrl.bench.throughput import print_report, run_throughput
 
         report = run_throughput(
-            algo or "td3bc", steps or 2000, with_peers=True if peers is None else peers
+            algo or "td3bc",
+            steps or 2000,
+            with_peers=True if peers is None else peers,
+            vmap_seeds=vmap_seeds,
         )
         if as_json:
             typer.echo(json.dumps(report))
@@ -138,6 +149,7 @@ def bench(
         echo=typer.echo,
         steps=steps,
         online_steps=online_steps,
+        vmap_seeds=vmap_seeds,
     )
     typer.echo(result.summary())
     if result.failed:

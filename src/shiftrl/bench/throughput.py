@@ -22,7 +22,7 @@ import numpy as np
 from shiftrl.core.types import TARGET
 from shiftrl.learners import get_learner
 from shiftrl.learners.base import LearnerSpec
-from shiftrl.training.loop import SamplerSpec, init_carry, make_train_chunk
+from shiftrl.training.loop import SamplerSpec, init_carry, make_train_chunk, stack_carries
 
 OBS_DIM, ACT_DIM, BATCH, HIDDEN, N_DATA = 17, 6, 256, (256, 256), 100_000
 NET_KEYS = ("actor_hidden", "critic_hidden", "hidden")
@@ -49,11 +49,15 @@ def synthetic_data(seed: int = 0):
     )
 
 
-def measure_shiftrl(algo: str, steps: int = 2000, repeats: int = 2) -> dict:
+def measure_shiftrl(algo: str, steps: int = 2000, repeats: int = 2, seeds: int = 1) -> dict:
+    """Our train step's updates/s; with `seeds` > 1, that many seeds vmapped in one program
+    (`train_seeds`), counting every seed's updates."""
     learner = paper_size_learner(algo, steps)
-    chunk = make_train_chunk(learner, (), SamplerSpec((BATCH,), (TARGET,)))
+    vmapped = seeds > 1
+    chunk = make_train_chunk(learner, (), SamplerSpec((BATCH,), (TARGET,)), vmapped=vmapped)
     data = synthetic_data()
-    carry = init_carry(learner, (), learner.spec, seed=0)
+    carries = [init_carry(learner, (), learner.spec, seed=s) for s in range(seeds)]
+    carry = stack_carries(carries) if vmapped else carries[0]
     carry, _ = chunk(carry, data, steps)  # compile + warm-up
     jax.block_until_ready(carry)
     best = float("inf")
@@ -63,9 +67,10 @@ def measure_shiftrl(algo: str, steps: int = 2000, repeats: int = 2) -> dict:
         jax.block_until_ready((carry, metrics))
         best = min(best, time.perf_counter() - t0)
     return {
-        "impl": "shiftrl",
+        "impl": f"shiftrl, {seeds} seeds vmapped" if vmapped else "shiftrl",
         "algo": learner.name,
-        "updates_per_s": steps / best,
+        "updates_per_s": steps * seeds / best,
+        "seeds": seeds,
         "steps": steps,
         "seconds": best,
     }
@@ -81,11 +86,17 @@ def machine() -> dict:
     }
 
 
-def run_throughput(algo: str, steps: int = 2000, with_peers: bool = True) -> dict:
+def run_throughput(
+    algo: str, steps: int = 2000, with_peers: bool = True, vmap_seeds: int = 1
+) -> dict:
+    """Our step, the fused ceiling and d3rlpy; `vmap_seeds` > 1 adds our step with that many
+    seeds vmapped (its updates/s count every seed's updates)."""
     from shiftrl.bench.fused import measure_fused
 
     report = {"algo": algo, "machine": machine(), "results": []}
     report["results"].append(measure_shiftrl(algo, steps))
+    if vmap_seeds > 1:
+        report["results"].append(measure_shiftrl(algo, steps, seeds=vmap_seeds))
     fused = measure_fused(algo, steps)
     report["results"].append({"impl": "fused-jax (ceiling)", **fused})
     if with_peers:

@@ -467,4 +467,14 @@ def ray_call(fn: str, env: dict[str, str], queue: Any, *args: Any) -> dict[str, 
     return CALLS[fn](*args, post=post)
 
 
-CALLS: dict[str, Callable[..., dict[str, Any]]] = {"job": run_job, "prepare": prepare_dataset}
+def _run_group(*args: Any, post: Callable[[Event], None]) -> dict[str, Any]:
+    from shiftrl.bench.seed_groups import run_group  # imports this module's helpers
+
+    return run_group(*args, post=post)
+
+
+CALLS: dict[str, Callable[..., dict[str, Any]]] = {
+    "job": run_job,
+    "group": _run_group,
+    "prepare": prepare_dataset,
+}

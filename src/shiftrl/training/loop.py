@@ -123,22 +123,34 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
     return train_step
 
 
-def make_train_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
-    """A jitted `(carry, data, length) -> (carry, mean metrics over the chunk)`."""
+def make_train_chunk(
+    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, vmapped: bool = False
+):
+    """A jitted `(carry, data, length) -> (carry, mean metrics over the chunk)`.
+
+    `vmapped`: the carry holds several seeds stacked on a leading axis and one compiled
+    program advances them all on the same data (metrics get the seed axis too)."""
     step = make_train_step(learner, addons, sampler)
 
-    @partial(jax.jit, static_argnames="length", donate_argnums=0)
-    def train_chunk(carry: TrainCarry, data: DeviceData, length: int):
+    def chunk(carry: TrainCarry, data: DeviceData, length: int):
         carry, metrics = jax.lax.scan(partial(step, data=data), carry, None, length=length)
         # NaN marks metrics of skipped sub-steps (e.g. TD3's delayed actor)
         return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
 
+    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    def train_chunk(carry: TrainCarry, data: DeviceData, length: int):
+        run = partial(chunk, length=length)
+        return (jax.vmap(run, in_axes=(0, None)) if vmapped else run)(carry, data)
+
     return train_chunk
 
 
-def make_pretrain_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
+def make_pretrain_chunk(
+    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, vmapped: bool = False
+):
     """Add-on-only updates before learning starts (e.g. DARA's classifiers trained beforehand).
-    Each add-on trains for its own `pretrain_steps`; the learner is untouched."""
+    Each add-on trains for its own `pretrain_steps`; the learner is untouched. `vmapped` as
+    in `make_train_chunk`."""
 
     def step(carry: TrainCarry, i: jax.Array, data: DeviceData):
         rng, k_batch, k_addon = jax.random.split(carry.rng, 3)
@@ -156,13 +168,29 @@ def make_pretrain_chunk(learner: Learner, addons: tuple[AddOn, ...], sampler: Sa
             metrics.update({f"addon/{ad.name}/{k}": v for k, v in m.items()})
         return carry.replace(addons=states, rng=rng), metrics
 
-    @partial(jax.jit, static_argnames="length")
-    def pretrain(carry: TrainCarry, data: DeviceData, length: int, start=0):
-        steps = jnp.arange(length) + start
+    def chunk(carry: TrainCarry, data: DeviceData, steps: jax.Array):
         carry, metrics = jax.lax.scan(partial(step, data=data), carry, steps)
         return carry, jax.tree.map(lambda x: x[-1], metrics)
 
+    @partial(jax.jit, static_argnames="length")
+    def pretrain(carry: TrainCarry, data: DeviceData, length: int, start=0):
+        steps = jnp.arange(length) + start
+        return (jax.vmap(chunk, in_axes=(0, None, None)) if vmapped else chunk)(carry, data, steps)
+
     return pretrain
+
+
+def stack_carries(carries: list[TrainCarry]) -> TrainCarry:
+    """Seeds' carries on a leading axis, for the vmapped chunks. Structure from the first:
+    each init builds its own optimizer, whose functions differ only in identity."""
+    leaves = [jax.tree.leaves(c) for c in carries]
+    stacked = [jnp.stack(xs) for xs in zip(*leaves, strict=True)]
+    return jax.tree.unflatten(jax.tree.structure(carries[0]), stacked)
+
+
+def unstack_carry(carry: TrainCarry, i: int) -> TrainCarry:
+    """Seed i's carry out of a stacked one."""
+    return jax.tree.map(lambda x: x[i], carry)
 
 
 def chunk_length(steps: int, eval_every: int, log_every: int) -> int:

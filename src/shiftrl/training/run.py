@@ -9,6 +9,7 @@ Run folder:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -22,16 +23,15 @@ import numpy as np
 
 from shiftrl import __version__
 from shiftrl.addons import build_addons
-from shiftrl.core.errors import ConfigError, DataError, ShiftRLError
+from shiftrl.core.errors import ConfigError, DataError
 from shiftrl.core.types import SOURCE, TARGET
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply, fit_preprocessor
 from shiftrl.envs.reference import reference_scores
-from shiftrl.learners import get_learner
-from shiftrl.learners.base import Learner, LearnerSpec
+from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint
 from shiftrl.training.config import RunConfig, validate_config
-from shiftrl.training.evaluation import EvalResult, check_env_id, evaluate
+from shiftrl.training.evaluation import check_env_id, evaluate
 from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.loop import (
     SamplerSpec,
@@ -40,63 +40,21 @@ from shiftrl.training.loop import (
     init_carry,
     make_pretrain_chunk,
     make_train_chunk,
+    stack_carries,
     to_device,
+    unstack_carry,
+)
+from shiftrl.training.policy import (  # re-exported: the run-level API lives here
+    Policy,
+    Run,
+    build_learner,
+    load_policy,
+    plot_learning_curve,
 )
 from shiftrl.training.progress import TrainProgress
 
 Callback = Callable[[dict], None]
-
-
-# ---------------------------------------------------------------------------------------
-# Policies loaded from a run
-# ---------------------------------------------------------------------------------------
-class Policy:
-    """A trained policy acting on raw environment observations."""
-
-    def __init__(
-        self,
-        learner: Learner,
-        learner_state: Any,
-        pre: Preprocessor,
-        config: RunConfig,
-        references: dict[str, tuple[float, float]] | None = None,
-    ):
-        self.learner, self.state, self.pre, self.config = learner, learner_state, pre, config
-        self.references = references or {}
-        self._act = jax.jit(learner.act)
-
-    def unit_action(self, normalized_obs: np.ndarray) -> np.ndarray:
-        return np.asarray(self._act(self.state, normalized_obs))
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Raw observation(s) -> environment action(s), deterministic."""
-        obs = np.asarray(obs, np.float32)
-        single = obs.ndim == 1
-        a = self.pre.action_to_env(self.unit_action(self.pre.obs(np.atleast_2d(obs))))
-        return a[0] if single else a
-
-    def evaluate(self, env_id: str, episodes: int = 10, seed: int = 0) -> EvalResult:
-        return evaluate(self.unit_action, self.pre, env_id, episodes, seed, self.reference(env_id))
-
-    def reference(self, env_id: str) -> tuple[float, float] | None:
-        """The run's own reference scores for its eval envs, else the registry's."""
-        return self.references.get(env_id) or reference_scores(env_id)
-
-
-@dataclass
-class Run:
-    dir: Path
-    config: RunConfig
-    rows: list[dict]
-    policy: Policy
-
-    def score(self, which: str = "final") -> float:
-        """Mean normalized score over eval envs: at the last evaluation, or the best one."""
-        scores = [r.get("normalized_score") for r in self.rows]
-        scores = [s for s in scores if s is not None]
-        if not scores:
-            return float("nan")
-        return float(scores[-1] if which == "final" else max(scores))
+__all__ = ["Policy", "Run", "build_learner", "load_policy", "train", "train_seeds"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -161,13 +119,15 @@ def annotated_arrays(
     return out
 
 
-def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True):
+def pretrain_addons(
+    learner, addons, sampler, carry, data, progress: bool = True, vmapped: bool = False
+):
     """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
-    in compiled chunks under a progress bar."""
+    in compiled chunks under a progress bar (`vmapped`: the carry holds stacked seeds)."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
     if steps == 0:
         return carry
-    chunk = make_pretrain_chunk(learner, addons, sampler)
+    chunk = make_pretrain_chunk(learner, addons, sampler, vmapped)
     length = chunk_length(steps, steps, 1000)
     names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
     with TrainProgress(steps, 0, enabled=progress, title=f"pretrain {names}") as bar:
@@ -177,78 +137,26 @@ def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True
     return carry
 
 
-def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
-    spec = LearnerSpec(obs_dim, act_dim, config.steps)
-    return get_learner(config.algo)(config.learner, spec)
-
-
-def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
-    """The policy of a run folder, from its latest (or a given) checkpoint."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
-    meta = json.loads(cfg_path.read_text())
-    config = RunConfig.from_json(meta["config"])
-    pre = Preprocessor.from_json(meta["preprocessor"])
-    learner = build_learner(config, meta["obs_dim"], meta["act_dim"])
-    addons = build_addons(config.addons, learner)
-    template = init_carry(learner, addons, learner.spec, config.seed)
-    path = (
-        checkpoint.checkpoint_path(run_dir, step)
-        if step is not None
-        else checkpoint.latest(run_dir)
-    )
-    if path is None or not path.exists():
-        raise ShiftRLError(f"{run_dir}: no checkpoint to load")
-    _, carry = checkpoint.load(path, template)
-    refs = {k: tuple(v) for k, v in meta.get("references", {}).items()}
-    return Policy(learner, carry.learner, pre, config, refs)
-
-
-def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    envs = sorted(
-        {
-            k.split("/")[1]
-            for r in rows
-            for k in r
-            if k.startswith("eval/") and k.endswith("/normalized_score")
-        }
-    )
-    steps = [r["step"] for r in rows]
-    use_norm = any(r.get(f"eval/{e}/normalized_score") is not None for r in rows for e in envs)
-    key = "normalized_score" if use_norm else "return"
-    for e in envs:
-        ax.plot(steps, [r.get(f"eval/{e}/{key}") for r in rows], marker="o", label=e)
-    ax.set_xlabel("gradient steps")
-    ax.set_ylabel("normalized score" if use_norm else "return")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if envs:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------
-def train(
-    config: RunConfig,
-    target: TransitionDataset,
-    sources: Sequence[TransitionDataset] = (),
-    out: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    callbacks: Sequence[Callback] = (),
-) -> Run:
+@dataclass
+class Setup:
+    """What the seeds of one run configuration share: learner, add-ons, data, evaluation."""
+
+    learner: Learner
+    addons: tuple
+    datasets: list[TransitionDataset]
+    checksums: list[str]
+    eval_envs: list[str]
+    references: dict[str, list[float]]
+    sampler: SamplerSpec
+
+
+def prepare(
+    config: RunConfig, target: TransitionDataset, sources: Sequence[TransitionDataset]
+) -> Setup:
+    """Check a run configuration against its data and build what training needs."""
     validate_config(config)
     check_shapes(target, sources)
     target = select_target(config, target)
@@ -260,29 +168,6 @@ def train(
             f"{needy[0]} acts on source-dynamics data and the run has none; add --source DATA"
         )
     datasets = [target, *sources]
-    checksums = [d.checksum() for d in datasets]
-
-    run_dir = (
-        Path(out)
-        if out is not None
-        else Path("runs") / f"{config.algo}-{target.metadata.name}-s{config.seed}".replace("/", "_")
-    )
-    fresh = not (resume and (run_dir / "config.json").exists())
-    if fresh and run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"run folder {run_dir} already exists; pass --resume to continue it or choose another --out"
-        )
-
-    if fresh:
-        pre = fit_preprocessor(datasets, config.learner)
-    else:
-        meta = json.loads((run_dir / "config.json").read_text())
-        if meta["checksums"] != checksums:
-            raise DataError(
-                f"{run_dir}: the datasets differ from those the run started with (checksum mismatch)"
-            )
-        pre = Preprocessor.from_json(meta["preprocessor"])
-
     references = {}
     for env_id in eval_envs:
         own = target.metadata.env_id == env_id and target.metadata.ref_min_score is not None
@@ -293,58 +178,192 @@ def train(
         )
         if ref is not None:
             references[env_id] = list(ref)
-
     sampler = SamplerSpec(
         counts=batch_counts(config.batch_size, [len(d) for d in datasets], config.source_fraction),
         domains=(TARGET, *([SOURCE] * len(sources))),
     )
-    data = to_device(annotated_arrays(datasets, pre, addons))
-    train_chunk = make_train_chunk(learner, addons, sampler)
-    carry = init_carry(learner, addons, learner.spec, config.seed)
+    checksums = [d.checksum() for d in datasets]
+    return Setup(learner, addons, datasets, checksums, eval_envs, references, sampler)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+def default_run_dir(config: RunConfig, target: TransitionDataset) -> Path:
+    return Path("runs") / f"{config.algo}-{target.metadata.name}-s{config.seed}".replace("/", "_")
+
+
+def train(
+    config: RunConfig,
+    target: TransitionDataset,
+    sources: Sequence[TransitionDataset] = (),
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> Run:
+    setup = prepare(config, target, sources)
+    run_dir = Path(out) if out is not None else default_run_dir(config, target)
+    return _train_members(setup, [config], [run_dir], resume, progress, callbacks)[0]
+
+
+def train_seeds(
+    config: RunConfig,
+    target: TransitionDataset,
+    sources: Sequence[TransitionDataset] = (),
+    seeds: Sequence[int] = (0, 1, 2),
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> list[Run]:
+    """Several seeds of `config` as one vmapped program, into `out/seed<k>` run folders.
+
+    The seeds' carries are stacked and one compiled scan advances them all (`jax.vmap`
+    over the train chunk), so on an accelerator N seeds take about one run's wall-clock.
+    Each seed's folder is the same as `train(config with that seed)` writes; seed k's
+    result equals that run's up to floating-point reassociation (checked in the tests).
+    Callbacks get each seed's evaluation rows with a "seed" key.
+    The seeds must share their data: a target subset drawn per seed needs separate runs.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    if config.target_fraction is not None or config.target_count is not None:
+        raise ConfigError(
+            "each seed draws its own target subset (target_fraction / target_count), so the "
+            "seeds do not share data; train them as separate runs"
+        )
+    setup = prepare(config, target, sources)
+    base = (
+        Path(out)
+        if out is not None
+        else default_run_dir(config, target).with_name(
+            f"{config.algo}-{target.metadata.name}".replace("/", "_")
+        )
+    )
+    configs = [dataclasses.replace(config, seed=s) for s in seeds]
+    dirs = [base / f"seed{s}" for s in seeds]
+    return _train_members(setup, configs, dirs, resume, progress, callbacks, stacked=True)
+
+
+def _open_run_dir(run_dir: Path, resume: bool, checksums: list[str]) -> Preprocessor | None:
+    """The recorded preprocessor of a run folder to resume, or None to start it fresh."""
+    has_config = (run_dir / "config.json").exists()
+    if resume and has_config and checkpoint.latest(run_dir) is not None:
+        meta = json.loads((run_dir / "config.json").read_text())
+        if meta["checksums"] != checksums:
+            raise DataError(
+                f"{run_dir}: the datasets differ from those the run started with (checksum mismatch)"
+            )
+        return Preprocessor.from_json(meta["preprocessor"])
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (resume and has_config):
+            raise ConfigError(
+                f"run folder {run_dir} already exists; pass --resume to continue it or choose another --out"
+            )
+        shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to resume
+    return None
+
+
+def _train_members(
+    setup: Setup,
+    configs: list[RunConfig],
+    run_dirs: list[Path],
+    resume: bool,
+    progress: bool,
+    callbacks: Sequence[Callback],
+    stacked: bool = False,
+) -> list[Run]:
+    """Train one run (stacked=False) or several seeds stacked on a leading axis."""
+    learner, addons, sampler = setup.learner, setup.addons, setup.sampler
+    recorded = [_open_run_dir(d, resume, setup.checksums) for d in run_dirs]
+    fresh = [p is None for p in recorded]
+    if any(fresh) and not all(fresh):
+        raise ConfigError(
+            "some seeds' run folders have checkpoints and others not; resume them one at a time"
+        )
+    pre = recorded[0] or fit_preprocessor(setup.datasets, configs[0].learner)
+    data = to_device(annotated_arrays(setup.datasets, pre, addons))
+    train_chunk = make_train_chunk(learner, addons, sampler, vmapped=stacked)
+    carries = [init_carry(learner, addons, learner.spec, c.seed) for c in configs]
+
+    for d in run_dirs:
+        d.mkdir(parents=True, exist_ok=True)
     try:
-        logger = RunLogger(run_dir, config.tensorboard, config.wandb_project, config.to_json())
+        loggers = [
+            RunLogger(d, c.tensorboard, c.wandb_project, c.to_json())
+            for c, d in zip(configs, run_dirs, strict=True)
+        ]
         start = 0
-        if fresh:
-            carry = pretrain_addons(learner, addons, sampler, carry, data, progress)
-            meta = {
-                "shiftrl_version": __version__,
-                "config": config.to_json(),
-                "preprocessor": pre.to_json(),
-                "obs_dim": target.obs_dim,
-                "act_dim": target.act_dim,
-                "datasets": [d.summary() for d in datasets],
-                "checksums": checksums,
-                "eval_envs": eval_envs,
-                "references": references,
-                "batch_counts": list(sampler.counts),
-            }
-            (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
+        if all(fresh):
+            carry = stack_carries(carries) if stacked else carries[0]
+            carry = pretrain_addons(learner, addons, sampler, carry, data, progress, stacked)
+            for c, d in zip(configs, run_dirs, strict=True):
+                _write_meta(d, c, pre, setup)
         else:
-            ckpt = checkpoint.latest(run_dir)
-            if ckpt is not None:
-                start, carry = checkpoint.load(ckpt, carry)
-            logger.truncate_after(start)
-        loop = _Loop(config, learner, train_chunk, data, pre, eval_envs, references, run_dir)
-        loop.run(carry, start, logger, progress, callbacks)
+            loaded = [
+                checkpoint.load(checkpoint.latest(d), t)
+                for d, t in zip(run_dirs, carries, strict=True)
+            ]
+            steps = sorted({s for s, _ in loaded})
+            if len(steps) > 1:
+                raise ConfigError(
+                    f"the seeds' run folders stopped at different steps ({steps}); "
+                    "resume them one at a time"
+                )
+            start = steps[0]
+            carry = stack_carries([c for _, c in loaded]) if stacked else loaded[0][1]
+            for lg in loggers:
+                lg.truncate_after(start)
+        members = list(zip(configs, run_dirs, loggers, strict=True))
+        loop = _Loop(
+            configs[0],
+            learner,
+            train_chunk,
+            data,
+            pre,
+            setup.eval_envs,
+            setup.references,
+            members,
+            stacked,
+        )
+        loop.run(carry, start, progress, callbacks)
     except BaseException:
         # a run that never reached its first checkpoint leaves nothing behind
-        if fresh and checkpoint.latest(run_dir) is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        for d, f in zip(run_dirs, fresh, strict=True):
+            if f and checkpoint.latest(d) is None:
+                shutil.rmtree(d, ignore_errors=True)
         raise
-    logger.close()
-    rows = logger.rows()
-    plot_learning_curve(
-        rows, run_dir / "learning_curve.png", f"{config.algo} on {target.metadata.name}"
-    )
-    policy = load_policy(run_dir)
-    return Run(run_dir, config, rows, policy)
+    runs = []
+    for c, d, lg in members:
+        lg.close()
+        rows = lg.rows()
+        title = f"{c.algo} on {setup.datasets[0].metadata.name}"
+        plot_learning_curve(rows, d / "learning_curve.png", title)
+        runs.append(Run(d, c, rows, load_policy(d)))
+    return runs
+
+
+def _write_meta(run_dir: Path, config: RunConfig, pre: Preprocessor, setup: Setup) -> None:
+    target = setup.datasets[0]
+    meta = {
+        "shiftrl_version": __version__,
+        "config": config.to_json(),
+        "preprocessor": pre.to_json(),
+        "obs_dim": target.obs_dim,
+        "act_dim": target.act_dim,
+        "datasets": [d.summary() for d in setup.datasets],
+        "checksums": setup.checksums,
+        "eval_envs": setup.eval_envs,
+        "references": setup.references,
+        "batch_counts": list(setup.sampler.counts),
+    }
+    (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
 
 
 @dataclass
 class _Loop:
-    """What the host loop needs besides the carry: chunks, evaluations, checkpoints."""
+    """What the host loop needs besides the carry: chunks, evaluations, checkpoints.
+    `members` are (config, run folder, logger) per seed; `stacked`: the carry holds them
+    all on a leading axis."""
 
     config: RunConfig
     learner: Learner
@@ -353,16 +372,18 @@ class _Loop:
     pre: Preprocessor
     eval_envs: list[str]
     references: dict[str, list[float]]
-    run_dir: Path
+    members: list[tuple[RunConfig, Path, RunLogger]]
+    stacked: bool = False
 
     def __post_init__(self):
         # jitted once per run; the learner state is an argument, never captured
         self.act = jax.jit(self.learner.act)
 
-    def run(self, carry, start: int, logger: RunLogger, progress: bool, callbacks) -> None:
+    def run(self, carry, start: int, progress: bool, callbacks) -> None:
         config = self.config
         length = chunk_length(config.steps, config.eval_every, config.log_every)
-        with TrainProgress(config.steps, start, enabled=progress, title=config.algo) as bar:
+        title = config.algo + (f" x{len(self.members)} seeds" if self.stacked else "")
+        with TrainProgress(config.steps, start, enabled=progress, title=title) as bar:
             step, window, t0 = start, [], time.perf_counter()
             while step < config.steps:
                 carry, metrics = self.train_chunk(carry, self.data, length)
@@ -371,18 +392,22 @@ class _Loop:
                 bar.advance(length)
                 if step % config.eval_every and step != config.steps:
                     continue
-                row = {"step": step}
-                row.update(window_means(window))
+                rows = []
+                for i, (cfg, run_dir, logger) in enumerate(self.members):
+                    own = unstack_carry(carry, i) if self.stacked else carry
+                    own_window = [unstack_carry(m, i) for m in window] if self.stacked else window
+                    row = {"step": step, **window_means(own_window)}
+                    row.update(self.evaluate(own.learner, cfg.seed))
+                    row["elapsed_s"] = time.perf_counter() - t0
+                    logger.log(row)
+                    checkpoint.save(run_dir, step, own, cfg.keep_checkpoints)
+                    rows.append(row)
+                    for cb in callbacks:
+                        cb({**row, "seed": cfg.seed} if self.stacked else row)
                 window = []
-                row.update(self.evaluate(carry.learner))
-                row["elapsed_s"] = time.perf_counter() - t0
-                logger.log(row)
-                checkpoint.save(self.run_dir, step, carry, config.keep_checkpoints)
-                bar.report(row)
-                for cb in callbacks:
-                    cb(row)
+                bar.report(_mean_row(rows))
 
-    def evaluate(self, learner_state) -> dict[str, Any]:
+    def evaluate(self, learner_state, seed: int) -> dict[str, Any]:
         """Per-env returns and normalized scores, plus their averages over the eval envs."""
         if not self.eval_envs:
             return {}
@@ -390,7 +415,7 @@ class _Loop:
         def policy(obs):
             return np.asarray(self.act(learner_state, obs))
 
-        eval_seed = 10_000 + 1_000 * self.config.seed  # same start states at every evaluation
+        eval_seed = 10_000 + 1_000 * seed  # same start states at every evaluation
         row, scores, returns = {}, [], []
         for env_id in self.eval_envs:
             ref = self.references.get(env_id)
@@ -409,3 +434,12 @@ class _Loop:
         row["normalized_score"] = float(np.mean(scores)) if scores else None
         row["return"] = float(np.mean(returns))
         return row
+
+
+def _mean_row(rows: list[dict]) -> dict:
+    """The seeds' mean score and return, for the progress bar."""
+    out = {}
+    for key in ("normalized_score", "return"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    return out

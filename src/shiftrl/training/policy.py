@@ -1,0 +1,131 @@
+"""Trained policies: loading one from a run folder, acting, evaluating, its learning curve."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from shiftrl.addons import build_addons
+from shiftrl.core.errors import ShiftRLError
+from shiftrl.data.preprocess import Preprocessor
+from shiftrl.envs.reference import reference_scores
+from shiftrl.learners import get_learner
+from shiftrl.learners.base import Learner, LearnerSpec
+from shiftrl.training import checkpoint
+from shiftrl.training.config import RunConfig
+from shiftrl.training.evaluation import EvalResult, evaluate
+from shiftrl.training.loop import init_carry
+
+
+class Policy:
+    """A trained policy acting on raw environment observations."""
+
+    def __init__(
+        self,
+        learner: Learner,
+        learner_state: Any,
+        pre: Preprocessor,
+        config: RunConfig,
+        references: dict[str, tuple[float, float]] | None = None,
+    ):
+        self.learner, self.state, self.pre, self.config = learner, learner_state, pre, config
+        self.references = references or {}
+        self._act = jax.jit(learner.act)
+
+    def unit_action(self, normalized_obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self._act(self.state, normalized_obs))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observation(s) -> environment action(s), deterministic."""
+        obs = np.asarray(obs, np.float32)
+        single = obs.ndim == 1
+        a = self.pre.action_to_env(self.unit_action(self.pre.obs(np.atleast_2d(obs))))
+        return a[0] if single else a
+
+    def evaluate(self, env_id: str, episodes: int = 10, seed: int = 0) -> EvalResult:
+        return evaluate(self.unit_action, self.pre, env_id, episodes, seed, self.reference(env_id))
+
+    def reference(self, env_id: str) -> tuple[float, float] | None:
+        """The run's own reference scores for its eval envs, else the registry's."""
+        return self.references.get(env_id) or reference_scores(env_id)
+
+
+@dataclass
+class Run:
+    dir: Path
+    config: RunConfig
+    rows: list[dict]
+    policy: Policy
+
+    def score(self, which: str = "final") -> float:
+        """Mean normalized score over eval envs: at the last evaluation, or the best one."""
+        scores = [r.get("normalized_score") for r in self.rows]
+        scores = [s for s in scores if s is not None]
+        if not scores:
+            return float("nan")
+        return float(scores[-1] if which == "final" else max(scores))
+
+
+def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
+    spec = LearnerSpec(obs_dim, act_dim, config.steps)
+    return get_learner(config.algo)(config.learner, spec)
+
+
+def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
+    """The policy of a run folder, from its latest (or a given) checkpoint."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
+    meta = json.loads(cfg_path.read_text())
+    config = RunConfig.from_json(meta["config"])
+    pre = Preprocessor.from_json(meta["preprocessor"])
+    learner = build_learner(config, meta["obs_dim"], meta["act_dim"])
+    addons = build_addons(config.addons, learner)
+    template = init_carry(learner, addons, learner.spec, config.seed)
+    path = (
+        checkpoint.checkpoint_path(run_dir, step)
+        if step is not None
+        else checkpoint.latest(run_dir)
+    )
+    if path is None or not path.exists():
+        raise ShiftRLError(f"{run_dir}: no checkpoint to load")
+    _, carry = checkpoint.load(path, template)
+    refs = {k: tuple(v) for k, v in meta.get("references", {}).items()}
+    return Policy(learner, carry.learner, pre, config, refs)
+
+
+def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    envs = sorted(
+        {
+            k.split("/")[1]
+            for r in rows
+            for k in r
+            if k.startswith("eval/") and k.endswith("/normalized_score")
+        }
+    )
+    steps = [r["step"] for r in rows]
+    use_norm = any(r.get(f"eval/{e}/normalized_score") is not None for r in rows for e in envs)
+    key = "normalized_score" if use_norm else "return"
+    for e in envs:
+        ax.plot(steps, [r.get(f"eval/{e}/{key}") for r in rows], marker="o", label=e)
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("normalized score" if use_norm else "return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if envs:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
