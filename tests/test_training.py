@@ -193,6 +193,23 @@ def test_run_folder_contents(point_reach_data, tmp_path):
             overrides=tiny_overrides("bc"),
             progress=False,
         )
+    # a run killed after writing config.json but before its first checkpoint (SIGKILL
+    # skips the cleanup) is started again by --resume, not continued from an empty carry
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.json").write_text((run.dir / "config.json").read_text())
+    again = shiftrl.train(
+        "bc",
+        point_reach_data,
+        steps=200,
+        eval_envs=[POINT_REACH_ID],
+        out=killed,
+        resume=True,
+        overrides=tiny_overrides("bc", eval_every=100, **RUN),
+        progress=False,
+    )
+    assert [r["step"] for r in again.rows] == [100, 200]
+    assert again.rows[-1]["return"] == rows[-1]["return"]
 
 
 def test_batch_counts_follow_source_fraction():
