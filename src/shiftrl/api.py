@@ -71,45 +71,40 @@ def train_seeds(
     dataset: TransitionDataset | str | Path,
     *,
     seeds: Sequence[int] = (0, 1, 2),
-    sources: Sequence[TransitionDataset | str | Path] = (),
-    steps: int = 1_000_000,
-    eval_envs: Sequence[str] = (),
     out: str | Path | None = None,
-    preset: str | None = None,
-    addons: Sequence[Any] = (),
-    overrides: dict[str, Any] | Sequence[str] | None = None,
     resume: bool = False,
     progress: bool = True,
     callbacks: Sequence = (),
-    **run_settings: Any,
+    **train_args: Any,
 ):
     """`train` for several seeds at once, vmapped into one compiled program (fast on an
     accelerator): one run folder per seed, `out/seed<k>`; returns the runs in seed order.
-    Arguments as `train`; callbacks get rows with a "seed" key."""
+    `train_args` are `train`'s (sources, steps, eval_envs, preset, addons, overrides, run
+    settings); callbacks get rows with a "seed" key."""
+    import inspect
+
     from shiftrl.training.run import train_seeds as _train_seeds
 
+    seeds = list(seeds)
+    # `train`'s own defaults for whatever the caller left out
+    bound = inspect.signature(train).bind(
+        algo, dataset, seed=seeds[0] if seeds else 0, **train_args
+    )
+    bound.apply_defaults()
+    a = bound.arguments
     config, target, source_sets = _run_config(
         algo,
         dataset,
-        sources,
-        steps,
-        seeds[0],
-        eval_envs,
-        preset,
-        addons,
-        overrides,
-        run_settings,
+        a["sources"],
+        a["steps"],
+        a["seed"],
+        a["eval_envs"],
+        a["preset"],
+        a["addons"],
+        a["overrides"],
+        a["run_settings"],
     )
-    return _train_seeds(
-        config,
-        target,
-        source_sets,
-        seeds,
-        out=out,
-        resume=resume,
-        progress=progress,
-        callbacks=callbacks,
-    )
+    return _train_seeds(config, target, source_sets, seeds, out, resume, progress, callbacks)
 
 
 def _run_config(
