@@ -19,15 +19,20 @@ from shiftrl.core.types import MODEL, SOURCE, TARGET, Batch
 from shiftrl.data.preprocess import apply, fit_preprocessor
 from shiftrl.envs.toy import POINT_REACH_ID
 from shiftrl.learners import TD3BC, LearnerSpec
+from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint
 from shiftrl.training.loop import (
     SamplerSpec,
     batch_counts,
+    choose_seed_axes,
     chunk_length,
     init_carry,
+    make_train_chunk,
     make_train_step,
     sample_batch,
+    stack_carries,
     to_device,
+    unstack_carry,
 )
 from tests.conftest import FAST_RUN, tiny_overrides
 
@@ -136,6 +141,48 @@ def _relative_gap(a, b) -> float:
     """Largest difference between two arrays, relative to the second's largest entry."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     return float(np.abs(a - b).max() / (np.abs(b).max() + 1e-8)) if b.size else 0.0
+
+
+class _Counting(Learner):
+    """A learner whose step counter counts every update, or only some (data-dependent)."""
+
+    name = "counting"
+
+    def __init__(self, data_dependent: bool):
+        super().__init__(None, LearnerSpec(2, 1))
+        self.data_dependent = data_dependent
+
+    def init(self, rng):
+        return {"w": jax.random.normal(rng, (2,)), "step": jnp.zeros((), jnp.int32)}
+
+    def update(self, state, batch, rng, hooks=None):
+        r = batch.reward.mean()
+        inc = (r > jnp.median(batch.reward)).astype(jnp.int32) if self.data_dependent else 1
+        return {"w": state["w"] + r, "step": state["step"] + inc}, {"r": r}
+
+
+@pytest.mark.parametrize("data_dependent", [False, True])
+def test_seed_axes_share_counters_only_when_seeds_keep_them_equal(point_reach_data, data_dependent):
+    """Step counters stay unstacked (one value for all seeds, so a cond on the step is a
+    branch, not a select) unless a seed's counter comes to depend on its own data."""
+    learner = _Counting(data_dependent)
+    pre = fit_preprocessor([point_reach_data], TD3BC.Config())
+    data = to_device([apply(point_reach_data, pre)])
+    sampler = SamplerSpec((16,), (TARGET,))
+    carries = [init_carry(learner, (), learner.spec, s) for s in (0, 1)]
+    axes = choose_seed_axes(learner, (), sampler, carries, data)
+    shared = None if not data_dependent else 0  # else every leaf one entry per seed
+    assert axes.step == shared and axes.learner["step"] == shared
+    assert axes.rng == 0 and axes.learner["w"] == 0
+    out, metrics = make_train_chunk(learner, (), sampler, axes)(
+        stack_carries(carries, axes), data, 3
+    )
+    assert metrics["r"].shape == (2,)
+    seeds = [unstack_carry(out, i, axes) for i in (0, 1)]
+    assert [int(c.step) for c in seeds] == [3, 3]
+    assert not np.allclose(seeds[0].learner["w"], seeds[1].learner["w"])
+    if not data_dependent:
+        assert [int(c.learner["step"]) for c in seeds] == [3, 3]
 
 
 def test_vmapped_seeds_need_shared_data(point_reach_data, tmp_path):

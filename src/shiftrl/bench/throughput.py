@@ -22,7 +22,13 @@ import numpy as np
 from shiftrl.core.types import TARGET
 from shiftrl.learners import get_learner
 from shiftrl.learners.base import LearnerSpec
-from shiftrl.training.loop import SamplerSpec, init_carry, make_train_chunk, stack_carries
+from shiftrl.training.loop import (
+    SamplerSpec,
+    choose_seed_axes,
+    init_carry,
+    make_train_chunk,
+    stack_carries,
+)
 
 OBS_DIM, ACT_DIM, BATCH, HIDDEN, N_DATA = 17, 6, 256, (256, 256), 100_000
 NET_KEYS = ("actor_hidden", "critic_hidden", "hidden")
@@ -54,10 +60,12 @@ def measure_shiftrl(algo: str, steps: int = 2000, repeats: int = 2, seeds: int =
     (`train_seeds`), counting every seed's updates."""
     learner = paper_size_learner(algo, steps)
     vmapped = seeds > 1
-    chunk = make_train_chunk(learner, (), SamplerSpec((BATCH,), (TARGET,)), vmapped=vmapped)
+    sampler = SamplerSpec((BATCH,), (TARGET,))
     data = synthetic_data()
     carries = [init_carry(learner, (), learner.spec, seed=s) for s in range(seeds)]
-    carry = stack_carries(carries) if vmapped else carries[0]
+    axes = choose_seed_axes(learner, (), sampler, carries, data) if vmapped else None
+    chunk = make_train_chunk(learner, (), sampler, axes)
+    carry = stack_carries(carries, axes) if vmapped else carries[0]
     carry, _ = chunk(carry, data, steps)  # compile + warm-up
     jax.block_until_ready(carry)
     best = float("inf")

@@ -124,12 +124,12 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
 
 
 def make_train_chunk(
-    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, vmapped: bool = False
+    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, axes: Any = None
 ):
     """A jitted `(carry, data, length) -> (carry, mean metrics over the chunk)`.
 
-    `vmapped`: the carry holds several seeds stacked on a leading axis and one compiled
-    program advances them all on the same data (metrics get the seed axis too)."""
+    `axes` (from `seed_axes`): the carry holds several seeds stacked on a leading axis and
+    one compiled program advances them all on the same data (metrics get the seed axis)."""
     step = make_train_step(learner, addons, sampler)
 
     def chunk(carry: TrainCarry, data: DeviceData, length: int):
@@ -140,17 +140,17 @@ def make_train_chunk(
     @partial(jax.jit, static_argnames="length", donate_argnums=0)
     def train_chunk(carry: TrainCarry, data: DeviceData, length: int):
         run = partial(chunk, length=length)
-        return (jax.vmap(run, in_axes=(0, None)) if vmapped else run)(carry, data)
+        return (run if axes is None else _vmap(run, axes))(carry, data)
 
     return train_chunk
 
 
 def make_pretrain_chunk(
-    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, vmapped: bool = False
+    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, axes: Any = None
 ):
     """Add-on-only updates before learning starts (e.g. DARA's classifiers trained beforehand).
-    Each add-on trains for its own `pretrain_steps`; the learner is untouched. `vmapped` as
-    in `make_train_chunk`."""
+    Each add-on trains for its own `pretrain_steps`; the learner is untouched. `axes` as in
+    `make_train_chunk`."""
 
     def step(carry: TrainCarry, i: jax.Array, data: DeviceData):
         rng, k_batch, k_addon = jax.random.split(carry.rng, 3)
@@ -174,23 +174,77 @@ def make_pretrain_chunk(
 
     @partial(jax.jit, static_argnames="length")
     def pretrain(carry: TrainCarry, data: DeviceData, length: int, start=0):
-        steps = jnp.arange(length) + start
-        return (jax.vmap(chunk, in_axes=(0, None, None)) if vmapped else chunk)(carry, data, steps)
+        run = partial(chunk, steps=jnp.arange(length) + start)
+        return (run if axes is None else _vmap(run, axes))(carry, data)
 
     return pretrain
 
 
-def stack_carries(carries: list[TrainCarry]) -> TrainCarry:
-    """Seeds' carries on a leading axis, for the vmapped chunks. Structure from the first:
-    each init builds its own optimizer, whose functions differ only in identity."""
+# -- seeds vmapped --------------------------------------------------------------------------
+SHARED_COUNTERS = ("step", "count")
+"""Integer scalars every seed holds equal (learner, optimizer and add-on step counters)."""
+
+
+def _vmap(run: Any, axes: Any) -> Any:
+    """`run(carry, data)` over stacked seeds: carry leaves on `axes`, data shared."""
+    return jax.vmap(run, in_axes=(axes, None), out_axes=(axes, 0))
+
+
+def seed_axes(carry: TrainCarry, share_counters: bool = True) -> Any:
+    """vmap axes for a stack of seeds' carries: 0 (one entry per seed) for every leaf but,
+    with `share_counters`, the integer step / count scalars, which stay unstacked. A
+    `lax.cond` on a shared step (TD3's delayed actor, BRAC-p's phases) then stays a branch;
+    on a stacked step vmap turns it into a select that computes both branches."""
+
+    def axis(path: tuple, leaf: Any) -> int | None:
+        name = getattr(path[-1], "name", getattr(path[-1], "key", None)) if path else None
+        counter = jnp.ndim(leaf) == 0 and jnp.issubdtype(jnp.result_type(leaf), jnp.integer)
+        return None if share_counters and counter and name in SHARED_COUNTERS else 0
+
+    return jax.tree_util.tree_map_with_path(axis, carry)
+
+
+def choose_seed_axes(learner, addons, sampler, carries: list[TrainCarry], data) -> Any:
+    """`seed_axes` with shared counters when the learner and add-ons keep them equal across
+    seeds (one traced step of each chunk shows it: vmap refuses an unstacked output that
+    came to depend on a seed), else one entry per seed for every leaf."""
+    axes = seed_axes(carries[0])
+    stacked = stack_carries(carries, axes)
+    chunks = [make_train_chunk(learner, addons, sampler, axes)]
+    if any(ad.pretrain_steps for ad in addons):
+        chunks.append(make_pretrain_chunk(learner, addons, sampler, axes))
+    try:
+        for chunk in chunks:
+            jax.eval_shape(lambda c, d, chunk=chunk: chunk(c, d, 1), stacked, data)
+    except ValueError:
+        return seed_axes(carries[0], share_counters=False)
+    return axes
+
+
+def _flat_axes(axes: Any, carry: Any) -> list[int | None]:
+    if axes is None:
+        return [0] * len(jax.tree.leaves(carry))
+    return jax.tree.leaves(axes, is_leaf=lambda x: x is None)
+
+
+def stack_carries(carries: list[TrainCarry], axes: Any = None) -> TrainCarry:
+    """Seeds' carries stacked on a leading axis (leaves `axes` marks None: kept once, as all
+    seeds hold them equal). Structure from the first: each init builds its own optimizer,
+    whose functions differ only in identity."""
     leaves = [jax.tree.leaves(c) for c in carries]
-    stacked = [jnp.stack(xs) for xs in zip(*leaves, strict=True)]
-    return jax.tree.unflatten(jax.tree.structure(carries[0]), stacked)
+    out = []
+    for ax, xs in zip(_flat_axes(axes, carries[0]), zip(*leaves, strict=True), strict=True):
+        if ax is None and any(int(x) != int(xs[0]) for x in xs):
+            raise ValueError(f"seeds' shared counters differ: {[int(x) for x in xs]}")
+        out.append(xs[0] if ax is None else jnp.stack(xs))
+    return jax.tree.unflatten(jax.tree.structure(carries[0]), out)
 
 
-def unstack_carry(carry: TrainCarry, i: int) -> TrainCarry:
+def unstack_carry(carry: TrainCarry, i: int, axes: Any = None) -> TrainCarry:
     """Seed i's carry out of a stacked one."""
-    return jax.tree.map(lambda x: x[i], carry)
+    flat = _flat_axes(axes, carry)
+    leaves = [x if ax is None else x[i] for ax, x in zip(flat, jax.tree.leaves(carry), strict=True)]
+    return jax.tree.unflatten(jax.tree.structure(carry), leaves)
 
 
 def chunk_length(steps: int, eval_every: int, log_every: int) -> int:

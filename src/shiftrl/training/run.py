@@ -36,6 +36,7 @@ from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.loop import (
     SamplerSpec,
     batch_counts,
+    choose_seed_axes,
     chunk_length,
     init_carry,
     make_pretrain_chunk,
@@ -119,15 +120,13 @@ def annotated_arrays(
     return out
 
 
-def pretrain_addons(
-    learner, addons, sampler, carry, data, progress: bool = True, vmapped: bool = False
-):
+def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True, axes: Any = None):
     """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
-    in compiled chunks under a progress bar (`vmapped`: the carry holds stacked seeds)."""
+    in compiled chunks under a progress bar (`axes`: the carry holds stacked seeds)."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
     if steps == 0:
         return carry
-    chunk = make_pretrain_chunk(learner, addons, sampler, vmapped)
+    chunk = make_pretrain_chunk(learner, addons, sampler, axes)
     length = chunk_length(steps, steps, 1000)
     names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
     with TrainProgress(steps, 0, enabled=progress, title=f"pretrain {names}") as bar:
@@ -282,8 +281,9 @@ def _train_members(
         )
     pre = recorded[0] or fit_preprocessor(setup.datasets, configs[0].learner)
     data = to_device(annotated_arrays(setup.datasets, pre, addons))
-    train_chunk = make_train_chunk(learner, addons, sampler, vmapped=stacked)
     carries = [init_carry(learner, addons, learner.spec, c.seed) for c in configs]
+    axes = choose_seed_axes(learner, addons, sampler, carries, data) if stacked else None
+    train_chunk = make_train_chunk(learner, addons, sampler, axes)
 
     for d in run_dirs:
         d.mkdir(parents=True, exist_ok=True)
@@ -294,8 +294,8 @@ def _train_members(
         ]
         start = 0
         if all(fresh):
-            carry = stack_carries(carries) if stacked else carries[0]
-            carry = pretrain_addons(learner, addons, sampler, carry, data, progress, stacked)
+            carry = stack_carries(carries, axes) if stacked else carries[0]
+            carry = pretrain_addons(learner, addons, sampler, carry, data, progress, axes)
             for c, d in zip(configs, run_dirs, strict=True):
                 _write_meta(d, c, pre, setup)
         else:
@@ -310,7 +310,7 @@ def _train_members(
                     "resume them one at a time"
                 )
             start = steps[0]
-            carry = stack_carries([c for _, c in loaded]) if stacked else loaded[0][1]
+            carry = stack_carries([c for _, c in loaded], axes) if stacked else loaded[0][1]
             for lg in loggers:
                 lg.truncate_after(start)
         members = list(zip(configs, run_dirs, loggers, strict=True))
@@ -323,7 +323,7 @@ def _train_members(
             setup.eval_envs,
             setup.references,
             members,
-            stacked,
+            axes,
         )
         loop.run(carry, start, progress, callbacks)
     except BaseException:
@@ -362,8 +362,8 @@ def _write_meta(run_dir: Path, config: RunConfig, pre: Preprocessor, setup: Setu
 @dataclass
 class _Loop:
     """What the host loop needs besides the carry: chunks, evaluations, checkpoints.
-    `members` are (config, run folder, logger) per seed; `stacked`: the carry holds them
-    all on a leading axis."""
+    `members` are (config, run folder, logger) per seed; `axes` (`seed_axes`): the carry
+    holds them all stacked."""
 
     config: RunConfig
     learner: Learner
@@ -373,7 +373,11 @@ class _Loop:
     eval_envs: list[str]
     references: dict[str, list[float]]
     members: list[tuple[RunConfig, Path, RunLogger]]
-    stacked: bool = False
+    axes: Any = None
+
+    @property
+    def stacked(self) -> bool:
+        return self.axes is not None
 
     def __post_init__(self):
         # jitted once per run; the learner state is an argument, never captured
@@ -394,7 +398,7 @@ class _Loop:
                     continue
                 rows = []
                 for i, (cfg, run_dir, logger) in enumerate(self.members):
-                    own = unstack_carry(carry, i) if self.stacked else carry
+                    own = unstack_carry(carry, i, self.axes) if self.stacked else carry
                     own_window = [unstack_carry(m, i) for m in window] if self.stacked else window
                     row = {"step": step, **window_means(own_window)}
                     row.update(self.evaluate(own.learner, cfg.seed))
