@@ -231,12 +231,12 @@ def train_seeds(
             "seeds do not share data; train them as separate runs"
         )
     setup = prepare(config, target, sources)
+    # default: runs/<algo>-<data>/seed<k>, beside train's runs/<algo>-<data>-s<k>
     base = (
         Path(out)
         if out is not None
-        else default_run_dir(config, target).with_name(
-            f"{config.algo}-{target.metadata.name}".replace("/", "_")
-        )
+        else default_run_dir(config, target).parent
+        / (f"{config.algo}-{target.metadata.name}".replace("/", "_"))
     )
     configs = [dataclasses.replace(config, seed=s) for s in seeds]
     dirs = [base / f"seed{s}" for s in seeds]
