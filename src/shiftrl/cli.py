@@ -103,7 +103,7 @@ def train(
     if group is not None and seed is not None:
         raise ConfigError("pass --seed or --seeds, not both")
     if resume:
-        first = out / f"seed{group[0]}" if group and out is not None else out
+        first = out / f"seed{group[0]}" if group is not None and out is not None else out
         if first is None or not (first / "config.json").exists():
             raise ConfigError("--resume needs --out pointing at an existing run folder")
         recorded = RunConfig.from_json(json.loads((first / "config.json").read_text())["config"])
