@@ -257,11 +257,17 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
         "| hopper-medium | 75.0 ± 5.0 | 30.0 ± 0.0 (1/2) | 40.0 ± 0.0 | 50.0 ± 5.0 ↑ |"
     )
     assert lines[best + 4] == "| hopper-medium-replay | — | — | 40.0 ± 0.0 | 32.5 ± 2.5 ↓ |"
-    # aggregates over the rows as tasks: DARA's final scores are 45, 55 | 30, 30
-    agg = next(
-        x for x in lines if x.startswith("| IQL, source body mass x2 / 1T+10S DARA | 4 | 2 | ")
-    )
-    iqm_, mean_, gap = (c.strip() for c in agg.split("|")[4:7])
+    # aggregates over the rows as tasks. First over the tasks all four columns finished
+    # (hopper-medium only: 10T and 1T lack medium-replay), so DARA's final scores are 45, 55
+    agg = lines.index("## Aggregate metrics (final score)")
+    own = lines.index("### Over each method's own tasks", agg)
+    common = [x for x in lines[agg:own] if x.startswith("| IQL, source body mass x2 / ")]
+    assert [x.split(" | ")[1:3] for x in common] == [["2", "1"], ["1", "1"], ["2", "1"], ["2", "1"]]
+    assert common[3].startswith("| IQL, source body mass x2 / 1T+10S DARA | 2 | 1 | 50.0 [")
+    # then each method with more tasks over its own: DARA's 45, 55 | 30, 30
+    rows = [x for x in lines[own : own + 8] if x.startswith("| IQL, source body mass x2 / ")]
+    assert [x.split(" / ")[1].split(" | ")[0] for x in rows] == ["1T+10S w/o aug", "1T+10S DARA"]
+    iqm_, mean_, gap = (c.strip() for c in rows[1].split("|")[4:7])
     assert iqm_.startswith("37.5 [") and mean_.startswith("40.0 [") and gap.startswith("60.0 [")
     assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1152." in text
     for png in ("scores.png", "aggregates.png", "curves/hopper-medium.iql.10T.png"):

@@ -6,7 +6,8 @@ metrics.jsonl). Without a study.json, any folder of run folders works: cells are
 folders holding `seed*/config.json`, laid out as rows = target dataset, columns = learner.
 
 Writes `DIR/report.md` (or `report.html`) and `DIR/plots/`: `scores.png` (final score per
-cell), `aggregates.png` (IQM / mean / optimality gap with CIs) and `curves/<cell>.png`.
+cell), `aggregates.png` (IQM / mean / optimality gap with CIs, over the tasks all methods
+of a block finished) and `curves/<cell>.png`.
 Output depends only on the folder's contents (fixed bootstrap seed, no timestamps).
 The plots are drawn by `bench.plots`, the document rendered by `bench.render`.
 
@@ -133,24 +134,50 @@ def o2o_table(study: Study, block: str, which: str) -> tuple[list[str], list[lis
     return [study.layout.row_header, *cols], body
 
 
-def aggregates(
-    study: Study, which: str, reps: int = 10_000
-) -> list[tuple[str, int, int, dict[str, Interval]]]:
-    """Per method (block / column): (label, runs, tasks, {metric: Interval}) over rows as tasks."""
+def _task_values(study: Study, which: str) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """{(block, column): {row: per-seed values}} for every method with a finished run."""
     blocks, rows, cols, cells = grid(study)
-    out = []
+    out = {}
     for block in blocks:
         for col in cols:
-            by_task = [
-                c.values(which)
+            by_row = {
+                row: c.values(which)
                 for row in rows
                 if (c := cells.get((block, row, col))) is not None and c.values(which)
-            ]
-            if not by_task:
-                continue
-            label = f"{block} / {col}" if block else col
-            res = stratified_bootstrap(by_task, reps=reps, seed=0)
-            out.append((label, sum(len(t) for t in by_task), len(by_task), res))
+            }
+            if by_row:
+                out[(block, col)] = by_row
+    return out
+
+
+def common_tasks(study: Study, which: str) -> dict[str, list[str]]:
+    """Per block, the rows every method of the block finished (in table order)."""
+    blocks, rows, _, _ = grid(study)
+    methods = _task_values(study, which)
+    out = {}
+    for block in blocks:
+        sets = [set(v) for (b, _), v in methods.items() if b == block]
+        if sets:
+            out[block] = [r for r in rows if all(r in s for s in sets)]
+    return out
+
+
+def aggregates(
+    study: Study, which: str, reps: int = 10_000, common: bool = False
+) -> list[tuple[str, int, int, dict[str, Interval]]]:
+    """Per method (block / column): (label, runs, tasks, {metric: Interval}) over rows as tasks.
+
+    `common`: only the rows every method of the block finished, so the methods are compared
+    on the same tasks (rliable's aggregates are not comparable across task sets)."""
+    keep = common_tasks(study, which) if common else None
+    out = []
+    for (block, col), by_row in _task_values(study, which).items():
+        by_task = [v for row, v in by_row.items() if keep is None or row in keep[block]]
+        if not by_task:
+            continue
+        label = f"{block} / {col}" if block else col
+        res = stratified_bootstrap(by_task, reps=reps, seed=0)
+        out.append((label, sum(len(t) for t in by_task), len(by_task), res))
     return out
 
 
@@ -249,37 +276,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
     if not o2o:
         kinds = (("final", "final score"), ("best", "best score"))
     for which, label in kinds:
-        aggs = aggregates(study, which, reps)
-        if not aggs:
-            continue
-        doc.append(("h", 2, f"Aggregate metrics ({label})"))
-        doc.append(
-            (
-                "p",
-                "Over the table's rows as tasks: IQM (mean of the middle 50% of runs), mean, "
-                "and optimality gap (mean shortfall below 100), with 95% stratified bootstrap "
-                f"confidence intervals ({reps:,} resamples, percentile method; rliable's "
-                "definitions, computed by `shiftrl.bench.stats`).",
-            )
-        )
-        doc.append(
-            (
-                "table",
-                ["method", "runs", "tasks", "IQM", "mean", "optimality gap"],
-                [
-                    [
-                        label,
-                        str(n),
-                        str(t),
-                        *(res[k].fmt() for k in ("IQM", "mean", "optimality gap")),
-                    ]
-                    for label, n, t, res in aggs
-                ],
-            )
-        )
-        name = "aggregates.png" if which == "final" else f"aggregates-{which}.png"
-        if which in ("final", "online") and plot_aggregates(aggs, study.dir / "plots" / name):
-            doc.append(("img", f"aggregate metrics ({label})", f"plots/{name}"))
+        doc.extend(_aggregate_blocks(study, which, label, reps))
 
     doc.append(("h", 2, "Score chart"))
     chart = (
@@ -360,6 +357,70 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
             )
         )
     return doc
+
+
+def _aggregate_blocks(study: Study, which: str, label: str, reps: int) -> list[Block]:
+    """The aggregate tables of one score kind: over the tasks all methods share, then (when
+    the methods' task sets differ) over each method's own tasks, marked as no comparison."""
+    own = aggregates(study, which, reps)
+    if not own:
+        return []
+    shared = common_tasks(study, which)
+    # methods that finished more tasks than all of their block's methods share
+    more = [
+        a
+        for a, (b, t) in zip(own, _own_task_counts(study, which), strict=True)
+        if t > len(shared[b])
+    ]
+    doc: list[Block] = [("h", 2, f"Aggregate metrics ({label})")]
+    what = (
+        "IQM (mean of the middle 50% of runs), mean, and optimality gap (mean shortfall "
+        f"below 100), with 95% stratified bootstrap confidence intervals ({reps:,} "
+        "resamples, percentile method; rliable's definitions, computed by "
+        "`shiftrl.bench.stats`)."
+    )
+    tables = [(own, "Over the table's rows as tasks: " + what)]
+    if more:
+        listed = "; ".join(
+            (f"{b}: " if b else "") + (", ".join(rows) if rows else "none")
+            for b, rows in shared.items()
+        )
+        tables = [
+            (
+                aggregates(study, which, reps, common=True),
+                "Over the tasks every method of the table finished, so the methods are "
+                f"compared on the same tasks ({listed}): " + what,
+            ),
+            (
+                more,
+                "The methods that finished more tasks than those, each over all the tasks it "
+                "finished. Their task sets differ, so these rows are no comparison between "
+                "methods.",
+            ),
+        ]
+    for i, (aggs, text) in enumerate(tables):
+        if i:
+            doc.append(("h", 3, "Over each method's own tasks"))
+        doc.append(("p", text))
+        if aggs:
+            doc.append(("table", AGG_HEADER, [_agg_row(a) for a in aggs]))
+        if i == 0 and which in ("final", "online"):
+            name = "aggregates.png" if which == "final" else f"aggregates-{which}.png"
+            if plot_aggregates(aggs, study.dir / "plots" / name):
+                doc.append(("img", f"aggregate metrics ({label})", f"plots/{name}"))
+    return doc
+
+
+AGG_HEADER = ["method", "runs", "tasks", "IQM", "mean", "optimality gap"]
+
+
+def _agg_row(agg: tuple[str, int, int, dict[str, Interval]]) -> list[str]:
+    label, n, t, res = agg
+    return [label, str(n), str(t), *(res[k].fmt() for k in ("IQM", "mean", "optimality gap"))]
+
+
+def _own_task_counts(study: Study, which: str) -> list[tuple[str, int]]:
+    return [(b, len(v)) for (b, _), v in _task_values(study, which).items()]
 
 
 def o2o_regret(c: CellResult) -> str:
