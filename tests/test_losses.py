@@ -174,6 +174,25 @@ def test_cql_actor_and_lagrange(batch):
     assert np.sign(moved) == direction
 
 
+def test_cql_bc_warm_up_replaces_the_q_term(batch):
+    """For its first `bc_steps` the actor maximises log pi(a_data|s) in place of Q."""
+    from shiftrl.nets import TanhGaussianActor
+
+    learner = CQL(CQL.Config(hidden=(16,), bc_steps=10), SPEC)
+    state = learner.init(jax.random.PRNGKey(6))
+    rng = jax.random.PRNGKey(7)
+    _, lp = learner.sample(state.actor.params, batch.obs, rng)
+    log_p_data = learner.actor_net.apply(
+        {"params": state.actor.params}, batch.obs, batch.action, method=TanhGaussianActor.log_prob
+    )
+    pi, _ = learner.sample(state.actor.params, batch.obs, rng)
+    q_pi = np_(learner.q(state.critic.params, batch.obs, pi)).min(0)
+    for step, q_term in ((0, np_(log_p_data)), (9, np_(log_p_data)), (10, q_pi)):
+        at = state.replace(step=jnp.asarray(step, state.step.dtype))
+        loss, _ = learner.actor_loss(state.actor.params, at, batch, rng, learner_hooks())
+        assert float(loss) == pytest.approx(np.mean(np_(lp) - q_term), rel=1e-5), step
+
+
 def test_tanh_gaussian_log_prob_matches_sampling():
     """log pi(a|s) of a sampled action equals the log-prob returned with the sample."""
     learner = CQL(CQL.Config(hidden=(16,)), SPEC)

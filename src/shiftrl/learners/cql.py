@@ -80,6 +80,8 @@ class CQL(SAC):
 
     def policy_q_term(self, actor_params, state: SACState, batch: Batch, q_pi):
         # During the BC warm-up the Q term is replaced by log pi(a_data|s) (same sign).
+        if self.config.bc_steps <= 0:  # no warm-up (locomotion): skip the likelihood pass
+            return q_pi
         bc_log_prob = self.actor_net.apply(
             {"params": actor_params}, batch.obs, batch.action, method=TanhGaussianActor.log_prob
         )
