@@ -150,15 +150,23 @@ def _task_values(study: Study, which: str) -> dict[tuple[str, str], dict[str, li
     return out
 
 
-def common_tasks(study: Study, which: str) -> dict[str, list[str]]:
+def _common_rows(methods: dict[tuple[str, str], dict[str, list[float]]]) -> dict[str, list[str]]:
     """Per block, the rows every method of the block finished (in table order)."""
-    blocks, rows, _, _ = grid(study)
-    methods = _task_values(study, which)
-    out = {}
-    for block in blocks:
-        sets = [set(v) for (b, _), v in methods.items() if b == block]
-        if sets:
-            out[block] = [r for r in rows if all(r in s for s in sets)]
+    out: dict[str, list[str]] = {}
+    for (block, _), by_row in methods.items():
+        out[block] = [r for r in out.get(block, list(by_row)) if r in by_row]
+    return out
+
+
+def _bootstrap(methods, reps: int, keep: dict[str, list[str]] | None = None) -> list:
+    out = []
+    for (block, col), by_row in methods.items():
+        by_task = [v for row, v in by_row.items() if keep is None or row in keep[block]]
+        if not by_task:
+            continue
+        label = f"{block} / {col}" if block else col
+        res = stratified_bootstrap(by_task, reps=reps, seed=0)
+        out.append((label, sum(len(t) for t in by_task), len(by_task), res))
     return out
 
 
@@ -169,16 +177,8 @@ def aggregates(
 
     `common`: only the rows every method of the block finished, so the methods are compared
     on the same tasks (rliable's aggregates are not comparable across task sets)."""
-    keep = common_tasks(study, which) if common else None
-    out = []
-    for (block, col), by_row in _task_values(study, which).items():
-        by_task = [v for row, v in by_row.items() if keep is None or row in keep[block]]
-        if not by_task:
-            continue
-        label = f"{block} / {col}" if block else col
-        res = stratified_bootstrap(by_task, reps=reps, seed=0)
-        out.append((label, sum(len(t) for t in by_task), len(by_task), res))
-    return out
+    methods = _task_values(study, which)
+    return _bootstrap(methods, reps, _common_rows(methods) if common else None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,42 +362,39 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
 def _aggregate_blocks(study: Study, which: str, label: str, reps: int) -> list[Block]:
     """The aggregate tables of one score kind: over the tasks all methods share, then (when
     the methods' task sets differ) over each method's own tasks, marked as no comparison."""
-    own = aggregates(study, which, reps)
-    if not own:
+    methods = _task_values(study, which)
+    if not methods:
         return []
-    shared = common_tasks(study, which)
+    shared = _common_rows(methods)
     # methods that finished more tasks than all of their block's methods share
-    more = [
-        a
-        for a, (b, t) in zip(own, _own_task_counts(study, which), strict=True)
-        if t > len(shared[b])
-    ]
-    doc: list[Block] = [("h", 2, f"Aggregate metrics ({label})")]
+    wider = {k: v for k, v in methods.items() if len(v) > len(shared[k[0]])}
     what = (
         "IQM (mean of the middle 50% of runs), mean, and optimality gap (mean shortfall "
         f"below 100), with 95% stratified bootstrap confidence intervals ({reps:,} "
         "resamples, percentile method; rliable's definitions, computed by "
         "`shiftrl.bench.stats`)."
     )
-    tables = [(own, "Over the table's rows as tasks: " + what)]
-    if more:
+    intro = "Over the table's rows as tasks: "
+    if wider:
         listed = "; ".join(
             (f"{b}: " if b else "") + (", ".join(rows) if rows else "none")
             for b, rows in shared.items()
         )
-        tables = [
+        intro = (
+            "Over the tasks every method of the table finished, so the methods are "
+            f"compared on the same tasks ({listed}): "
+        )
+    tables = [(_bootstrap(methods, reps, shared), intro + what)]
+    if wider:
+        tables.append(
             (
-                aggregates(study, which, reps, common=True),
-                "Over the tasks every method of the table finished, so the methods are "
-                f"compared on the same tasks ({listed}): " + what,
-            ),
-            (
-                more,
+                _bootstrap(wider, reps),
                 "The methods that finished more tasks than those, each over all the tasks it "
                 "finished. Their task sets differ, so these rows are no comparison between "
                 "methods.",
-            ),
-        ]
+            )
+        )
+    doc: list[Block] = [("h", 2, f"Aggregate metrics ({label})")]
     for i, (aggs, text) in enumerate(tables):
         if i:
             doc.append(("h", 3, "Over each method's own tasks"))
@@ -417,10 +414,6 @@ AGG_HEADER = ["method", "runs", "tasks", "IQM", "mean", "optimality gap"]
 def _agg_row(agg: tuple[str, int, int, dict[str, Interval]]) -> list[str]:
     label, n, t, res = agg
     return [label, str(n), str(t), *(res[k].fmt() for k in ("IQM", "mean", "optimality gap"))]
-
-
-def _own_task_counts(study: Study, which: str) -> list[tuple[str, int]]:
-    return [(b, len(v)) for (b, _), v in _task_values(study, which).items()]
 
 
 def o2o_regret(c: CellResult) -> str:
