@@ -181,11 +181,10 @@ def test_cql_bc_warm_up_replaces_the_q_term(batch):
     learner = CQL(CQL.Config(hidden=(16,), bc_steps=10), SPEC)
     state = learner.init(jax.random.PRNGKey(6))
     rng = jax.random.PRNGKey(7)
-    _, lp = learner.sample(state.actor.params, batch.obs, rng)
+    pi, lp = learner.sample(state.actor.params, batch.obs, rng)
     log_p_data = learner.actor_net.apply(
         {"params": state.actor.params}, batch.obs, batch.action, method=TanhGaussianActor.log_prob
     )
-    pi, _ = learner.sample(state.actor.params, batch.obs, rng)
     q_pi = np_(learner.q(state.critic.params, batch.obs, pi)).min(0)
     for step, q_term in ((0, np_(log_p_data)), (9, np_(log_p_data)), (10, q_pi)):
         at = state.replace(step=jnp.asarray(step, state.step.dtype))

@@ -158,7 +158,11 @@ def _common_rows(methods: dict[tuple[str, str], dict[str, list[float]]]) -> dict
     return out
 
 
-def _bootstrap(methods, reps: int, keep: dict[str, list[str]] | None = None) -> list:
+def _bootstrap(
+    methods, reps: int, keep: dict[str, list[str]] | None = None
+) -> list[tuple[str, int, int, dict[str, Interval]]]:
+    """Per method (block / column): (label, runs, tasks, {metric: Interval}) over its rows
+    as tasks, only the rows in `keep[block]` when given."""
     out = []
     for (block, col), by_row in methods.items():
         by_task = [v for row, v in by_row.items() if keep is None or row in keep[block]]
@@ -168,17 +172,6 @@ def _bootstrap(methods, reps: int, keep: dict[str, list[str]] | None = None) -> 
         res = stratified_bootstrap(by_task, reps=reps, seed=0)
         out.append((label, sum(len(t) for t in by_task), len(by_task), res))
     return out
-
-
-def aggregates(
-    study: Study, which: str, reps: int = 10_000, common: bool = False
-) -> list[tuple[str, int, int, dict[str, Interval]]]:
-    """Per method (block / column): (label, runs, tasks, {metric: Interval}) over rows as tasks.
-
-    `common`: only the rows every method of the block finished, so the methods are compared
-    on the same tasks (rliable's aggregates are not comparable across task sets)."""
-    methods = _task_values(study, which)
-    return _bootstrap(methods, reps, _common_rows(methods) if common else None)
 
 
 # ---------------------------------------------------------------------------------------
