@@ -4,5 +4,5 @@ source "$(dirname "$0")/_venv.sh"
 ensure_venv "[dev]"
 cd "$ROOT"
 "$VENV/bin/ruff" check src tests
-"$VENV/bin/ruff" format --check src tests
+"$VENV/bin/ruff" format --check src tests README.md docs
 exec "$VENV/bin/python" -m pytest "$@"
