@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shiftrl.nets.init import orthogonal
 
-def hidden_init(orthogonal: bool):
+
+def hidden_init(use_orthogonal: bool):
     # CORL's CQL uses orthogonal(sqrt 2) hidden layers; everything else keeps PyTorch-like defaults.
-    return (
-        nn.initializers.orthogonal(np.sqrt(2.0)) if orthogonal else nn.initializers.lecun_normal()
-    )
+    return orthogonal(np.sqrt(2.0)) if use_orthogonal else nn.initializers.lecun_normal()
 
 
 class MLP(nn.Module):
@@ -41,7 +41,7 @@ class MLP(nn.Module):
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
         if self.last_layer_scale is not None:
             init = (
-                nn.initializers.orthogonal(self.last_layer_scale)
+                orthogonal(self.last_layer_scale)
                 if self.orthogonal_init
                 else nn.initializers.variance_scaling(
                     self.last_layer_scale**2, "fan_avg", "uniform"
