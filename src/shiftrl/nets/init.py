@@ -5,8 +5,9 @@ critic ensemble (or vmapped seeds) that becomes a batched LAPACK QR, and jaxlib'
 CPU kernel fans a batched QR out onto the same XLA thread pool it runs on. When
 two such QRs run at once and the pool has no free thread, both wait forever for
 work items nobody can run (seen with jax 0.10.2 on a 2-core machine: CQL's default
-3x256 init hung in most tries; the threads' stacks sit in the QR kernel's wait). Gram-Schmidt in plain XLA ops gives the same
-distribution (Q with a positive-diagonal R, i.e. Haar-distributed) and no custom call.
+3x256 init hung in most tries; the threads' stacks sit in the QR kernel's wait).
+Gram-Schmidt in plain XLA ops gives the same distribution (Q with a positive-diagonal
+R, i.e. Haar-distributed) and no custom call.
 """
 
 from __future__ import annotations
