@@ -240,11 +240,17 @@ def test_run_folder_contents(point_reach_data, tmp_path):
             overrides=tiny_overrides("bc"),
             progress=False,
         )
+    assert (run.dir / ".shiftrl-run").is_file()  # the ownership marker
     # a run killed after writing config.json but before its first checkpoint (SIGKILL
-    # skips the cleanup) is started again by --resume, not continued from an empty carry
+    # skips the cleanup) is started again by --resume, not continued from an empty carry;
+    # only shiftrl's own files go, the user's notes beside them stay
     killed = tmp_path / "killed"
-    killed.mkdir()
+    (killed / "analysis").mkdir(parents=True)
+    (killed / ".shiftrl-run").write_text((run.dir / ".shiftrl-run").read_text())
     (killed / "config.json").write_text((run.dir / "config.json").read_text())
+    (killed / "metrics.jsonl").write_text('{"step": 100, "return": 1.0}\n{"step": 2')
+    (killed / "notes.txt").write_text("mine")
+    (killed / "analysis" / "fig.txt").write_text("also mine")
     again = shiftrl.train(
         "bc",
         point_reach_data,
@@ -257,6 +263,8 @@ def test_run_folder_contents(point_reach_data, tmp_path):
     )
     assert [r["step"] for r in again.rows] == [100, 200]
     assert again.rows[-1]["return"] == rows[-1]["return"]
+    assert (killed / "notes.txt").read_text() == "mine"
+    assert (killed / "analysis" / "fig.txt").read_text() == "also mine"
 
 
 def test_batch_counts_follow_source_fraction():

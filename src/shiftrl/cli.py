@@ -34,7 +34,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ShiftRLError as e:
             typer.echo(f"shiftrl: error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(getattr(e, "exit_code", 2)) from None
         except KeyboardInterrupt:
             typer.echo("shiftrl: interrupted", err=True)
             raise typer.Exit(130) from None
@@ -95,9 +95,10 @@ def train(
     """Train an offline learner; writes a run folder with metrics, checkpoints and a plot."""
     from shiftrl.api import load_dataset
     from shiftrl.bench.runner import parse_seeds
-    from shiftrl.training.config import RunConfig, apply_overrides, make_config
+    from shiftrl.training.config import apply_overrides, make_config
     from shiftrl.training.run import train as run_train
     from shiftrl.training.run import train_seeds
+    from shiftrl.training.rundir import read_meta, run_config
 
     group = parse_seeds(seeds)
     if group is not None and seed is not None:
@@ -106,7 +107,7 @@ def train(
         first = out / f"seed{group[0]}" if group is not None and out is not None else out
         if first is None or not (first / "config.json").exists():
             raise ConfigError("--resume needs --out pointing at an existing run folder")
-        recorded = RunConfig.from_json(json.loads((first / "config.json").read_text())["config"])
+        recorded = run_config(read_meta(first), first)
         from shiftrl.recipes import get_recipe
 
         wanted = get_recipe(algo).learner if algo and get_recipe(algo) else algo
@@ -136,8 +137,13 @@ def train(
     else:
         runs = [run_train(config, target, sources, out=out, resume=resume, progress=progress)]
     for run in runs:
-        final, best = run.score("final"), run.score("best")
-        typer.echo(f"done: {run.dir}  final score {final:.1f}  best score {best:.1f}")
+        final, best = _score(run.score("final")), _score(run.score("best"))
+        typer.echo(f"done: {run.dir}  final score {final}  best score {best}")
+
+
+def _score(value: float) -> str:
+    """A normalized score for printing; n/a without reference scores (never 'nan')."""
+    return "n/a" if value != value else f"{value:.1f}"
 
 
 @app.command("eval")
@@ -160,8 +166,10 @@ def eval_(
 
     if episodes <= 0:
         raise ConfigError("--episodes must be positive")
+    from shiftrl.training.rundir import read_meta
+
     policy = load_policy(run_dir)
-    meta = json.loads((run_dir / "config.json").read_text())
+    meta = read_meta(run_dir)
     envs = list(env or meta.get("eval_envs") or [])
     if not envs:
         raise ConfigError("the run has no evaluation environment; pass --env ENV_ID")
@@ -181,7 +189,7 @@ def eval_(
             str(len(r.returns)),
             f"{r.mean_return:.1f}",
             f"{r.returns.std():.1f}",
-            f"{r.normalized:.1f}",
+            _score(r.normalized),
         )
     Console().print(table)
 
@@ -313,8 +321,25 @@ _register_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    app(args=argv)
+    """Console-script entry point. Typer's own parse errors (`--steps abc`) get the same one
+    line and exit code 2 as every other user mistake, not a box."""
+    import click
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # `shiftrl` alone: help, as before
+        typer.echo(e.ctx.get_help())
+        rc = 0
+    except click.UsageError as e:
+        message = e.format_message().replace("\n", " ")
+        typer.echo(f"shiftrl: error: {message}", err=True)
+        rc = 2
+    except click.exceptions.Abort:
+        typer.echo("shiftrl: interrupted", err=True)
+        rc = 130
+    except click.exceptions.Exit as e:
+        rc = e.exit_code
+    sys.exit(rc or 0)
 
 
 if __name__ == "__main__":

@@ -16,3 +16,9 @@ class DataError(ShiftRLError):
 
 class ConfigError(ShiftRLError):
     """An unknown algorithm, add-on, preset or `--set key=value`."""
+
+
+class DivergenceError(ShiftRLError):
+    """Training produced inf / NaN losses or parameters (the divergence guard stopped it)."""
+
+    exit_code = 3

@@ -1,11 +1,20 @@
-"""Checkpoints as msgpack (flax.serialization): arrays and numbers only, nothing executes on load."""
+"""Checkpoints as msgpack (flax.serialization): arrays and numbers only, nothing executes on load.
+
+Writes are atomic (temporary file + rename), so a kill leaves the previous checkpoint or the
+new one, never half of one. A checkpoint holding non-finite values (written only when the
+divergence guard is switched off) gets a `step_*.nonfinite` note beside it, and rotation
+never deletes the newest finite checkpoint.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
 from flax import serialization
 
 from shiftrl.core.errors import ShiftRLError
@@ -17,7 +26,20 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:010d}.msgpack"
 
 
-def save(run_dir: Path, step: int, carry: Any, keep: int = 2) -> Path:
+def _nonfinite_note(path: Path) -> Path:
+    return path.with_suffix(".nonfinite")
+
+
+def is_finite(tree: Any) -> bool:
+    """Every floating-point leaf of a (host or device) pytree is finite."""
+    for x in jax.tree.leaves(tree):
+        a = np.asarray(x)
+        if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+            return False
+    return True
+
+
+def save(run_dir: Path, step: int, carry: Any, keep: int = 2, finite: bool = True) -> Path:
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -27,9 +49,19 @@ def save(run_dir: Path, step: int, carry: Any, keep: int = 2) -> Path:
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(payload))
+    note = _nonfinite_note(path)
+    if finite:
+        note.unlink(missing_ok=True)
+    else:
+        note.write_text("this checkpoint holds inf / NaN values (the run diverged)\n")
     os.replace(tmp, path)  # atomic: a killed run never leaves a half-written checkpoint
-    for old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+    ckpts = list_checkpoints(run_dir)
+    good = [p for p in ckpts if not _nonfinite_note(p).exists()]
+    protected = good[-1] if good else None  # the last finite one is never rotated away
+    for old in ckpts[:-keep]:
+        if old != protected:
+            old.unlink(missing_ok=True)
+            _nonfinite_note(old).unlink(missing_ok=True)
     return path
 
 
@@ -52,8 +84,41 @@ def load(path: Path, template: Any) -> tuple[int, Any]:
                 if key not in state and value == {}:
                     state[key] = {}
         carry = serialization.from_state_dict(template, state)
-        return int(payload["step"]), carry
-    except (ValueError, KeyError, TypeError) as e:
+        step = int(payload["step"])
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
         raise ShiftRLError(
             f"{path}: not a readable shiftrl checkpoint ({type(e).__name__})"
         ) from None
+    want = [np.shape(x) for x in jax.tree.leaves(template)]
+    got = [np.shape(x) for x in jax.tree.leaves(carry)]
+    if want != got:
+        diff = next((w, g) for w, g in zip(want, got, strict=True) if w != g)
+        raise ShiftRLError(
+            f"{path}: written by a network of another size (array of shape {diff[1]} where "
+            f"the run's config builds {diff[0]}); the run's config.json and checkpoints disagree"
+        )
+    return step, carry
+
+
+def load_latest(run_dir: Path, template: Any, move_aside: bool = True) -> tuple[int, Any]:
+    """The newest checkpoint that loads; an unreadable newer one (a damaged file) is skipped,
+    saying so on stderr, and (`move_aside`, when resuming) renamed `*.corrupt` so the
+    resumed run neither trips over it again nor deletes it."""
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise ShiftRLError(f"{run_dir}: no checkpoint to load")
+    for i, path in enumerate(reversed(ckpts)):
+        try:
+            return load(path, template)
+        except ShiftRLError as e:
+            if i == len(ckpts) - 1 or "another size" in str(e):
+                raise
+            older = ckpts[-2 - i]
+            aside = f"moved it aside as {path.name}.corrupt and " if move_aside else ""
+            print(
+                f"shiftrl: warning: {path.name} is unreadable; {aside}using {older.name}",
+                file=sys.stderr,
+            )
+            if move_aside:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+    raise AssertionError("unreachable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,9 @@ class RunConfig:
     log_every: int = 1000
     """Longest run of updates fused into one compiled call (progress bar granularity)."""
     keep_checkpoints: int = 2
+    divergence_guard: bool = True
+    """Stop the run at the first inf / NaN loss or parameter (False: train on, for research
+    on divergence; non-finite checkpoints are then marked and the last finite one kept)."""
     tensorboard: bool = False
     wandb_project: str | None = None
 
@@ -218,3 +222,49 @@ def validate_config(c: RunConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < 2**32:
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {c.seed}")
+    validate_learner_config(c.learner)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _learner_range(name: str, v: Any) -> str | None:
+    """Why the value of a learner hyperparameter is outside its meaning, or None. Keys are
+    read by name, the same across learners: learning rates, discount, Polyak tau, IQL's
+    expectile, update frequencies, sample counts and hidden-layer sizes."""
+    if name == "lr" or name.endswith("_lr"):
+        if not (_number(v) and v > 0):
+            return "a learning rate must be a finite number > 0"
+    elif name == "discount":
+        if not (_number(v) and 0 < v <= 1):
+            return "the discount must be in (0, 1]"
+    elif name == "tau":
+        if not (_number(v) and 0 < v <= 1):
+            return "the target-network rate tau must be in (0, 1]"
+    elif name == "expectile":
+        if not (_number(v) and 0 < v < 1):
+            return "the expectile must be in (0, 1)"
+    elif name.endswith("_freq") or name.endswith("_period") or name.startswith("n_"):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return "must be an integer >= 1"
+    elif name == "hidden" or name.endswith("_hidden"):
+        ok = isinstance(v, tuple | list) and len(v) > 0
+        ok = ok and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v)
+        if not ok:
+            return "hidden sizes must be positive integers, e.g. 256,256"
+    elif name == "latent_dim" and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+        return "must be a positive integer"
+    return None
+
+
+def validate_learner_config(learner_config: Any) -> None:
+    """Range checks where a hyperparameter's meaning has a range (one line per mistake)."""
+    for f in dataclasses.fields(learner_config):
+        v = getattr(learner_config, f.name)
+        why = _learner_range(f.name, v)
+        if why is not None:
+            shown = ",".join(map(str, v)) if isinstance(v, tuple | list) else v
+            raise ConfigError(f"{f.name}={shown}: {why}")

@@ -68,6 +68,23 @@ def check_env_id(env_id: str) -> str:
     raise ConfigError(f"unknown evaluation environment '{env_id}' (not a registered Gymnasium id)")
 
 
+def check_env_shape(env_id: str, obs_dim: int, act_dim: int) -> str:
+    """`env_id` resolved, or one clear line when its observation / action sizes are not the
+    policy's (which would otherwise fail deep inside the network)."""
+    env_id = check_env_id(env_id)
+    env = gym.make(env_id)
+    try:
+        shape = (int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)))
+    finally:
+        env.close()
+    if shape != (obs_dim, act_dim):
+        raise ConfigError(
+            f"evaluation env {env_id} has obs dim {shape[0]} / action dim {shape[1]} but the "
+            f"policy was trained on {obs_dim} / {act_dim}"
+        )
+    return env_id
+
+
 def run_episodes(
     policy: PolicyFn, pre: Preprocessor, env_id: str, episodes: int, seed: int
 ) -> np.ndarray:

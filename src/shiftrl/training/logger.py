@@ -4,10 +4,14 @@ and Weights & Biases when asked for and installed."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from shiftrl.core.errors import ShiftRLError
 
 
 def _clean(v: Any) -> Any:
@@ -27,6 +31,38 @@ def window_means(window: list[dict]) -> dict[str, float | None]:
         finite = values[~np.isnan(values)]
         out[k] = float(finite.mean()) if finite.size else None
     return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl. A last line without its newline that does not parse is
+    what a kill during an append leaves: it is dropped. Damage anywhere else is one line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # torn last line (no newline after it)
+                break
+            raise ShiftRLError(
+                f"{path}: line {i + 1} is not a JSON row (the file is damaged)"
+            ) from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise ShiftRLError(f"{path}: line {i + 1} is not a metrics row (the file is damaged)")
+        rows.append(row)
+    return rows
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class RunLogger:
@@ -60,20 +96,25 @@ class RunLogger:
                 )
 
     def rows(self) -> list[dict]:
-        if not self.jsonl.exists():
-            return []
-        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        return read_rows(self.jsonl)
 
     def truncate_after(self, step: int) -> None:
-        """On resume: forget rows logged after the checkpoint we restart from."""
+        """On resume: forget rows logged after the checkpoint we restart from (and a torn
+        last line a kill left), rewriting the file atomically."""
         kept = [r for r in self.rows() if r["step"] <= step]
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        _write_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
         self._write_csv(kept)
 
     def log(self, row: dict[str, Any]) -> None:
         row = {k: _clean(v) for k, v in row.items()}
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        # one write of one whole line; a kill can at worst leave a torn last line, which
+        # `read_rows` drops
+        fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(row) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         self._write_csv(self.rows())
         scalars = {k: v for k, v in row.items() if isinstance(v, int | float) and k != "step"}
         if self._tb is not None:
@@ -86,10 +127,11 @@ class RunLogger:
     def _write_csv(self, rows: list[dict]) -> None:
         flat = [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in rows]
         keys = list(dict.fromkeys(k for r in flat for k in r))
-        with self.csv.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(flat)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(flat)
+        _write_atomic(self.csv, buf.getvalue())
 
     def close(self) -> None:
         if self._tb is not None:

@@ -123,24 +123,60 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
     return train_step
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point leaf of `tree` is finite (one fused reduction)."""
+    flags = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
+
+
 def make_train_chunk(
-    learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, axes: Any = None
+    learner: Learner,
+    addons: tuple[AddOn, ...],
+    sampler: SamplerSpec,
+    axes: Any = None,
+    guard: bool = False,
 ):
     """A jitted `(carry, data, length) -> (carry, mean metrics over the chunk)`.
 
     `axes` (from `seed_axes`): the carry holds several seeds stacked on a leading axis and
-    one compiled program advances them all on the same data (metrics get the seed axis)."""
+    one compiled program advances them all on the same data (metrics get the seed axis).
+    `guard`: also return the divergence guard's `health` (see `Health`): after every step
+    the carry (parameters, optimizer and add-on states) and the losses are checked for
+    inf / NaN, one reduction over the parameters per step. A NaN metric alone is no alarm:
+    it marks a skipped sub-step (TD3's delayed actor); a NaN loss makes NaN parameters."""
     step = make_train_step(learner, addons, sampler)
 
+    def guarded_step(carry: TrainCarry, x: Any, data: DeviceData):
+        carry, metrics = step(carry, x, data)
+        no_inf = [~jnp.isinf(v).any() for v in jax.tree.leaves(metrics)]
+        ok = all_finite(carry) & jnp.all(jnp.stack(no_inf)) if no_inf else all_finite(carry)
+        return carry, (metrics, ok)
+
     def chunk(carry: TrainCarry, data: DeviceData, length: int):
-        carry, metrics = jax.lax.scan(partial(step, data=data), carry, None, length=length)
-        # NaN marks metrics of skipped sub-steps (e.g. TD3's delayed actor)
-        return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
+        if not guard:
+            carry, metrics = jax.lax.scan(partial(step, data=data), carry, None, length=length)
+            # NaN marks metrics of skipped sub-steps (e.g. TD3's delayed actor)
+            return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
+        carry, (metrics, ok) = jax.lax.scan(
+            partial(guarded_step, data=data), carry, None, length=length
+        )
+        first_bad = jnp.argmin(ok)  # index of the first non-finite step (0 when all are fine)
+        health = {
+            "finite": jnp.all(ok),
+            "first_bad": first_bad,
+            "at_bad": jax.tree.map(lambda x: x[first_bad], metrics),
+            "before_bad": jax.tree.map(lambda x: x[jnp.maximum(first_bad - 1, 0)], metrics),
+        }
+        return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics), health
 
     @partial(jax.jit, static_argnames="length", donate_argnums=0)
     def train_chunk(carry: TrainCarry, data: DeviceData, length: int):
         run = partial(chunk, length=length)
-        return (run if axes is None else _vmap(run, axes))(carry, data)
+        return (run if axes is None else _vmap(run, axes, 3 if guard else 2))(carry, data)
 
     return train_chunk
 
@@ -185,9 +221,10 @@ SHARED_COUNTERS = ("step", "count")
 """Integer scalars every seed holds equal (learner, optimizer and add-on step counters)."""
 
 
-def _vmap(run: Any, axes: Any) -> Any:
-    """`run(carry, data)` over stacked seeds: carry leaves on `axes`, data shared."""
-    return jax.vmap(run, in_axes=(axes, None), out_axes=(axes, 0))
+def _vmap(run: Any, axes: Any, outputs: int = 2) -> Any:
+    """`run(carry, data)` over stacked seeds: carry leaves on `axes`, data shared; the
+    other outputs (metrics, guard health) get a leading seed axis."""
+    return jax.vmap(run, in_axes=(axes, None), out_axes=(axes, *([0] * (outputs - 1))))
 
 
 def seed_axes(carry: TrainCarry, share_counters: bool = True) -> Any:

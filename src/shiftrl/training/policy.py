@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from shiftrl.learners import get_learner
 from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.training import checkpoint
 from shiftrl.training.config import RunConfig
-from shiftrl.training.evaluation import EvalResult, evaluate
+from shiftrl.training.evaluation import EvalResult, check_env_shape, evaluate
 from shiftrl.training.loop import init_carry
 
 
@@ -48,7 +47,11 @@ class Policy:
         return a[0] if single else a
 
     def evaluate(self, env_id: str, episodes: int = 10, seed: int = 0) -> EvalResult:
-        return evaluate(self.unit_action, self.pre, env_id, episodes, seed, self.reference(env_id))
+        check_env_shape(env_id, self.learner.spec.obs_dim, self.learner.spec.act_dim)
+        res = evaluate(self.unit_action, self.pre, env_id, episodes, seed, self.reference(env_id))
+        if not np.isfinite(res.returns).all():
+            raise ShiftRLError(f"evaluation in {env_id} gave non-finite returns")
+        return res
 
     def reference(self, env_id: str) -> tuple[float, float] | None:
         """The run's own reference scores for its eval envs, else the registry's."""
@@ -77,25 +80,34 @@ def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
 
 
 def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
-    """The policy of a run folder, from its latest (or a given) checkpoint."""
+    """The policy of a run folder, from its latest (or a given) checkpoint. A checkpoint
+    holding inf / NaN (a diverged run trained with the guard off) is refused."""
+    from shiftrl.training import rundir
+
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
-    meta = json.loads(cfg_path.read_text())
-    config = RunConfig.from_json(meta["config"])
-    pre = Preprocessor.from_json(meta["preprocessor"])
-    learner = build_learner(config, meta["obs_dim"], meta["act_dim"])
+    meta = rundir.read_meta(run_dir)
+    config = rundir.run_config(meta, run_dir)
+    try:
+        pre = Preprocessor.from_json(meta["preprocessor"])
+        learner = build_learner(config, int(meta["obs_dim"]), int(meta["act_dim"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ShiftRLError(
+            f"{run_dir}/config.json: damaged run record ({type(e).__name__}: {e})"
+        ) from None
     addons = build_addons(config.addons, learner)
     template = init_carry(learner, addons, learner.spec, config.seed)
-    path = (
-        checkpoint.checkpoint_path(run_dir, step)
-        if step is not None
-        else checkpoint.latest(run_dir)
-    )
-    if path is None or not path.exists():
-        raise ShiftRLError(f"{run_dir}: no checkpoint to load")
-    _, carry = checkpoint.load(path, template)
+    if step is not None:
+        path = checkpoint.checkpoint_path(run_dir, step)
+        if not path.exists():
+            raise ShiftRLError(f"{run_dir}: no checkpoint at step {step}")
+        _, carry = checkpoint.load(path, template)
+    else:
+        _, carry = checkpoint.load_latest(run_dir, template, move_aside=False)
+    if not checkpoint.is_finite(carry.learner):
+        raise ShiftRLError(
+            f"{run_dir}: the checkpoint holds inf / NaN parameters (the run diverged); load an "
+            "earlier step with load_policy(run_dir, step=...)"
+        )
     refs = {k: tuple(v) for k, v in meta.get("references", {}).items()}
     return Policy(learner, carry.learner, pre, config, refs)
 

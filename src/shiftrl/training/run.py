@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,13 +23,13 @@ import numpy as np
 
 from shiftrl import __version__
 from shiftrl.addons import build_addons
-from shiftrl.core.errors import ConfigError, DataError
+from shiftrl.core.errors import ConfigError, DataError, DivergenceError, ShiftRLError
 from shiftrl.core.types import SOURCE, TARGET
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply, fit_preprocessor
 from shiftrl.envs.reference import reference_scores
 from shiftrl.learners.base import Learner
-from shiftrl.training import checkpoint
+from shiftrl.training import checkpoint, rundir
 from shiftrl.training.config import RunConfig, validate_config
 from shiftrl.training.evaluation import check_env_id, evaluate
 from shiftrl.training.logger import RunLogger, window_means
@@ -243,23 +243,67 @@ def train_seeds(
     return _train_members(setup, configs, dirs, resume, progress, callbacks, stacked=True)
 
 
-def _open_run_dir(run_dir: Path, resume: bool, checksums: list[str]) -> Preprocessor | None:
-    """The recorded preprocessor of a run folder to resume, or None to start it fresh."""
-    has_config = (run_dir / "config.json").exists()
-    if resume and has_config and checkpoint.latest(run_dir) is not None:
-        meta = json.loads((run_dir / "config.json").read_text())
-        if meta["checksums"] != checksums:
-            raise DataError(
-                f"{run_dir}: the datasets differ from those the run started with (checksum mismatch)"
-            )
-        return Preprocessor.from_json(meta["preprocessor"])
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not (resume and has_config):
+@dataclass
+class _Folder:
+    """A run folder opened for writing: locked; `pre` is the recorded preprocessor when the
+    run resumes from a checkpoint (None: a fresh start); `created`: this call made it."""
+
+    path: Path
+    lock: rundir.FolderLock
+    pre: Preprocessor | None
+    created: bool
+
+
+def _open_run_dir(run_dir: Path, resume: bool, checksums: list[str]) -> _Folder:
+    """Lock a run folder and say whether to resume it. Nothing is deleted in a folder that
+    is not marked as shiftrl's; a marked one restarted without checkpoints loses only
+    shiftrl's own files."""
+    rundir.check_target(run_dir)
+    existed = run_dir.exists()
+    if existed and not rundir.is_empty(run_dir) and not rundir.is_marked(run_dir):
+        legacy = (run_dir / "config.json").is_file() and checkpoint.latest(run_dir) is not None
+        if not resume:
             raise ConfigError(
-                f"run folder {run_dir} already exists; pass --resume to continue it or choose another --out"
+                f"run folder {run_dir} already exists; pass --resume to continue it or choose "
+                "another --out"
             )
-        shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to resume
-    return None
+        if not legacy:  # resumable runs written before the marker existed are adopted
+            raise ConfigError(
+                f"{run_dir} is not a shiftrl run folder (no {rundir.MARKER} and no "
+                "checkpoints); refusing to touch its files, choose another --out"
+            )
+    rundir.make_dir(run_dir)
+    lock = rundir.FolderLock(run_dir).acquire()
+    try:
+        has_config = (run_dir / "config.json").is_file()
+        if resume and has_config and checkpoint.latest(run_dir) is not None:
+            meta = rundir.read_meta(run_dir)
+            if meta["checksums"] != checksums:
+                raise DataError(
+                    f"{run_dir}: the datasets differ from those the run started with "
+                    "(checksum mismatch)"
+                )
+            rundir.mark(run_dir)
+            try:
+                pre = Preprocessor.from_json(meta["preprocessor"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ShiftRLError(
+                    f"{run_dir}/config.json: damaged preprocessor record ({type(e).__name__})"
+                ) from None
+            return _Folder(run_dir, lock, pre, not existed)
+        if not rundir.is_empty(run_dir):
+            if not resume:
+                raise ConfigError(
+                    f"run folder {run_dir} already exists; pass --resume to continue it or "
+                    "choose another --out"
+                )
+            # killed before its first checkpoint: start again, removing only shiftrl's files
+            rundir.remove_own_files(run_dir)
+        rundir.mark(run_dir)
+        return _Folder(run_dir, lock, None, not existed)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _train_members(
@@ -272,22 +316,37 @@ def _train_members(
     stacked: bool = False,
 ) -> list[Run]:
     """Train one run (stacked=False) or several seeds stacked on a leading axis."""
+    folders: list[_Folder] = []
+    try:
+        for d in run_dirs:
+            folders.append(_open_run_dir(d, resume, setup.checksums))
+        return _train_open(setup, configs, folders, progress, callbacks, stacked)
+    finally:
+        for f in folders:
+            f.lock.release()
+
+
+def _train_open(
+    setup: Setup,
+    configs: list[RunConfig],
+    folders: list[_Folder],
+    progress: bool,
+    callbacks: Sequence[Callback],
+    stacked: bool,
+) -> list[Run]:
     learner, addons, sampler = setup.learner, setup.addons, setup.sampler
-    recorded = [_open_run_dir(d, resume, setup.checksums) for d in run_dirs]
-    fresh = [p is None for p in recorded]
+    run_dirs = [f.path for f in folders]
+    fresh = [f.pre is None for f in folders]
     if any(fresh) and not all(fresh):
         raise ConfigError(
             "some seeds' run folders have checkpoints and others not; resume them one at a time"
         )
-    pre = recorded[0] or fit_preprocessor(setup.datasets, configs[0].learner)
-    data = to_device(annotated_arrays(setup.datasets, pre, addons))
-    carries = [init_carry(learner, addons, learner.spec, c.seed) for c in configs]
-    axes = choose_seed_axes(learner, addons, sampler, carries, data) if stacked else None
-    train_chunk = make_train_chunk(learner, addons, sampler, axes)
-
-    for d in run_dirs:
-        d.mkdir(parents=True, exist_ok=True)
     try:
+        pre = folders[0].pre or fit_preprocessor(setup.datasets, configs[0].learner)
+        data = to_device(annotated_arrays(setup.datasets, pre, addons))
+        carries = [init_carry(learner, addons, learner.spec, c.seed) for c in configs]
+        axes = choose_seed_axes(learner, addons, sampler, carries, data) if stacked else None
+        train_chunk = make_train_chunk(learner, addons, sampler, axes, guard=True)
         loggers = [
             RunLogger(d, c.tensorboard, c.wandb_project, c.to_json())
             for c, d in zip(configs, run_dirs, strict=True)
@@ -299,10 +358,7 @@ def _train_members(
             for c, d in zip(configs, run_dirs, strict=True):
                 _write_meta(d, c, pre, setup)
         else:
-            loaded = [
-                checkpoint.load(checkpoint.latest(d), t)
-                for d, t in zip(run_dirs, carries, strict=True)
-            ]
+            loaded = [checkpoint.load_latest(d, t) for d, t in zip(run_dirs, carries, strict=True)]
             steps = sorted({s for s, _ in loaded})
             if len(steps) > 1:
                 raise ConfigError(
@@ -327,10 +383,11 @@ def _train_members(
         )
         loop.run(carry, start, progress, callbacks)
     except BaseException:
-        # a run that never reached its first checkpoint leaves nothing behind
-        for d, f in zip(run_dirs, fresh, strict=True):
-            if f and checkpoint.latest(d) is None:
-                shutil.rmtree(d, ignore_errors=True)
+        # a fresh run that never reached its first checkpoint leaves nothing of shiftrl's
+        # behind (the user's own files, and the marker beside them, stay)
+        for f, new in zip(folders, fresh, strict=True):
+            if new and checkpoint.latest(f.path) is None:
+                rundir.remove_own_files(f.path, remove_folder=f.created)
         raise
     runs = []
     for c, d, lg in members:
@@ -382,6 +439,7 @@ class _Loop:
     def __post_init__(self):
         # jitted once per run; the learner state is an argument, never captured
         self.act = jax.jit(self.learner.act)
+        self._warned: set[int] = set()
 
     def run(self, carry, start: int, progress: bool, callbacks) -> None:
         config = self.config
@@ -390,7 +448,8 @@ class _Loop:
         with TrainProgress(config.steps, start, enabled=progress, title=title) as bar:
             step, window, t0 = start, [], time.perf_counter()
             while step < config.steps:
-                carry, metrics = self.train_chunk(carry, self.data, length)
+                carry, metrics, health = self.train_chunk(carry, self.data, length)
+                self.check_health(health, step)
                 step += length
                 window.append(metrics)
                 bar.advance(length)
@@ -401,15 +460,61 @@ class _Loop:
                     own = unstack_carry(carry, i, self.axes) if self.stacked else carry
                     own_window = [unstack_carry(m, i) for m in window] if self.stacked else window
                     row = {"step": step, **window_means(own_window)}
-                    row.update(self.evaluate(own.learner, cfg.seed))
+                    finite = config.divergence_guard or checkpoint.is_finite(own)
+                    if finite:
+                        row.update(self.evaluate(own.learner, cfg.seed))
+                    else:  # guard off: a non-finite policy has no score to measure
+                        row["nonfinite"] = True
                     row["elapsed_s"] = time.perf_counter() - t0
                     logger.log(row)
-                    checkpoint.save(run_dir, step, own, cfg.keep_checkpoints)
+                    checkpoint.save(run_dir, step, own, cfg.keep_checkpoints, finite=finite)
                     rows.append(row)
                     for cb in callbacks:
                         cb({**row, "seed": cfg.seed} if self.stacked else row)
                 window = []
                 bar.report(_mean_row(rows))
+
+    def check_health(self, health: dict, chunk_start: int) -> None:
+        """The divergence guard's verdict on one chunk: a member whose losses or parameters
+        went non-finite stops the run with one line (or, guard off, one warning), its
+        metrics marked; the checkpoints on disk are all finite and stay."""
+        finite = np.atleast_1d(np.asarray(health["finite"]))
+        if finite.all():
+            return
+        for i in np.flatnonzero(~finite):
+            cfg, run_dir, logger = self.members[i]
+            pick = (lambda x, i=i: np.asarray(x)[i]) if self.stacked else np.asarray
+            at_step = chunk_start + int(pick(health["first_bad"])) + 1
+            culprit = _culprit({k: float(pick(v)) for k, v in health["at_bad"].items()})
+            seed = f" (seed {cfg.seed})" if self.stacked else ""
+            what = f"training diverged at step {at_step}{seed}: {culprit}"
+            if not self.config.divergence_guard:
+                if i not in self._warned:
+                    self._warned.add(i)
+                    print(
+                        f"shiftrl: warning: {what}; divergence_guard is off, training on",
+                        file=sys.stderr,
+                    )
+                continue
+            losses = {k: v for k, v in health["at_bad"].items() if "loss" in k}
+            logger.log(
+                {
+                    "step": at_step,
+                    "diverged": True,
+                    "diverged_reason": culprit,
+                    **{k: float(pick(v)) for k, v in losses.items()},
+                }
+            )
+            last = checkpoint.latest(run_dir)
+            kept = (
+                f"the last finite checkpoint ({last.name}) is kept"
+                if last
+                else ("no checkpoint had been written yet")
+            )
+            raise DivergenceError(
+                f"{what}; {kept}. Lower the learning rates, or --set divergence_guard=false "
+                "to train on regardless"
+            )
 
     def evaluate(self, learner_state, seed: int) -> dict[str, Any]:
         """Per-env returns and normalized scores, plus their averages over the eval envs."""
@@ -438,6 +543,19 @@ class _Loop:
         row["normalized_score"] = float(np.mean(scores)) if scores else None
         row["return"] = float(np.mean(returns))
         return row
+
+
+def _culprit(losses: dict[str, float]) -> str:
+    """Which loss gave out, for the divergence line: the non-finite ones, else (the update
+    itself overflowed the parameters) the largest loss of that step."""
+    bad = [k for k, v in losses.items() if np.isinf(v) or (np.isnan(v) and "loss" in k)]
+    if bad:
+        return ", ".join(f"{k} = {losses[k]}" for k in bad[:3]) + " (non-finite)"
+    finite = {k: v for k, v in losses.items() if np.isfinite(v) and "loss" in k}
+    if finite:
+        name = max(finite, key=lambda k: abs(finite[k]))
+        return f"parameters became non-finite in the update after {name} = {finite[name]:.3g}"
+    return "parameters became non-finite"
 
 
 def _mean_row(rows: list[dict]) -> dict:
