@@ -139,10 +139,12 @@ def _run_config(
     return config, target, source_sets
 
 
-def load_policy(run_dir: str | Path, step: int | None = None):
+def load_policy(run_dir: str | Path, step: int | None = None, allow_nonfinite: bool = False):
+    """The policy of a run folder (latest checkpoint, or `step`); a diverged, non-finite
+    checkpoint is refused unless `allow_nonfinite`."""
     from shiftrl.training.run import load_policy as _load
 
-    return _load(run_dir, step)
+    return _load(run_dir, step, allow_nonfinite)
 
 
 def evaluate(policy_or_run: Any, env_id: str, episodes: int = 10, seed: int = 0):

@@ -98,7 +98,7 @@ def train(
     from shiftrl.training.config import apply_overrides, make_config
     from shiftrl.training.run import train as run_train
     from shiftrl.training.run import train_seeds
-    from shiftrl.training.rundir import read_meta, run_config
+    from shiftrl.training.rundir import check_target, read_meta, run_config
 
     group = parse_seeds(seeds)
     if group is not None and seed is not None:
@@ -130,6 +130,8 @@ def train(
         if seed is not None:
             kwargs["seed"] = seed
         config = apply_overrides(make_config(algo, preset, **kwargs), list(set_ or []))
+    if out is not None:
+        check_target(out)  # before loading (or building) any data
     target = load_dataset(config.dataset)
     sources = [load_dataset(s) for s in config.sources]
     if group is not None:
@@ -323,24 +325,24 @@ _register_subcommands()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Typer's own parse errors (`--steps abc`) get the same one
     line and exit code 2 as every other user mistake, not a box."""
-    import click
-
     try:
-        rc = app(args=argv, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:  # `shiftrl` alone: help, as before
-        typer.echo(e.ctx.get_help())
-        rc = 0
-    except click.UsageError as e:
-        message = e.format_message().replace("\n", " ")
-        typer.echo(f"shiftrl: error: {message}", err=True)
-        rc = 2
-    except click.exceptions.Abort:
-        typer.echo("shiftrl: interrupted", err=True)
-        rc = 130
-    except click.exceptions.Exit as e:
-        rc = e.exit_code
-    sys.exit(rc or 0)
+        rv = app(args=argv, standalone_mode=False)
+    except Exception as e:
+        # typer ships its own click: match its exceptions by class name
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "NoArgsIsHelpError" in kinds:  # `shiftrl` alone: its help, as before
+            typer.echo(e.ctx.get_help())  # type: ignore[attr-defined]
+            sys.exit(0)
+        if "ClickException" in kinds:
+            message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+            typer.echo(f"shiftrl: error: {message}", err=True)
+            sys.exit(2)
+        if "Abort" in kinds:
+            typer.echo("shiftrl: interrupted", err=True)
+            sys.exit(130)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

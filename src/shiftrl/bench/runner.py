@@ -26,6 +26,7 @@ from shiftrl.bench.seed_groups import plan_calls
 from shiftrl.bench.suites import Budget, Cell, Suite, get_suite
 from shiftrl.bench.worker import job_config, job_finished, job_scores, online_plan
 from shiftrl.core.errors import ConfigError
+from shiftrl.training import rundir
 
 STUDY_FILE = "study.json"
 
@@ -216,13 +217,21 @@ def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, A
     """study.json of `study_dir` when it holds this suite at this profile (label), {} when
     the folder is new or empty; any other folder is refused with one line."""
     path = study_dir / STUDY_FILE
+    rundir.check_target(study_dir, "study folder")
     if not path.exists():
-        if study_dir.exists() and any(study_dir.iterdir()):
+        if study_dir.exists() and any(p.name != rundir.LOCK for p in study_dir.iterdir()):
             raise ConfigError(
                 f"{study_dir} exists and is not a study folder (no {STUDY_FILE}); choose another --out"
             )
         return {}
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(
+            f"{path}: unreadable ({type(e).__name__}); the study folder is damaged"
+        ) from None
+    if not isinstance(old, dict):
+        raise ConfigError(f"{path}: not a shiftrl study record; the study folder is damaged")
     if (old.get("suite"), old.get("profile")) == (suite.name, profile):
         return old
     old_steps = (old.get("budget") or {}).get("steps")
@@ -316,8 +325,47 @@ def run_suite(
     profile, _ = suite.resolve(profile, steps, online_steps)
     jobs = plan_jobs(suite, profile, seed_list, only)
     study_dir = Path(out) if out is not None else default_out(suite.name, profile)
-    old = _check_study_dir(study_dir, suite, profile)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    _check_study_dir(study_dir, suite, profile)  # refuses a foreign folder before writing
+    rundir.make_dir(study_dir, "study folder")
+    # one sweep per study folder at a time: a second `bench` on it is refused with the pid
+    lock = rundir.FolderLock(study_dir, "study folder").acquire()
+    try:
+        old = _check_study_dir(study_dir, suite, profile)
+        return _sweep(
+            suite,
+            profile,
+            jobs,
+            study_dir,
+            old,
+            backend,
+            workers,
+            ray_address,
+            cpus_per_job,
+            gpus_per_job,
+            progress,
+            echo,
+            vmap_seeds,
+        )
+    finally:
+        lock.release()
+
+
+def _sweep(
+    suite: Suite,
+    profile: str,
+    jobs: list,
+    study_dir: Path,
+    old: dict[str, Any],
+    backend: str,
+    workers: int | None,
+    ray_address: str | None,
+    cpus_per_job: float | None,
+    gpus_per_job: float | None,
+    progress: bool,
+    echo: Callable[[str], None],
+    vmap_seeds: int,
+) -> SweepResult:
+    """The sweep of `run_suite`, under the study folder's lock."""
 
     recorded = dict(old.get("jobs", {}))
     all_seeds = set(old.get("seeds", [])) | {j.seed for j in jobs}

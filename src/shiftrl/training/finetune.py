@@ -29,9 +29,8 @@ import numpy as np
 
 from shiftrl.core.errors import ConfigError, ShiftRLError
 from shiftrl.data.preprocess import Preprocessor
-from shiftrl.training import checkpoint
-from shiftrl.training.config import RunConfig
-from shiftrl.training.evaluation import check_env_id, evaluate
+from shiftrl.training import checkpoint, rundir
+from shiftrl.training.evaluation import check_env_shape, evaluate
 from shiftrl.training.loop import init_carry
 from shiftrl.training.online import OnlineConfig, train_online
 
@@ -86,14 +85,28 @@ def finetune(
     from shiftrl.training.run import build_learner
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
+    meta = rundir.read_meta(run_dir)
     if online_steps <= 0 or online_steps % steps_per_iter:
         raise ConfigError(f"--online-steps must be a positive multiple of {steps_per_iter}")
-    meta = json.loads((run_dir / "config.json").read_text())
-    config = RunConfig.from_json(meta["config"])
-    env_id = check_env_id(env_id or (meta.get("eval_envs") or [None])[0] or "")
-    pre = Preprocessor.from_json(meta["preprocessor"])
+    checks = [
+        (eval_every >= 1, f"--eval-every must be at least 1, got {eval_every}"),
+        (eval_episodes >= 1, f"--eval-episodes must be at least 1, got {eval_episodes}"),
+        (top is None or top >= 1, f"--top must be at least 1, got {top}"),
+        (warmup is None or warmup >= 0, f"--warmup must be 0 or more, got {warmup}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    config = rundir.run_config(meta, run_dir)
+    env_id = check_env_shape(
+        env_id or (meta.get("eval_envs") or [None])[0] or "",
+        int(meta["obs_dim"]),
+        int(meta["act_dim"]),
+    )
+    try:
+        pre = Preprocessor.from_json(meta["preprocessor"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ShiftRLError(f"{run_dir}/config.json: damaged preprocessor record ({e})") from None
 
     # rebuild with the longer horizon, so run-length schedules continue
     longer = dataclasses.replace(config, steps=config.steps + online_steps)
@@ -113,10 +126,11 @@ def finetune(
         raise ConfigError(f"--replay must be one of {', '.join(REPLAY_MODES)}, got '{replay}'")
     top = top or next((getattr(ad, "top_trajectories", 0) for ad in addons), 0) or 50
     template = init_carry(learner, addons, learner.spec, config.seed)
-    ckpt = checkpoint.latest(run_dir)
-    if ckpt is None:
+    if checkpoint.latest(run_dir) is None:
         raise ShiftRLError(f"{run_dir}: no checkpoint to fine-tune")
-    _, carry = checkpoint.load(ckpt, template)
+    _, carry = checkpoint.load_latest(run_dir, template, move_aside=False)
+    if not checkpoint.is_finite(carry):
+        raise ShiftRLError(f"{run_dir}: the checkpoint holds inf / NaN values (the run diverged)")
 
     reference = {k: tuple(v) for k, v in meta.get("references", {}).items()}.get(env_id)
 

@@ -32,7 +32,7 @@ from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply
 from shiftrl.learners.base import NO_HOOKS, Hooks, Learner
-from shiftrl.training import checkpoint
+from shiftrl.training import checkpoint, rundir
 from shiftrl.training.evaluation import check_env_id, evaluate
 from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.progress import TrainProgress
@@ -219,12 +219,53 @@ def train_online(
     elif config.offline_fraction > 0:
         raise ConfigError("offline_fraction > 0 needs offline_data")
 
-    fresh = not (resume and (run_dir / "config.json").exists())
-    if fresh and run_dir.exists() and any(run_dir.iterdir()):
+    rundir.check_target(run_dir)
+    foreign = run_dir.exists() and not rundir.is_empty(run_dir) and not rundir.is_marked(run_dir)
+    if foreign and not (resume and rundir.adoptable(run_dir)):
         raise ConfigError(
-            f"run folder {run_dir} already exists; pass resume=True or choose another folder"
+            f"run folder {run_dir} already exists and holds files shiftrl did not write; "
+            "choose another folder"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.make_dir(run_dir)
+    with rundir.FolderLock(run_dir):
+        return _train_online_locked(
+            learner,
+            config,
+            run_dir,
+            carry,
+            pre,
+            env_id,
+            resume,
+            progress,
+            callbacks,
+            extra_meta,
+            reference,
+            addons,
+            offline,
+        )
+
+
+def _train_online_locked(
+    learner,
+    config,
+    run_dir,
+    carry,
+    pre,
+    env_id,
+    resume,
+    progress,
+    callbacks,
+    extra_meta,
+    reference,
+    addons,
+    offline,
+) -> list[dict]:
+    fresh = not (resume and (run_dir / "config.json").exists())
+    if fresh and not rundir.is_empty(run_dir):
+        raise ConfigError(
+            f"run folder {run_dir} already exists; resume it (--resume) or choose another folder"
+        )
+    rundir.mark(run_dir)
     if fresh:
         meta = {
             "online_config": config.to_json(),
@@ -236,10 +277,8 @@ def train_online(
             **(extra_meta or {}),
         }
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
-    else:
-        ckpt = checkpoint.latest(run_dir)
-        if ckpt is not None:
-            _, carry = checkpoint.load(ckpt, carry)
+    elif checkpoint.latest(run_dir) is not None:
+        _, carry = checkpoint.load_latest(run_dir, carry)
     logger = RunLogger(run_dir)
     start = int(carry.env_steps)
     logger.truncate_after(start)

@@ -66,12 +66,14 @@ class Run:
     policy: Policy
 
     def score(self, which: str = "final") -> float:
-        """Mean normalized score over eval envs: at the last evaluation, or the best one."""
+        """Mean normalized score over eval envs: at the last evaluation, or the best one
+        (NaN without one: no reference scores, or a last checkpoint that is not finite)."""
+        if which == "final":
+            last = self.rows[-1].get("normalized_score") if self.rows else None
+            return float("nan") if last is None else float(last)
         scores = [r.get("normalized_score") for r in self.rows]
         scores = [s for s in scores if s is not None]
-        if not scores:
-            return float("nan")
-        return float(scores[-1] if which == "final" else max(scores))
+        return float(max(scores)) if scores else float("nan")
 
 
 def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
@@ -79,9 +81,12 @@ def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
     return get_learner(config.algo)(config.learner, spec)
 
 
-def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
+def load_policy(
+    run_dir: str | Path, step: int | None = None, allow_nonfinite: bool = False
+) -> Policy:
     """The policy of a run folder, from its latest (or a given) checkpoint. A checkpoint
-    holding inf / NaN (a diverged run trained with the guard off) is refused."""
+    holding inf / NaN (a diverged run trained with the guard off) is refused unless
+    `allow_nonfinite` (research on divergence)."""
     from shiftrl.training import rundir
 
     run_dir = Path(run_dir)
@@ -103,7 +108,7 @@ def load_policy(run_dir: str | Path, step: int | None = None) -> Policy:
         _, carry = checkpoint.load(path, template)
     else:
         _, carry = checkpoint.load_latest(run_dir, template, move_aside=False)
-    if not checkpoint.is_finite(carry.learner):
+    if not allow_nonfinite and not checkpoint.is_finite(carry.learner):
         raise ShiftRLError(
             f"{run_dir}: the checkpoint holds inf / NaN parameters (the run diverged); load an "
             "earlier step with load_policy(run_dir, step=...)"

@@ -261,16 +261,15 @@ def _open_run_dir(run_dir: Path, resume: bool, checksums: list[str]) -> _Folder:
     rundir.check_target(run_dir)
     existed = run_dir.exists()
     if existed and not rundir.is_empty(run_dir) and not rundir.is_marked(run_dir):
-        legacy = (run_dir / "config.json").is_file() and checkpoint.latest(run_dir) is not None
         if not resume:
             raise ConfigError(
                 f"run folder {run_dir} already exists; pass --resume to continue it or choose "
                 "another --out"
             )
-        if not legacy:  # resumable runs written before the marker existed are adopted
+        if not rundir.adoptable(run_dir):  # runs written before the marker are adopted
             raise ConfigError(
-                f"{run_dir} is not a shiftrl run folder (no {rundir.MARKER} and no "
-                "checkpoints); refusing to touch its files, choose another --out"
+                f"{run_dir} is not a shiftrl run folder (no {rundir.MARKER}, files shiftrl did "
+                "not write); refusing to touch them, choose another --out"
             )
     rundir.make_dir(run_dir)
     lock = rundir.FolderLock(run_dir).acquire()
@@ -395,7 +394,7 @@ def _train_open(
         rows = lg.rows()
         title = f"{c.algo} on {setup.datasets[0].metadata.name}"
         plot_learning_curve(rows, d / "learning_curve.png", title)
-        runs.append(Run(d, c, rows, load_policy(d)))
+        runs.append(Run(d, c, rows, load_policy(d, allow_nonfinite=not c.divergence_guard)))
     return runs
 
 

@@ -55,6 +55,18 @@ def is_empty(run_dir: Path) -> bool:
     return not any(p.name not in (MARKER, LOCK) for p in Path(run_dir).iterdir())
 
 
+def adoptable(run_dir: Path) -> bool:
+    """An unmarked folder `--resume` may take over as a run written before the marker
+    existed: it has config.json and checkpoints (resuming deletes nothing), or it holds only
+    files a shiftrl run writes, config.json among them."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        return False
+    if any((run_dir / "checkpoints").glob("step_*.msgpack")):
+        return True
+    return all(p.name in (*OWN_FILES, LOCK) for p in run_dir.iterdir())
+
+
 def make_dir(path: Path, what: str = "run folder") -> Path:
     """mkdir -p with one clear line when `path` is a file, under a file, or unwritable."""
     path = Path(path)
