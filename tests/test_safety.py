@@ -279,3 +279,74 @@ def test_typer_parse_errors_are_one_line(capsys):
     assert exit_info.value.code == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert len(err) == 1 and err[0].startswith("shiftrl: error:") and "--steps" in err[0]
+
+
+# -- 5. data, study and report mistakes -----------------------------------------------------
+def test_data_mistakes_are_one_line_or_one_warning(point_reach_data, tmp_path, capsys):
+    import dataclasses
+
+    from shiftrl.core.errors import DataError
+    from shiftrl.data.dataset import TransitionDataset
+    from shiftrl.data.validate import validate
+    from shiftrl.training.config import make_config
+    from shiftrl.training.run import prepare
+
+    meta = dataclasses.replace(point_reach_data.metadata, action_low="abc")
+    with pytest.raises(DataError, match="metadata 'action_low' must be a list of numbers"):
+        validate(dataclasses.replace(point_reach_data, metadata=meta), source="x.npz")
+    meta = dataclasses.replace(point_reach_data.metadata, ref_min_score="low")
+    with pytest.raises(DataError, match="'ref_min_score' must be a finite number"):
+        validate(dataclasses.replace(point_reach_data, metadata=meta), source="x.npz")
+
+    config = make_config("bc", steps=100, eval_envs=(POINT_REACH_ID,), **FAST_RUN)
+    huge = dataclasses.replace(point_reach_data, observations=point_reach_data.observations * 1e30)
+    with pytest.raises(DataError, match="too large to standardise"):
+        from shiftrl.data.preprocess import fit_preprocessor
+
+        fit_preprocessor([huge], config.learner)
+
+    # a 1-row dataset and actions wider than the env's: a warning, not a refusal
+    arrays = {
+        f.name: getattr(point_reach_data, f.name)[:1]
+        for f in dataclasses.fields(TransitionDataset)
+        if f.name != "metadata"
+    }
+    wide_meta = dataclasses.replace(point_reach_data.metadata, action_low=[-5.0], action_high=[5.0])
+    tiny = TransitionDataset(**arrays, metadata=wide_meta)
+    capsys.readouterr()
+    prepare(config, validate(tiny, source="tiny"), [])
+    err = capsys.readouterr().err
+    assert "has 1 transitions but every batch draws 64 rows" in err
+    assert "actions span [-5, 5] in dim 0" in err and f"{POINT_REACH_ID} accepts [-1, 1]" in err
+
+
+def test_damaged_caches_and_study_records(tmp_path, monkeypatch, capsys):
+    from shiftrl.data import registry
+
+    # a garbage cached metadata.json under SHIFTRL_DATA: one line, or rebuilt on use
+    monkeypatch.setenv("SHIFTRL_DATA", str(tmp_path / "data"))
+    meta_file = registry.cache_dir("pointreach/mixed-v0") / "data" / "metadata.json"
+    meta_file.parent.mkdir(parents=True)
+    meta_file.write_text("{garbage")
+    (meta_file.parent.parent / registry.FLAT_FILE).write_bytes(b"")
+    with pytest.raises(ShiftRLError, match="damaged cached dataset metadata"):
+        registry.cached_metadata("pointreach/mixed-v0")
+
+    # Minari's metadata.json without its required fields
+    from shiftrl.data.minari_io import load_minari_data_dir
+
+    meta_file.write_text("{}")
+    with pytest.raises(ShiftRLError, match="lacks Minari's required metadata: dataset_id"):
+        load_minari_data_dir(meta_file.parent, source="mine")
+
+    # a garbage study.json, and `report` on a single run folder
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.json").write_text('{"suite": "smoke", "budget": 3}')
+    assert "not a readable shiftrl study record" in one_error_line(cli("report", study))
+    line = one_error_line(cli("bench", "smoke", "--out", study))
+    assert "study.json" in line
+    curves = {"pointreach-mixed.bc/seed0": [(100, 1.0), (200, 2.0)]}
+    fake = fake_study(tmp_path / "s2", "smoke", "quick", (0,), curves)
+    result = cli("report", fake / "pointreach-mixed.bc" / "seed0")
+    assert result.exit_code == 0, result.output

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shiftrl.bench.suites.spec import Budget, Cell, Learner, TableLayout
-from shiftrl.core.errors import ConfigError
+from shiftrl.core.errors import ConfigError, ShiftRLError
 
 ONLINE_DIR = "online"  # as bench.worker.ONLINE_DIR (kept free of the worker's imports)
 _ENV_KEY = re.compile(r"^eval/(.+)/normalized_score$")
@@ -242,48 +242,56 @@ def load_study(study_dir: str | Path) -> Study:
         raise ConfigError(f"no such study folder: {d}")
     path = d / "study.json"
     if path.exists():
-        rec = json.loads(path.read_text())
-        budget = Budget.from_json(rec["budget"])
-        planned = {k.split("/")[0] for k in rec.get("jobs", {})}
-        cells, unselected = [], 0
-        for cj in rec["cells"]:
-            cell = Cell.from_json(cj)
-            if planned and cell.name not in planned and not (d / cell.name).is_dir():
-                unselected += 1  # left out by `--only`: not part of this study
-                continue
-            planned_online = (
-                None if cell.online is None else budget.online.online_steps(cell.online)
-            )
-            runs = [
-                r
-                for sd in _seed_dirs(d / cell.name)
-                if (r := _read_run(sd, budget.steps, planned_online)) is not None
-            ]
-            msgs = sorted(
-                {
-                    v.get("message", "")
-                    for k, v in rec.get("jobs", {}).items()
-                    if k.split("/")[0] == cell.name
-                    and v.get("status") == "failed"
-                    and v.get("message")
-                }
-            )
-            cells.append(CellResult(cell, runs, tuple(rec.get("seeds", budget.seeds)), msgs))
-        per_env = rec["layout"].get("per_env_tables") or {}
-        return Study(
-            d,
-            rec["suite"],
-            rec["profile"],
-            rec.get("description", ""),
-            budget,
-            TableLayout.from_json(rec["layout"]),
-            cells,
-            rec.get("placeholder"),
-            tuple(rec.get("references", ())),
-            {label: tuple(envs) for label, envs in per_env.items()},
-            unselected,
-        )
+        try:
+            return _load_recorded(d, json.loads(path.read_text()))
+        except ShiftRLError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(
+                f"{path}: not a readable shiftrl study record ({type(e).__name__}); "
+                "the study folder is damaged"
+            ) from None
     return _discover(d)
+
+
+def _load_recorded(d: Path, rec: dict[str, Any]) -> Study:
+    """The study of a folder with a study.json record `rec`."""
+    budget = Budget.from_json(rec["budget"])
+    planned = {k.split("/")[0] for k in rec.get("jobs", {})}
+    cells, unselected = [], 0
+    for cj in rec["cells"]:
+        cell = Cell.from_json(cj)
+        if planned and cell.name not in planned and not (d / cell.name).is_dir():
+            unselected += 1  # left out by `--only`: not part of this study
+            continue
+        planned_online = None if cell.online is None else budget.online.online_steps(cell.online)
+        runs = [
+            r
+            for sd in _seed_dirs(d / cell.name)
+            if (r := _read_run(sd, budget.steps, planned_online)) is not None
+        ]
+        msgs = sorted(
+            {
+                v.get("message", "")
+                for k, v in rec.get("jobs", {}).items()
+                if k.split("/")[0] == cell.name and v.get("status") == "failed" and v.get("message")
+            }
+        )
+        cells.append(CellResult(cell, runs, tuple(rec.get("seeds", budget.seeds)), msgs))
+    per_env = rec["layout"].get("per_env_tables") or {}
+    return Study(
+        d,
+        rec["suite"],
+        rec["profile"],
+        rec.get("description", ""),
+        budget,
+        TableLayout.from_json(rec["layout"]),
+        cells,
+        rec.get("placeholder"),
+        tuple(rec.get("references", ())),
+        {label: tuple(envs) for label, envs in per_env.items()},
+        unselected,
+    )
 
 
 def _discover(d: Path) -> Study:
@@ -296,10 +304,12 @@ def _discover(d: Path) -> Study:
         run = _read_run(run_dir, None)
         if run is None:
             continue
-        cell_dir = run_dir.parent if run_dir.name.startswith("seed") else run_dir
+        seed_dir = run_dir.name.startswith("seed") and run_dir != d
+        cell_dir = run_dir.parent if seed_dir else run_dir
         if cell_dir not in cells:
             conf = json.loads(cfg.read_text())["config"]
-            name = cell_dir.relative_to(d).as_posix().replace("/", ".") or d.name
+            rel = cell_dir.relative_to(d)  # "." when DIR is itself a run folder
+            name = d.resolve().name if rel == Path(".") else rel.as_posix().replace("/", ".")
             cell = Cell(
                 name=re.sub(r"[^A-Za-z0-9._+=-]", "_", name),
                 learner=Learner(conf["algo"], conf.get("preset"), addons=tuple(conf["addons"])),

@@ -234,7 +234,10 @@ def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, A
         raise ConfigError(f"{path}: not a shiftrl study record; the study folder is damaged")
     if (old.get("suite"), old.get("profile")) == (suite.name, profile):
         return old
-    old_steps = (old.get("budget") or {}).get("steps")
+    budget = old.get("budget") or {}
+    if not isinstance(budget, dict):
+        raise ConfigError(f"{path}: not a shiftrl study record; the study folder is damaged")
+    old_steps = budget.get("steps")
     old_profile = str(old.get("profile"))
     same = suite.profile_name(old_profile) == suite.profile_name(profile)
     if old.get("suite") == suite.name and same and isinstance(old_steps, int):

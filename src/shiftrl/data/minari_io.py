@@ -7,6 +7,7 @@ writing requires whole, contiguous episodes and reading flattens them. Our full
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -115,9 +116,27 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
         return load_minari_data_dir(data_dir, source=dataset_id)
 
 
+def _check_minari_metadata(data_dir: Path, source: str) -> None:
+    """Name what Minari's metadata.json lacks (Minari itself only fails an assert)."""
+    path = Path(data_dir) / "metadata.json"
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{source}: {path} is not readable JSON ({one_line(e)})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{source}: {path} is not a JSON object")
+    spaces = all(isinstance(raw.get(k), str) for k in ("observation_space", "action_space"))
+    missing = [k for k in ("dataset_id", "minari_version") if not isinstance(raw.get(k), str)]
+    if not spaces and not isinstance(raw.get("env_spec"), str):
+        missing.append("observation_space/action_space (or env_spec)")
+    if missing:
+        raise DataError(f"{source}: {path} lacks Minari's required metadata: {', '.join(missing)}")
+
+
 def load_minari_data_dir(data_dir: Path, *, source: str) -> TransitionDataset:
     from minari import MinariDataset
 
+    _check_minari_metadata(data_dir, source)
     try:
         mds = MinariDataset(data_dir)  # what minari.load_dataset(id, download=False) does
         raw_meta = mds.storage.metadata

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from shiftrl.core.errors import DataError
 from shiftrl.data.dataset import TransitionDataset
 
 OBS_STD_EPS = 1e-3  # TD3+BC / CORL: std + 1e-3 keeps constant features finite
@@ -86,7 +87,14 @@ def fit_preprocessor(datasets: list[TransitionDataset], learner_config: Any) -> 
     """Statistics over all training data (target and source alike)."""
     obs = np.concatenate([d.observations for d in datasets])
     if getattr(learner_config, "normalize_states", True):
-        mean, std = obs.mean(0), obs.std(0) + OBS_STD_EPS
+        # float64: float32 squares overflow for observations beyond ~1e19
+        mean, std = obs.mean(0, dtype=np.float64), obs.std(0, dtype=np.float64) + OBS_STD_EPS
+        big = np.flatnonzero(~np.isfinite(std.astype(np.float32)) | (std > 1e18))
+        if big.size:
+            raise DataError(
+                f"observations reach {float(np.abs(obs[:, big[0]]).max()):.3g} in dim "
+                f"{int(big[0])}, too large to standardise in float32; rescale the data"
+            )
     else:
         mean, std = np.zeros(obs.shape[1]), np.ones(obs.shape[1])
     low, high = action_bounds(datasets[0])

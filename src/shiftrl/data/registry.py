@@ -193,7 +193,7 @@ def cached_builds(dataset_id: str) -> list[dict[str, Any]]:
             continue
         size = int(m[1]) if m[1] else spec.default_size
         seed = int(m[2]) if m[2] else 0
-        meta = json.loads(meta_file.read_text())
+        meta = _read_cached_json(meta_file)
         out.append(
             {
                 "size": size,
@@ -269,9 +269,15 @@ def get_dataset(
     _check_size_seed(n, seed)
     with _build_lock(cid, n, seed):  # another process making the same build: wait for it
         if is_made(cid, n, seed):
-            if cached_provenance(cid, n, seed).get("inputs_sha256") == REGISTRY[cid].inputs():
-                return load_cached(cid, n, seed)
-            _note(f"{cid}: the cached copy was made from other zoo weights; making it again")
+            try:
+                inputs = cached_provenance(cid, n, seed).get("inputs_sha256")
+            except DataError:  # a damaged cache entry of ours: build it again
+                _note(f"{cid}: the cached copy's metadata.json is damaged; making it again")
+                inputs = None
+            else:
+                if inputs == REGISTRY[cid].inputs():
+                    return load_cached(cid, n, seed)
+                _note(f"{cid}: the cached copy was made from other zoo weights; making it again")
             remove_cached(cid, n, seed)
         with MakeProgress(cid, n, enabled=progress) as bar:
             ds = make_dataset(cid, n, seed, progress=bar.update, verify=verify)
@@ -339,7 +345,24 @@ def remove_cached(dataset_id: str, size: int | None = None, seed: int = 0) -> bo
 def cached_metadata(dataset_id: str, size: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Minari's metadata.json of a cached build (no arrays are read)."""
     meta_file = cache_dir(dataset_id, size, seed) / "data" / "metadata.json"
-    return json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return _read_cached_json(meta_file) if meta_file.is_file() else {}
+
+
+def _read_cached_json(path: Path) -> dict[str, Any]:
+    """A cached build's metadata.json, or one line naming the damaged cache folder."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(
+            f"{path}: damaged cached dataset metadata ({type(e).__name__}); delete "
+            f"{path.parent.parent} to rebuild the dataset"
+        ) from None
+    if not isinstance(raw, dict):
+        raise DataError(
+            f"{path}: damaged cached dataset metadata (not a JSON object); delete "
+            f"{path.parent.parent} to rebuild the dataset"
+        )
+    return raw
 
 
 def cached_provenance(dataset_id: str, size: int | None = None, seed: int = 0) -> dict[str, Any]:

@@ -68,6 +68,7 @@ def validate(ds: TransitionDataset, *, source: str = "dataset") -> TransitionDat
     if both.any():
         arrays["timeouts"] = arrays["timeouts"] & ~both  # a new array: caller's untouched
 
+    _check_metadata_types(ds.metadata, source)
     meta = dataclasses.replace(ds.metadata, provenance=dict(ds.metadata.provenance))
     _check_action_bounds(arrays["actions"], meta, source)
     return TransitionDataset(**arrays, metadata=meta)
@@ -116,6 +117,32 @@ def _check_finite(a: np.ndarray, field: str, source: str) -> None:
     raise DataError(
         f"{source}: '{field}' contains {what} (first at row {int(np.flatnonzero(rows)[0])})"
     )
+
+
+def _check_metadata_types(meta: DatasetMetadata, source: str) -> None:
+    """Metadata fields of the wrong type (from a hand-edited file) as one line."""
+
+    def number(v: object) -> bool:
+        return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+    problems = []
+    if not isinstance(meta.name, str):
+        problems.append(f"'name' must be a string, got {meta.name!r}")
+    if meta.env_id is not None and not isinstance(meta.env_id, str):
+        problems.append(f"'env_id' must be a string, got {meta.env_id!r}")
+    for key in ("ref_min_score", "ref_max_score"):
+        v = getattr(meta, key)
+        if v is not None and not (number(v) and np.isfinite(v)):
+            problems.append(f"'{key}' must be a finite number, got {v!r}")
+    for key in ("action_low", "action_high"):
+        v = getattr(meta, key)
+        seq = isinstance(v, list | tuple | np.ndarray) and all(number(x) for x in v)
+        if v is not None and not seq:
+            problems.append(f"'{key}' must be a list of numbers, got {v!r}")
+    if not isinstance(meta.provenance, dict):
+        problems.append(f"'provenance' must be a mapping, got {type(meta.provenance).__name__}")
+    if problems:
+        raise DataError(f"{source}: metadata {problems[0]}")
 
 
 def _check_action_bounds(actions: np.ndarray, meta: DatasetMetadata, source: str) -> None:

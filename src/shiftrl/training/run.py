@@ -23,7 +23,7 @@ import numpy as np
 
 from shiftrl import __version__
 from shiftrl.addons import build_addons
-from shiftrl.core.errors import ConfigError, DataError, DivergenceError, ShiftRLError
+from shiftrl.core.errors import ConfigError, DataError, DivergenceError
 from shiftrl.core.types import SOURCE, TARGET
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply, fit_preprocessor
@@ -86,6 +86,7 @@ def resolve_eval_envs(config: RunConfig, target: TransitionDataset) -> list[str]
         try:
             obs_dim = int(np.prod(env.observation_space.shape))
             act_dim = int(np.prod(env.action_space.shape))
+            space = env.action_space
         finally:
             env.close()
         if (obs_dim, act_dim) != (target.obs_dim, target.act_dim):
@@ -93,7 +94,33 @@ def resolve_eval_envs(config: RunConfig, target: TransitionDataset) -> list[str]
                 f"evaluation env {env_id} has obs dim {obs_dim} / action dim {act_dim} but the dataset has "
                 f"{target.obs_dim} / {target.act_dim}"
             )
+        _check_action_range(target, env_id, space)
     return resolved
+
+
+def _warn(message: str) -> None:
+    print(f"shiftrl: warning: {message}", file=sys.stderr)
+
+
+def _check_action_range(target: TransitionDataset, env_id: str, space: Any) -> None:
+    """Warn when the data's action range is much wider than the evaluation env accepts: the
+    policy learns in the data's range and the env clips what lies outside its own."""
+    low, high = target.metadata.action_low, target.metadata.action_high
+    env_low, env_high = getattr(space, "low", None), getattr(space, "high", None)
+    if low is None or high is None or env_low is None or env_high is None:
+        return
+    lo, hi = np.asarray(low, float).reshape(-1), np.asarray(high, float).reshape(-1)
+    e_lo, e_hi = np.asarray(env_low, float).reshape(-1), np.asarray(env_high, float).reshape(-1)
+    if lo.shape != e_lo.shape or not (np.isfinite(e_lo).all() and np.isfinite(e_hi).all()):
+        return
+    slack = 0.1 * (e_hi - e_lo)
+    wide = np.flatnonzero((lo < e_lo - slack) | (hi > e_hi + slack))
+    if wide.size:
+        i = int(wide[0])
+        _warn(
+            f"the dataset's actions span [{lo[i]:.3g}, {hi[i]:.3g}] in dim {i} but {env_id} accepts "
+            f"[{e_lo[i]:.3g}, {e_hi[i]:.3g}]; actions outside it are clipped by the environment"
+        )
 
 
 def select_target(config: RunConfig, target: TransitionDataset) -> TransitionDataset:
@@ -181,6 +208,12 @@ def prepare(
         counts=batch_counts(config.batch_size, [len(d) for d in datasets], config.source_fraction),
         domains=(TARGET, *([SOURCE] * len(sources))),
     )
+    for d, rows in zip(datasets, sampler.counts, strict=True):
+        if 0 < len(d) < rows:
+            _warn(
+                f"'{d.metadata.name}' has {len(d)} transitions but every batch draws {rows} rows "
+                "from it (with replacement); the learner will fit those few transitions"
+            )
     checksums = [d.checksum() for d in datasets]
     return Setup(learner, addons, datasets, checksums, eval_envs, references, sampler)
 
@@ -243,68 +276,6 @@ def train_seeds(
     return _train_members(setup, configs, dirs, resume, progress, callbacks, stacked=True)
 
 
-@dataclass
-class _Folder:
-    """A run folder opened for writing: locked; `pre` is the recorded preprocessor when the
-    run resumes from a checkpoint (None: a fresh start); `created`: this call made it."""
-
-    path: Path
-    lock: rundir.FolderLock
-    pre: Preprocessor | None
-    created: bool
-
-
-def _open_run_dir(run_dir: Path, resume: bool, checksums: list[str]) -> _Folder:
-    """Lock a run folder and say whether to resume it. Nothing is deleted in a folder that
-    is not marked as shiftrl's; a marked one restarted without checkpoints loses only
-    shiftrl's own files."""
-    rundir.check_target(run_dir)
-    existed = run_dir.exists()
-    if existed and not rundir.is_empty(run_dir) and not rundir.is_marked(run_dir):
-        if not resume:
-            raise ConfigError(
-                f"run folder {run_dir} already exists; pass --resume to continue it or choose "
-                "another --out"
-            )
-        if not rundir.adoptable(run_dir):  # runs written before the marker are adopted
-            raise ConfigError(
-                f"{run_dir} is not a shiftrl run folder (no {rundir.MARKER}, files shiftrl did "
-                "not write); refusing to touch them, choose another --out"
-            )
-    rundir.make_dir(run_dir)
-    lock = rundir.FolderLock(run_dir).acquire()
-    try:
-        has_config = (run_dir / "config.json").is_file()
-        if resume and has_config and checkpoint.latest(run_dir) is not None:
-            meta = rundir.read_meta(run_dir)
-            if meta["checksums"] != checksums:
-                raise DataError(
-                    f"{run_dir}: the datasets differ from those the run started with "
-                    "(checksum mismatch)"
-                )
-            rundir.mark(run_dir)
-            try:
-                pre = Preprocessor.from_json(meta["preprocessor"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise ShiftRLError(
-                    f"{run_dir}/config.json: damaged preprocessor record ({type(e).__name__})"
-                ) from None
-            return _Folder(run_dir, lock, pre, not existed)
-        if not rundir.is_empty(run_dir):
-            if not resume:
-                raise ConfigError(
-                    f"run folder {run_dir} already exists; pass --resume to continue it or "
-                    "choose another --out"
-                )
-            # killed before its first checkpoint: start again, removing only shiftrl's files
-            rundir.remove_own_files(run_dir)
-        rundir.mark(run_dir)
-        return _Folder(run_dir, lock, None, not existed)
-    except BaseException:
-        lock.release()
-        raise
-
-
 def _train_members(
     setup: Setup,
     configs: list[RunConfig],
@@ -315,10 +286,10 @@ def _train_members(
     stacked: bool = False,
 ) -> list[Run]:
     """Train one run (stacked=False) or several seeds stacked on a leading axis."""
-    folders: list[_Folder] = []
+    folders: list[rundir.OpenRun] = []
     try:
         for d in run_dirs:
-            folders.append(_open_run_dir(d, resume, setup.checksums))
+            folders.append(rundir.open_run(d, resume, setup.checksums))
         return _train_open(setup, configs, folders, progress, callbacks, stacked)
     finally:
         for f in folders:
@@ -328,7 +299,7 @@ def _train_members(
 def _train_open(
     setup: Setup,
     configs: list[RunConfig],
-    folders: list[_Folder],
+    folders: list[rundir.OpenRun],
     progress: bool,
     callbacks: Sequence[Callback],
     stacked: bool,

@@ -20,11 +20,14 @@ import fcntl
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shiftrl import __version__
-from shiftrl.core.errors import ShiftRLError
+from shiftrl.core.errors import ConfigError, DataError, ShiftRLError
+from shiftrl.data.preprocess import Preprocessor
+from shiftrl.training import checkpoint
 
 MARKER = ".shiftrl-run"
 LOCK = ".shiftrl-lock"
@@ -173,6 +176,68 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+@dataclass
+class OpenRun:
+    """A run folder opened for writing: locked; `pre` is the recorded preprocessor when the
+    run resumes from a checkpoint (None: a fresh start); `created`: this call made it."""
+
+    path: Path
+    lock: FolderLock
+    pre: Preprocessor | None
+    created: bool
+
+
+def open_run(run_dir: Path, resume: bool, checksums: list[str]) -> OpenRun:
+    """Lock a run folder and say whether to resume it. Nothing is deleted in a folder that
+    is not marked as shiftrl's; a marked one restarted without checkpoints loses only
+    shiftrl's own files."""
+    check_target(run_dir)
+    existed = run_dir.exists()
+    if existed and not is_empty(run_dir) and not is_marked(run_dir):
+        if not resume:
+            raise ConfigError(
+                f"run folder {run_dir} already exists; pass --resume to continue it or choose "
+                "another --out"
+            )
+        if not adoptable(run_dir):  # runs written before the marker are adopted
+            raise ConfigError(
+                f"{run_dir} is not a shiftrl run folder (no {MARKER}, files shiftrl did "
+                "not write); refusing to touch them, choose another --out"
+            )
+    make_dir(run_dir)
+    lock = FolderLock(run_dir).acquire()
+    try:
+        has_config = (run_dir / "config.json").is_file()
+        if resume and has_config and checkpoint.latest(run_dir) is not None:
+            meta = read_meta(run_dir)
+            if meta["checksums"] != checksums:
+                raise DataError(
+                    f"{run_dir}: the datasets differ from those the run started with "
+                    "(checksum mismatch)"
+                )
+            mark(run_dir)
+            try:
+                pre = Preprocessor.from_json(meta["preprocessor"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ShiftRLError(
+                    f"{run_dir}/config.json: damaged preprocessor record ({type(e).__name__})"
+                ) from None
+            return OpenRun(run_dir, lock, pre, not existed)
+        if not is_empty(run_dir):
+            if not resume:
+                raise ConfigError(
+                    f"run folder {run_dir} already exists; pass --resume to continue it or "
+                    "choose another --out"
+                )
+            # killed before its first checkpoint: start again, removing only shiftrl's files
+            remove_own_files(run_dir)
+        mark(run_dir)
+        return OpenRun(run_dir, lock, None, not existed)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def read_meta(run_dir: Path) -> dict:
