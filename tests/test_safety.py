@@ -85,6 +85,8 @@ def test_resume_refuses_a_folder_shiftrl_did_not_write(point_reach_data, tmp_pat
     assert "is a file" in line
     with pytest.raises(ShiftRLError, match="lies under a file"):
         train(point_reach_data, project / "notes.txt" / "run")
+    line = one_error_line(cli("bench", "smoke", "--out", project / "notes.txt", "--no-progress"))
+    assert "study folder" in line and "is a file" in line
     assert snapshot(project) == before
 
 
@@ -244,6 +246,10 @@ def test_kill_during_a_metrics_append_and_a_damaged_checkpoint_still_resume(
     line = one_error_line(cli("finetune", run_dir, "--warmup", -5, "--online-steps", 1000))
     assert "--warmup must be 0 or more" in line
     assert not (tmp_path / "run-finetune").exists()
+    meta = json.loads((run_dir / "config.json").read_text())
+    meta["config"]["learner"]["actor_hidden"] = [16]  # checkpoints of another network size
+    (run_dir / "config.json").write_text(json.dumps(meta))
+    assert "written by a network of another size" in one_error_line(cli("eval", run_dir))
     (run_dir / "config.json").write_text('{"config": {"algo": "bc"')  # torn config.json
     for args in (["eval", run_dir], ["finetune", run_dir], ["train", "--resume", "--out", run_dir]):
         assert "config.json: unreadable" in one_error_line(cli(*args))
@@ -269,6 +275,15 @@ def test_hyperparameters_outside_their_meaning_are_one_line(setting, expected, t
     args = ["train", "--algo", "td3bc", "--dataset", "x.npz", "--set", setting, "--out", out]
     assert expected in one_error_line(cli(*args))
     assert not out.exists()
+
+
+def test_every_learner_preset_passes_the_range_checks():
+    from shiftrl.learners import LEARNERS
+    from shiftrl.training.config import validate_learner_config
+
+    for cls in LEARNERS.values():
+        for preset in (None, *cls.PRESETS):
+            validate_learner_config(cls.preset(preset))
 
 
 def test_typer_parse_errors_are_one_line(capsys):

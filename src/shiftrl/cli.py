@@ -304,7 +304,8 @@ def finetune(
         warmup=warmup,
     )
     typer.echo(
-        f"done: {res.out}  score before {res.score_before:.1f}  after {res.score_after:.1f}  regret {res.regret:.3f}"
+        f"done: {res.out}  score before {_score(res.score_before)}  after "
+        f"{_score(res.score_after)}  regret {'n/a' if res.regret != res.regret else f'{res.regret:.3f}'}"
     )
 
 

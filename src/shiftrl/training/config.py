@@ -255,14 +255,14 @@ def _learner_range(name: str, v: Any) -> str | None:
         ok = ok and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v)
         if not ok:
             return "hidden sizes must be positive integers, e.g. 256,256"
-    elif name == "latent_dim" and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-        return "must be a positive integer"
     return None
 
 
 def validate_learner_config(learner_config: Any) -> None:
     """Range checks where a hyperparameter's meaning has a range (one line per mistake)."""
     for f in dataclasses.fields(learner_config):
+        if isinstance(f.default, bool):  # a switch, e.g. IQL's cosine_actor_lr
+            continue
         v = getattr(learner_config, f.name)
         why = _learner_range(f.name, v)
         if why is not None:

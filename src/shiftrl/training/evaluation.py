@@ -35,7 +35,8 @@ class EvalResult:
             "env": self.env_id,
             "return": self.mean_return,
             "return_std": float(self.returns.std()),
-            "normalized_score": self.normalized,
+            # None, not NaN, without reference scores: strict JSON readers reject NaN
+            "normalized_score": None if np.isnan(self.normalized) else self.normalized,
             "returns": [float(r) for r in self.returns],
         }
 

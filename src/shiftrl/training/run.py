@@ -518,7 +518,9 @@ class _Loop:
 def _culprit(losses: dict[str, float]) -> str:
     """Which loss gave out, for the divergence line: the non-finite ones, else (the update
     itself overflowed the parameters) the largest loss of that step."""
-    bad = [k for k, v in losses.items() if np.isinf(v) or (np.isnan(v) and "loss" in k)]
+    # an inf names the culprit best; a NaN may also mark a skipped sub-step (TD3's actor)
+    bad = [k for k, v in losses.items() if np.isinf(v)]
+    bad = bad or [k for k, v in losses.items() if np.isnan(v) and "loss" in k]
     if bad:
         return ", ".join(f"{k} = {losses[k]}" for k in bad[:3]) + " (non-finite)"
     finite = {k: v for k, v in losses.items() if np.isfinite(v) and "loss" in k}
