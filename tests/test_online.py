@@ -65,6 +65,19 @@ def test_online_resume(tmp_path):
     assert payload_steps == 3000
 
 
+def test_online_divergence_stops_before_a_checkpoint(tmp_path):
+    import dataclasses
+
+    from shiftrl.core.errors import DivergenceError
+
+    blowup = dataclasses.replace(SMALL_SAC, qf_lr=1e30)
+    learner = SAC(blowup, LearnerSpec(3, 1, 3000))
+    config = online_config(total_steps=3000, eval_every=1000, checkpoint_every=1000)
+    with pytest.raises(DivergenceError, match="online training diverged by environment step"):
+        train_online(learner, config, tmp_path / "run", progress=False)
+    assert checkpoint.latest(tmp_path / "run") is None  # nothing non-finite was written
+
+
 def test_shipped_pendulum_policies_are_ordered():
     entry = manifest()["policies"]["pendulum-base"]
     env_id = entry["env_id"]

@@ -87,6 +87,19 @@ def test_resume_refuses_a_folder_shiftrl_did_not_write(point_reach_data, tmp_pat
         train(point_reach_data, project / "notes.txt" / "run")
     line = one_error_line(cli("bench", "smoke", "--out", project / "notes.txt", "--no-progress"))
     assert "study folder" in line and "is a file" in line
+
+    # a run folder from before the marker, killed before its first checkpoint (only files a
+    # run writes): --resume adopts it and restarts it from scratch
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text('{"shiftrl_version": "0.1"}')
+    (legacy / "metrics.jsonl").write_text('{"step": 100}\n')
+    opened = rundir.open_run(legacy, resume=True, checksums=[])
+    opened.lock.release()
+    assert opened.pre is None and sorted(p.name for p in legacy.iterdir()) == [
+        rundir.LOCK,
+        rundir.MARKER,
+    ]
     assert snapshot(project) == before
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, struct
 
-from shiftrl.core.errors import ConfigError
+from shiftrl.core.errors import ConfigError, DivergenceError
 from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply
@@ -35,6 +35,7 @@ from shiftrl.learners.base import NO_HOOKS, Hooks, Learner
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.evaluation import check_env_id, evaluate
 from shiftrl.training.logger import RunLogger, window_means
+from shiftrl.training.loop import all_finite
 from shiftrl.training.progress import TrainProgress
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
@@ -304,6 +305,7 @@ class _OnlineLoop:
     def __post_init__(self):
         c = self.config
         self.explore = jax.jit(self.learner.explore)
+        self.finite = jax.jit(all_finite)
         self.act = jax.jit(self.learner.act)
         first = max(c.start_steps, c.learning_starts)
         total_updates = int(max(c.total_steps - first, 0) * c.utd)
@@ -365,6 +367,8 @@ class _OnlineLoop:
                         length = int(c.steps_per_iter * c.utd)
                         carry, metrics = self.burst(carry, self.offline, length)
                         window.append(metrics)
+                        if not bool(self.finite(carry.learner)):
+                            self.diverged(steps)
                     bar.advance(c.steps_per_iter)
                     if steps % c.snapshot_every == 0 if c.snapshot_every else False:
                         self.save_snapshot(carry, steps)
@@ -378,6 +382,16 @@ class _OnlineLoop:
                         checkpoint.save(self.run_dir, steps, carry, keep=1)
         finally:
             envs.close()
+
+    def diverged(self, steps: int) -> None:
+        """The divergence guard of online training (checked after every update burst):
+        non-finite parameters stop the run before they reach a checkpoint."""
+        last = checkpoint.latest(self.run_dir)
+        kept = f"the last finite checkpoint ({last.name}) is kept" if last else "no checkpoint yet"
+        raise DivergenceError(
+            f"online training diverged by environment step {steps}: non-finite parameters "
+            f"after the updates; {kept}. Lower the learning rates"
+        )
 
     def log_row(self, carry, steps, window, finished, t0) -> dict:
         c = self.config

@@ -209,6 +209,7 @@ def open_run(run_dir: Path, resume: bool, checksums: list[str]) -> OpenRun:
     make_dir(run_dir)
     lock = FolderLock(run_dir).acquire()
     try:
+        mark(run_dir)  # empty, already ours, or an older run adopted (checked above)
         has_config = (run_dir / "config.json").is_file()
         if resume and has_config and checkpoint.latest(run_dir) is not None:
             meta = read_meta(run_dir)
@@ -217,7 +218,6 @@ def open_run(run_dir: Path, resume: bool, checksums: list[str]) -> OpenRun:
                     f"{run_dir}: the datasets differ from those the run started with "
                     "(checksum mismatch)"
                 )
-            mark(run_dir)
             try:
                 pre = Preprocessor.from_json(meta["preprocessor"])
             except (KeyError, TypeError, ValueError) as e:
@@ -233,7 +233,7 @@ def open_run(run_dir: Path, resume: bool, checksums: list[str]) -> OpenRun:
                 )
             # killed before its first checkpoint: start again, removing only shiftrl's files
             remove_own_files(run_dir)
-        mark(run_dir)
+            mark(run_dir)  # kept by the cleanup only while other files remain
         return OpenRun(run_dir, lock, None, not existed)
     except BaseException:
         lock.release()
