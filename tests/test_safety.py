@@ -374,6 +374,8 @@ def test_damaged_caches_and_study_records(tmp_path, monkeypatch, capsys):
     assert "not a readable shiftrl study record" in one_error_line(cli("report", study))
     line = one_error_line(cli("bench", "smoke", "--out", study))
     assert "study.json" in line
+    line = one_error_line(cli("bench", "smoke", "--only", "", "--out", tmp_path / "s3"))
+    assert "holds no pattern" in line and not (tmp_path / "s3").exists()
     curves = {"pointreach-mixed.bc/seed0": [(100, 1.0), (200, 2.0)]}
     fake = fake_study(tmp_path / "s2", "smoke", "quick", (0,), curves)
     result = cli("report", fake / "pointreach-mixed.bc" / "seed0")

@@ -130,7 +130,12 @@ def plan_jobs(
     # seed-major: a first score for every cell early, and later seeds reuse compiled code
     jobs = [Job(suite.name, profile, c, s, budget) for s in seeds for c in suite.cells]
     patterns = [only] if isinstance(only, str) else list(only or [])
+    given = only is not None and (not isinstance(only, list | tuple) or len(only) > 0)
     patterns = [p for pat in patterns for p in pat.split(",") if p.strip()]
+    if given and not patterns:
+        raise ConfigError(
+            f"--only {only!r} holds no pattern; leave --only out to run every job of the suite"
+        )
     if patterns:
         jobs = [j for j in jobs if any(_matches(j, p.strip()) for p in patterns)]
         if not jobs:
