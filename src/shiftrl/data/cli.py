@@ -67,9 +67,52 @@ def make(
         f"mean {s['return_mean']:.1f} (min {s['return_min']:.1f}, max {s['return_max']:.1f}), "
         f"sha256 {ds.checksum()}"
     )
+    outcome = ds.metadata.provenance.get("verification", {}).get("result")
+    if outcome:
+        typer.echo(f"against the recorded build: {outcome}")
     if record:
-        rec = registry.record_build(ds)
-        typer.echo(f"recorded in {registry.CHECKSUMS_FILE}: size {rec['size']}, seed {rec['seed']}")
+        from shiftrl.data import records
+
+        rec = records.record_build(ds)
+        typer.echo(f"recorded in {records.CHECKSUMS_FILE}: size {rec['size']}, seed {rec['seed']}")
+
+
+@data_app.command("record")
+@_user_errors
+def record_all(
+    dataset_ids: Annotated[
+        list[str] | None, typer.Argument(help="IDs to re-record (default: with --all)")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every recorded build")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Maintainers: re-make recorded builds here and record them for this platform and these
+    versions (after a lock change: scripts/relock.sh). Builds already recorded here are
+    skipped, so an interrupted run resumes; records of other platforms are kept."""
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.data import records, registry
+
+    if not all_ and not dataset_ids:
+        raise ConfigError("name dataset IDs to re-record, or pass --all")
+    wanted = set(registry.canonical(d) for d in dataset_ids or [])
+    todo = []
+    for did, recs in records.recorded_builds().items():
+        if (wanted and did not in wanted) or not registry.is_registered(did):
+            continue
+        inputs = registry.spec_of(did).inputs()
+        for size, seed in sorted({(r["size"], r["seed"]) for r in recs}):
+            if not records.is_recorded_here(did, size, seed, inputs):
+                todo.append((did, size, seed))
+    todo.sort(key=lambda t: t[1])  # smallest first: the most records early in a long run
+    typer.echo(
+        f"{len(todo)} build(s) to re-record here ({records.fmt_versions(records.versions())})"
+    )
+    for i, (did, size, seed) in enumerate(todo, 1):
+        with registry.MakeProgress(f"{did} [{i}/{len(todo)}]", size, enabled=progress) as bar:
+            ds = registry.make_dataset(did, size, seed, progress=bar.update, verify=True)
+        rec = records.record_build(ds)
+        result = ds.metadata.provenance["verification"]["result"]
+        typer.echo(f"{did} (size {size}, seed {seed}): sha256 {rec['sha256'][:16]}... ({result})")
 
 
 @data_app.command("list")
@@ -189,7 +232,26 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
     out["seed"] = seed
     out["command"] = registry.make_command(cid, n, seed)
     out["minari_id"] = registry.minari_id(cid, n, seed)
-    recorded = registry.recorded_build(cid, n, seed)
+    from shiftrl.data import records, verify
+
+    recorded = records.recorded_build(cid, n, seed)
+    here_versions, here_platform = records.versions(), verify.platform_fingerprint()
+    recs = [r for r in records.records_for(cid, n, seed) if r.get("inputs_sha256") == spec.inputs()]
+    out["platform_here"] = verify.describe_platform(here_platform)
+    if not recs:
+        out["reproducible"] = "no recorded build of this size and seed: nothing to check against"
+    elif any(not verify.differences(r, here_versions, here_platform) for r in recs):
+        out["reproducible"] = "bytes: a record was made on this platform with these versions"
+    else:
+        differs = verify.differences(recs[0], here_versions, here_platform)
+        out["reproducible"] = (
+            f"statistics only (bytes differ by platform; differs from the record: "
+            f"{', '.join(differs)})"
+        )
+    out["recorded_on"] = [
+        f"{verify.describe_platform(r.get('platform'))}; {records.fmt_versions(r.get('made_with', {}))}"
+        for r in recs
+    ]
     if registry.is_made(cid, n, seed):
         ds = registry.load_cached(cid, n, seed)
         s = ds.summary()
@@ -211,12 +273,12 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
             normalized_score=round(normalized_score(s["return_mean"], dref), 2) if dref else None,
             dataset_reference_scores=list(dref) if dref else None,
             sha256=sha,
-            recorded_sha256=recorded["sha256"] if recorded else None,
-            checksum_matches_record=(recorded["sha256"] == sha) if recorded else None,
+            recorded_sha256=[r["sha256"] for r in recs] if recs else None,
+            verification=meta.provenance.get("verification", {}).get("result", "not recorded"),
             provenance=meta.provenance,
         )
     else:
         out["status"] = f"not made yet: `{out['command']}`"
         if recorded:
-            out["recorded_build"] = recorded
+            out["recorded_build"] = {k: v for k, v in recorded.items() if k != "platform"}
     return out

@@ -20,9 +20,12 @@ transitions are ~50k episodes), so each cached dataset also holds a flat copy
 Minari files stay the interchange format. The flat copy is written last, so its presence
 marks a complete build; a lock file per build makes concurrent first uses build once.
 
-Checksums: `checksums.json` (shipped) records the sha256 of builds made by the project
-(`shiftrl data make ID --record`); a build whose (id, size, seed) is recorded, from the same
-inputs (zoo weights), must reproduce it, or `make_dataset` raises.
+Checksums: `checksums.json` (shipped) records the sha256, statistics, library versions and
+platform of builds made by the project (`shiftrl data make ID --record`). A build whose
+(id, size, seed) is recorded, from the same inputs (zoo weights), is checked against the
+record (`shiftrl.data.verify`): on the recorded platform and versions its sha256 must match;
+elsewhere its statistics must, and it is kept with its own sha256 and a one-line warning.
+Every load of a cached build checks its bytes against the sha256 it was cached with.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from shiftrl.core.errors import DataError
+from shiftrl.data import records
 from shiftrl.data.dataset import TransitionDataset
+from shiftrl.data.verify import platform_fingerprint
 
 Progress = Callable[[int], None]
 Maker = Callable[[int, int, Progress | None], TransitionDataset]
 """(size, seed, progress) -> dataset; `progress(n)` reports transitions collected so far."""
 
-CHECKSUMS_FILE = Path(__file__).with_name("checksums.json")
 FLAT_FILE = "shiftrl-flat.npz"
 MINARI_NAMESPACE = "shiftrl"
 
@@ -233,18 +237,13 @@ def make_dataset(
         "seed": seed,
         "sha256": sha,
         "inputs_sha256": inputs,
-        "made_with": _versions(),
+        "made_with": records.versions(),
         "command": make_command(cid, n, seed),
     }
-    recorded = recorded_build(cid, n, seed)
-    same_inputs = recorded is not None and recorded.get("inputs_sha256") == inputs
-    if verify and same_inputs and recorded["sha256"] != sha:
-        raise DataError(
-            f"{cid} (size {n}, seed {seed}) does not reproduce the recorded build: sha256 "
-            f"{sha[:16]}... != recorded {recorded['sha256'][:16]}... (made with "
-            f"{_fmt_versions(recorded.get('made_with', {}))}; here "
-            f"{_fmt_versions(_versions())}); `shiftrl data make --no-verify` keeps it anyway"
-        )
+    ds.metadata.provenance["made_on"] = platform_fingerprint()
+    ds.metadata.provenance["verification"] = records.check_build(
+        ds, cid, n, seed, inputs, verify=verify
+    )
     return ds
 
 
@@ -316,16 +315,38 @@ def save_cached(ds: TransitionDataset, dataset_id: str, size: int | None, seed: 
 
 
 def load_cached(dataset_id: str, size: int | None = None, seed: int = 0) -> TransitionDataset:
-    """Read a cached build: the flat copy when it matches the recorded sha256, else Minari."""
+    """Read a cached build (the flat copy, else the Minari files) and check its bytes against
+    the sha256 it was cached with (Minari's metadata.json): a cached copy that was changed
+    or damaged is an error that says how to make it again, never silently used."""
     from shiftrl.data.io import load_minari, load_npz
 
     path = cache_dir(dataset_id, size, seed)
     flat = path / FLAT_FILE
-    if flat.is_file():
-        ds = load_npz(flat)
-        if ds.checksum() == ds.metadata.provenance.get("sha256"):
-            return ds
-    return load_minari(minari_id(dataset_id, size, seed), root=data_root())
+    expected = cached_provenance(dataset_id, size, seed).get("sha256")
+    try:
+        if flat.is_file():
+            ds = load_npz(flat)
+        else:
+            ds = load_minari(minari_id(dataset_id, size, seed), root=data_root())
+    except DataError as e:
+        raise DataError(f"{_damaged(dataset_id, size, seed)}: {e}") from e
+    sha = ds.checksum()
+    if expected is None or sha != expected:
+        why = (
+            "its metadata.json records no sha256"
+            if expected is None
+            else f"sha256 {sha[:16]}... != {expected[:16]}... recorded when it was made"
+        )
+        raise DataError(f"{_damaged(dataset_id, size, seed)} ({why})")
+    return ds
+
+
+def _damaged(dataset_id: str, size: int | None, seed: int) -> str:
+    cmd = make_command(dataset_id, size, seed)
+    return (
+        f"the cached copy of {canonical(dataset_id)} at {cache_dir(dataset_id, size, seed)} was "
+        f"changed or damaged since it was made; make it again with `{cmd} --force`"
+    )
 
 
 def remove_cached(dataset_id: str, size: int | None = None, seed: int = 0) -> bool:
@@ -366,76 +387,6 @@ def make_command(dataset_id: str, size: int | None = None, seed: int = 0) -> str
     if seed:
         cmd += f" --seed {seed}"
     return cmd
-
-
-# ---- recorded checksums ---------------------------------------------------------------------
-def recorded_builds() -> dict[str, list[dict[str, Any]]]:
-    if not CHECKSUMS_FILE.is_file():
-        return {}
-    return json.loads(CHECKSUMS_FILE.read_text()).get("datasets", {})
-
-
-def recorded_build(dataset_id: str, size: int, seed: int) -> dict[str, Any] | None:
-    for rec in recorded_builds().get(dataset_id, []):
-        if rec["size"] == size and rec["seed"] == seed:
-            return rec
-    return None
-
-
-def record_build(ds: TransitionDataset) -> dict[str, Any]:
-    """Add (or replace) the record of a build made by `make_dataset` in `checksums.json`."""
-    from shiftrl.envs.reference import normalized_score
-
-    prov = ds.metadata.provenance
-    s = ds.summary()
-    ref = (
-        (ds.metadata.ref_min_score, ds.metadata.ref_max_score)
-        if ds.metadata.ref_min_score is not None and ds.metadata.ref_max_score is not None
-        else None
-    )
-    rec = {
-        "size": prov["size"],
-        "seed": prov["seed"],
-        "sha256": ds.checksum(),
-        "transitions": s["transitions"],
-        "episodes": s["episodes"],
-        "return_mean": round(s["return_mean"], 3),
-        "return_min": round(s["return_min"], 3),
-        "return_max": round(s["return_max"], 3),
-        "normalized_score": round(normalized_score(s["return_mean"], ref), 2) if ref else None,
-        "inputs_sha256": prov.get("inputs_sha256"),
-        "made_with": prov.get("made_with", _versions()),
-    }
-    data = (
-        json.loads(CHECKSUMS_FILE.read_text())
-        if CHECKSUMS_FILE.is_file()
-        else {"format": 1, "datasets": {}}
-    )
-    builds = [
-        r
-        for r in data["datasets"].get(prov["dataset_id"], [])
-        if (r["size"], r["seed"]) != (rec["size"], rec["seed"])
-    ]
-    data["datasets"][prov["dataset_id"]] = sorted(
-        [*builds, rec], key=lambda r: (r["size"], r["seed"])
-    )
-    data["datasets"] = dict(sorted(data["datasets"].items()))
-    CHECKSUMS_FILE.write_text(json.dumps(data, indent=1) + "\n")
-    return rec
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("shiftrl", "numpy", "jax", "gymnasium", "mujoco"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[pkg] = version(pkg)
-    return out
-
-
-def _fmt_versions(v: dict[str, str]) -> str:
-    return ", ".join(f"{k} {x}" for k, x in v.items()) or "unknown versions"
 
 
 # ---- progress bar ----------------------------------------------------------------------------
