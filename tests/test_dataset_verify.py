@@ -60,8 +60,10 @@ def test_a_foreign_record_gives_one_warning_line_and_a_usable_cached_dataset(
     )
     capsys.readouterr()
     ds = registry.get_dataset(TOY, progress=False)
-    err = capsys.readouterr().err.strip().splitlines()
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in lines if "warning" in line]
     assert len(err) == 1 and err[0].startswith("shiftrl: warning: pointreach/mixed-v0")
+    assert lines[0].startswith("shiftrl: pointreach/mixed-v0 is not cached here: making it")
     assert "mujoco 0.0.1 ->" in err[0] and "blas openblas 0.3.0 Zen ->" in err[0]
     assert "statistics agree" in err[0] and "kept with its own checksum" in err[0]
     outcome = ds.metadata.provenance["verification"]
@@ -201,3 +203,25 @@ def test_platform_fingerprint_and_differences():
         "CPU features +zz_new",
         f"blas {here['blas']} -> openblas 0.3.31 SkylakeX",
     ]
+
+
+def test_size_qualified_ids_name_a_build_everywhere_an_id_is_taken(private_records, capsys):
+    import shiftrl
+
+    assert registry.parse_id("pointreach/mixed-n1000-s2-v0") == ("pointreach/mixed-v0", 1000, 2)
+    assert registry.parse_id("pointreach/mixed-n1000-v0") == ("pointreach/mixed-v0", 1000, None)
+    assert registry.qualified_id(TOY, 1000, 2) == "pointreach/mixed-n1000-s2-v0"
+    assert registry.qualified_id(TOY, 4000, 0) == TOY
+    ds = shiftrl.load_dataset("pointreach/mixed-n1000-s2-v0")
+    assert len(ds) == 1000 and ds.metadata.provenance["seed"] == 2
+    err = capsys.readouterr().err
+    assert (
+        "pointreach/mixed-n1000-s2-v0 is not cached here: making it now (1,000 transitions" in err
+    )
+    assert registry.is_made(TOY, 1000, 2)  # the same cache entry as --size 1000 --seed 2
+    r = runner.invoke(app, ["data", "make", TOY, "--size", "1000", "--seed", "2"])
+    assert r.exit_code == 0 and "use it as: --dataset pointreach/mixed-n1000-s2-v0" in r.output
+    r = runner.invoke(app, ["data", "make", "pointreach/mixed-n1000-v0", "--size", "5"])
+    assert r.exit_code == 2 and "names size 1000" in r.output
+    with pytest.raises(DataError, match="unknown dataset id"):
+        registry.parse_id("pointreach/nothing-n10-v0")

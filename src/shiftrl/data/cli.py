@@ -27,6 +27,24 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def resolve(dataset_id: str, size: int | None, seed: int) -> tuple[str, int | None, int]:
+    """(registered ID, size, seed) from an ID that may name its size and seed
+    (`hopper/medium-n100000-s1-v0`) and the --size/--seed options, which must agree with it."""
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.data import registry
+
+    cid, id_size, id_seed = registry.parse_id(dataset_id)
+    if id_size is not None:
+        if size is not None and size != id_size:
+            raise ConfigError(f"'{dataset_id}' names size {id_size}; --size {size} disagrees")
+        size = id_size
+    if id_seed is not None:
+        if seed not in (0, id_seed):
+            raise ConfigError(f"'{dataset_id}' names seed {id_seed}; --seed {seed} disagrees")
+        seed = id_seed
+    return cid, size, seed
+
+
 SizeOpt = Annotated[
     int | None, typer.Option("--size", help="transitions (default: the dataset's default size)")
 ]
@@ -52,7 +70,7 @@ def make(
     """Make a dataset (deterministic from ID, size and seed) and cache it under $SHIFTRL_DATA."""
     from shiftrl.data import registry
 
-    cid = registry.canonical(dataset_id)
+    cid, size, seed = resolve(dataset_id, size, seed)
     if registry.is_made(cid, size, seed) and not force:
         ds = registry.get_dataset(cid, size, seed)
         typer.echo(f"already made: {registry.cache_dir(cid, size, seed)} (--force to remake)")
@@ -70,6 +88,7 @@ def make(
     outcome = ds.metadata.provenance.get("verification", {}).get("result")
     if outcome:
         typer.echo(f"against the recorded build: {outcome}")
+    typer.echo(f"use it as: --dataset {registry.qualified_id(cid, size, seed)}")
     if record:
         from shiftrl.data import records
 
@@ -139,7 +158,11 @@ def list_(
         table.add_row(
             r["id"] + "".join(f"\n= {a}" for a in r["aliases"]),
             r["status"],
-            ", ".join(f"{b['size']:,} (seed {b['seed']})" for b in r["builds"])
+            ", ".join(
+                f"{b['size']:,} (seed {b['seed']})"
+                + ("" if b["qualified_id"] == r["id"] else f" = {b['qualified_id']}")
+                for b in r["builds"]
+            )
             or f"{r['default_size']:,}",
             "\n".join(b["path"] for b in r["builds"]) or "-",
         )
@@ -160,6 +183,8 @@ def list_rows() -> list[dict[str, Any]]:
     for did in registry.dataset_ids():
         spec = registry.REGISTRY[did]
         builds = registry.cached_builds(did)
+        for b in builds:
+            b["qualified_id"] = registry.qualified_id(did, b["size"], b["seed"])
         rows.append(
             {
                 "id": did,
@@ -206,10 +231,10 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
         reference_source,
     )
 
-    cid = registry.canonical(dataset_id)
+    cid, size, seed = resolve(dataset_id, size, seed)
     spec = registry.REGISTRY[cid]
     n = spec.default_size if size is None else size
-    out: dict[str, Any] = {"id": cid}
+    out: dict[str, Any] = {"id": cid, "qualified_id": registry.qualified_id(cid, n, seed)}
     aliases = sorted(a for a, t in registry.ALIASES.items() if t == cid)
     if aliases:
         out["aliases"] = aliases

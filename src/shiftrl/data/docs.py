@@ -226,7 +226,13 @@ def render() -> str:
         "```",
         "",
         "`shiftrl.load_dataset(ID)` and `shiftrl train --dataset ID` make a dataset on first use "
-        "(with a progress bar) and load it from the cache afterwards.",
+        "(saying so first, with its size and the time it took on the project's machine, then "
+        "with a progress bar) and load it from the cache afterwards. An ID may name its size "
+        "and seed, as its cache entry is named: `hopper/medium-n100000-s1-v0` is "
+        "`hopper/medium-v0` with `--size 100000 --seed 1` (`-s<seed>` may be left out for "
+        "seed 0); this form works wherever an ID does (`train --dataset/--source`, `bench`, "
+        "`finetune` and `train --resume` through the run's config, the Python API), and "
+        "`shiftrl data make` prints it for the build it made.",
         "",
         "## IDs and levels",
         "",

@@ -116,8 +116,42 @@ def dataset_ids() -> list[str]:
 
 
 def is_registered(dataset_id: str) -> bool:
+    """A registered ID, alias, or size-qualified ID (`parse_id`)."""
+    try:
+        parse_id(dataset_id)
+    except DataError:
+        return False
+    return True
+
+
+_QUALIFIED = re.compile(r"(?P<base>[^/\s]+/[-\w]+?)-n(?P<size>\d+)(?:-s(?P<seed>\d+))?-v(?P<v>\d+)")
+
+
+def parse_id(dataset_id: str) -> tuple[str, int | None, int | None]:
+    """An ID, an alias, or a size-qualified ID `VARIANT/LEVEL-n<size>[-s<seed>]-vN` (the name
+    the build is cached under, e.g. `hopper/medium-n100000-s1-v0`) -> (registered ID, size,
+    seed), size and seed None where the ID does not name them. Every command and function
+    that takes a dataset ID takes the qualified form too."""
     _ensure_builtins()
-    return dataset_id in REGISTRY or dataset_id in ALIASES
+    if dataset_id in REGISTRY or dataset_id in ALIASES:
+        return canonical(dataset_id), None, None
+    m = _QUALIFIED.fullmatch(dataset_id)
+    if m is not None:
+        base = f"{m['base']}-v{m['v']}"
+        if base in REGISTRY or base in ALIASES:
+            return canonical(base), int(m["size"]), None if m["seed"] is None else int(m["seed"])
+    raise DataError(unknown_id_message(dataset_id))
+
+
+def qualified_id(dataset_id: str, size: int | None = None, seed: int = 0) -> str:
+    """The ID that names this build: the plain ID for the default size and seed 0, else the
+    size-qualified form (`hopper-base/medium-n100000-s1-v0`)."""
+    cid = canonical(dataset_id)
+    n = REGISTRY[cid].default_size if size is None else size
+    if n == REGISTRY[cid].default_size and seed == 0:
+        return cid
+    base, _, version = cid.rpartition("-v")
+    return f"{base}-n{n}{f'-s{seed}' if seed else ''}-v{version}"
 
 
 def canonical(dataset_id: str) -> str:
@@ -262,8 +296,15 @@ def get_dataset(
     progress: bool = True,
     verify: bool = True,
 ) -> TransitionDataset:
-    """The cached dataset, made (with a progress bar) and cached on first use."""
-    cid = canonical(dataset_id)
+    """The cached dataset, made (with a progress bar) and cached on first use. `dataset_id`
+    may name its size and seed (`parse_id`); `size`/`seed` given as well must agree."""
+    cid, id_size, id_seed = parse_id(dataset_id)
+    if id_size is not None and size is not None and size != id_size:
+        raise DataError(f"'{dataset_id}' names size {id_size}, but size {size} was asked for")
+    if id_seed is not None and seed not in (0, id_seed):
+        raise DataError(f"'{dataset_id}' names seed {id_seed}, but seed {seed} was asked for")
+    size = id_size if id_size is not None else size
+    seed = id_seed if id_seed is not None else seed
     n = REGISTRY[cid].default_size if size is None else size
     _check_size_seed(n, seed)
     with _build_lock(cid, n, seed):  # another process making the same build: wait for it
@@ -272,11 +313,41 @@ def get_dataset(
                 return load_cached(cid, n, seed)
             _note(f"{cid}: the cached copy was made from other zoo weights; making it again")
             remove_cached(cid, n, seed)
+        _note(
+            f"{qualified_id(cid, n, seed)} is not cached here: making it now ({n:,} transitions"
+            f"{estimate(cid, n)}), then caching it under {data_root()}"
+        )
         with MakeProgress(cid, n, enabled=progress) as bar:
             ds = make_dataset(cid, n, seed, progress=bar.update, verify=verify)
             bar.saving()
             save_cached(ds, cid, n, seed)
     return ds
+
+
+SECONDS_PER_TRANSITION = {
+    "pointreach": 1.3e-5,
+    "pendulum": 1.3e-5,
+    "halfcheetah": 4.5e-5,
+    "hopper": 8.5e-5,
+    "walker2d": 1.05e-4,
+}
+"""Collection time per transition on one core of the project's 2-core CPU machine, measured
+by `scripts/measure_dataset_spread.py` (50k-transition builds; hopper and walker2d vary with
+how often episodes end, as every reset costs)."""
+
+
+def estimate(dataset_id: str, size: int) -> str:
+    """', about 1.4 min on the project's 2-core machine' (empty for robots not measured)."""
+    variant = str(REGISTRY[canonical(dataset_id)].info.get("variant", dataset_id))
+    rate = SECONDS_PER_TRANSITION.get(variant.split("-")[0].split("/")[0])
+    if rate is None:
+        return ""
+    seconds = rate * size
+    if seconds < 1:
+        took = "under a second"
+    else:
+        took = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    return f", about {took} on the project's 2-core CPU machine"
 
 
 @contextlib.contextmanager
