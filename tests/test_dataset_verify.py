@@ -225,3 +225,16 @@ def test_size_qualified_ids_name_a_build_everywhere_an_id_is_taken(private_recor
     assert r.exit_code == 2 and "names size 1000" in r.output
     with pytest.raises(DataError, match="unknown dataset id"):
         registry.parse_id("pointreach/nothing-n10-v0")
+
+
+def test_a_build_prints_plain_progress_lines_when_not_on_a_terminal(
+    private_records, capsys, monkeypatch
+):
+    from shiftrl.data import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    registry.get_dataset(TOY, 1000, 3, progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if ": making " in line]
+    assert lines and lines[-1].startswith(
+        "shiftrl: making pointreach/mixed-v0: 1,000/1,000 transitions (100%)"
+    )

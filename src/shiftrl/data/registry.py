@@ -44,6 +44,7 @@ from typing import Any
 from shiftrl.core.errors import DataError
 from shiftrl.data import records
 from shiftrl.data.dataset import TransitionDataset
+from shiftrl.data.progress import MakeProgress
 from shiftrl.data.verify import platform_fingerprint
 
 Progress = Callable[[int], None]
@@ -458,52 +459,3 @@ def make_command(dataset_id: str, size: int | None = None, seed: int = 0) -> str
     if seed:
         cmd += f" --seed {seed}"
     return cmd
-
-
-# ---- progress bar ----------------------------------------------------------------------------
-class MakeProgress:
-    """A rich progress bar (on stderr) for making a dataset; a no-op when disabled."""
-
-    def __init__(self, dataset_id: str, total: int, enabled: bool = True):
-        self.enabled, self.dataset_id, self.total = enabled, dataset_id, total
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> MakeProgress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("transitions"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(f"making {self.dataset_id}", total=self.total)
-        return self
-
-    def update(self, done: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=min(done, self.total))
-
-    def saving(self) -> None:
-        if self._progress is not None:
-            self._progress.update(
-                self._task, completed=self.total, description=f"saving {self.dataset_id}"
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
