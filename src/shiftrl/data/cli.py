@@ -137,42 +137,56 @@ def record_all(
 @data_app.command("list")
 @_user_errors
 def list_(
+    pattern: Annotated[
+        str | None, typer.Argument(help="only IDs containing this text, e.g. mass-2.0 or expert")
+    ] = None,
+    robot: Annotated[str | None, typer.Option("--robot", help="only this robot's datasets")] = None,
+    made: Annotated[bool, typer.Option("--made", help="only datasets made here")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="also the cache folders")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Every dataset that exists or can be made, with where it is cached."""
+    """Every dataset that exists or can be made (made: its cached builds, by qualified ID)."""
     from shiftrl.data import registry
 
-    rows = list_rows()
+    rows = [
+        r
+        for r in list_rows()
+        if (pattern is None or pattern in r["id"] or any(pattern in a for a in r["aliases"]))
+        and (robot is None or r["id"].split("/")[0].split("-")[0] == robot)
+        and (not made or r["builds"])
+    ]
     if as_json:
         typer.echo(json.dumps(rows))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"shiftrl datasets (cache: {registry.data_root()})")
-    table.add_column("id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("size", no_wrap=True)
-    table.add_column("where", overflow="fold")
+    table = Table(title=f"{len(rows)} datasets (cache: {registry.data_root()})")
+    table.add_column("id (= alias)", no_wrap=True)
+    table.add_column("made here: size (seed) = qualified ID", overflow="fold")
+    if wide:
+        table.add_column("where", overflow="fold")
     for r in rows:
-        table.add_row(
+        cells = [
             r["id"] + "".join(f"\n= {a}" for a in r["aliases"]),
-            r["status"],
-            ", ".join(
-                f"{b['size']:,} (seed {b['seed']})"
+            "\n".join(
+                f"{b['size']:,} ({b['seed']})"
                 + ("" if b["qualified_id"] == r["id"] else f" = {b['qualified_id']}")
                 for b in r["builds"]
             )
-            or f"{r['default_size']:,}",
-            "\n".join(b["path"] for b in r["builds"]) or "-",
-        )
+            or f"- (default size {r['default_size']:,})",
+        ]
+        if wide:
+            cells.append("\n".join(b["path"] for b in r["builds"]) or "-")
+        table.add_row(*cells)
     Console().print(table)
     from shiftrl import zoo
 
     n = len(zoo.manifest()["policies"])
     typer.echo(
         f"{n} zoo variant(s) with behaviour policies; datasets for other variants appear once "
-        "the zoo has policies for them. Make one with `shiftrl data make ID`."
+        "the zoo has policies for them. Make one with `shiftrl data make ID`; filter with "
+        "`shiftrl data list PATTERN --robot ROBOT --made`."
     )
 
 
