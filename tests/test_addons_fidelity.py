@@ -354,3 +354,16 @@ def test_spot_vae_pretrains_its_official_steps_under_every_budget():
     for steps in (None, 10_000):
         (job,) = plan_jobs("spot", "quick", seeds=(0,), only="hopper-medium.spot", steps=steps)
         assert job_config(job.to_json()).addons[0]["pretrain_steps"] == 100_000
+
+
+def test_union_mixing_reaches_the_run_sampler(point_reach_data):
+    from shiftrl.training.config import make_config
+    from shiftrl.training.run import prepare
+
+    config = make_config("iql", source_mixing="union", target_fraction=0.1)
+    setup = prepare(config, point_reach_data, [point_reach_data])
+    n_target = len(setup.datasets[0])
+    share = n_target / (n_target + len(point_reach_data))
+    assert setup.sampler.counts[0] == pytest.approx(256 * share, abs=1)  # ~9%, not 50%
+    with pytest.raises(ConfigError, match="source_mixing must be one of"):
+        prepare(make_config("iql", source_mixing="sizes"), point_reach_data, [point_reach_data])
