@@ -30,7 +30,7 @@ import numpy as np
 from shiftrl.core.errors import ConfigError, ShiftRLError
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.training import checkpoint, rundir
-from shiftrl.training.evaluation import check_env_shape, evaluate
+from shiftrl.training.evaluation import check_env_shape, eval_seed, evaluate
 from shiftrl.training.loop import init_carry
 from shiftrl.training.online import OnlineConfig, train_online
 
@@ -134,12 +134,17 @@ def finetune(
 
     reference = {k: tuple(v) for k, v in meta.get("references", {}).items()}.get(env_id)
 
+    online_seed = config.seed if seed is None else seed
+
     def score(state) -> float:
         import jax
 
         act = jax.jit(learner.act)
+        # the start states of the online evaluations (and, for the run's own seed, of its
+        # offline ones), so "before" and "after" differ by the policy only
+        start = eval_seed(online_seed)
         res = evaluate(
-            lambda o: np.asarray(act(state, o)), pre, env_id, eval_episodes, 10_000, reference
+            lambda o: np.asarray(act(state, o)), pre, env_id, eval_episodes, start, reference
         )
         return res.normalized
 
@@ -172,7 +177,7 @@ def finetune(
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         checkpoint_every=eval_every,
-        seed=config.seed if seed is None else seed,
+        seed=online_seed,
         learning_starts=warmup,
         offline_fraction=0.5 if replay == "half" else 0.0,
     )
