@@ -5,6 +5,8 @@ Run folder:
     metrics.jsonl / .csv one row per evaluation: step, returns, normalized scores, mean losses
     checkpoints/         msgpack train carries (params, optimizer states, RNG key, step)
     learning_curve.png   written at the end
+    .shiftrl-run         ownership marker; .shiftrl-lock: the lock of the run writing it
+                         (training/rundir.py)
 """
 
 from __future__ import annotations
