@@ -100,6 +100,14 @@ def test_resume_refuses_a_folder_shiftrl_did_not_write(point_reach_data, tmp_pat
         rundir.LOCK,
         rundir.MARKER,
     ]
+    # the demo's re-run clears a run folder the same way, and refuses a foreign one
+    (legacy / "config.json").write_text("{}")
+    (legacy / "notes.txt").write_text("mine")
+    rundir.clear_run(legacy)
+    assert sorted(p.name for p in legacy.iterdir()) == [rundir.LOCK, rundir.MARKER, "notes.txt"]
+    with pytest.raises(ConfigError, match="holds files shiftrl did not write"):
+        rundir.clear_run(project)
+    assert snapshot(project) == before
     assert snapshot(project) == before
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from shiftrl.data.io import save_dataset
 from shiftrl.data.registry import make_dataset
 from shiftrl.envs.toy import TOY_REFERENCE
+from shiftrl.training.rundir import clear_run
 
 ENV_ID = "Pendulum-v1"
 DEMO_ALGOS = ("bc", "td3bc", "iql")
@@ -56,10 +57,9 @@ def run_shift_demo(out: Path, steps: int, seed: int, progress: bool, console) ->
     runs = {}
     for name, (with_source, addons) in SHIFT_CASES.items():
         run_dir = out / "runs-shift" / name.replace(" + ", "+").replace(", ", "-").replace(" ", "-")
-        if (run_dir / "config.json").exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
+        # a re-run trains again: shiftrl's files go, the user's stay (resume=True then
+        # restarts the cleared folder, which has no checkpoint, from scratch)
+        clear_run(run_dir)
         runs[name] = train(
             "td3bc",
             target,
@@ -69,6 +69,7 @@ def run_shift_demo(out: Path, steps: int, seed: int, progress: bool, console) ->
             seed=seed,
             eval_envs=["Pendulum-v1"],
             out=run_dir,
+            resume=True,
             overrides=SMALL_NETS["td3bc"],
             eval_every=max(steps // 4, 1),
             eval_episodes=10,
@@ -113,16 +114,16 @@ def run_demo(
     runs = {}
     for algo in algos:
         run_dir = out / "runs" / algo
-        if (run_dir / "config.json").exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
+        # a re-run trains again: shiftrl's files go, the user's stay (resume=True then
+        # restarts the cleared folder, which has no checkpoint, from scratch)
+        clear_run(run_dir)
         runs[algo] = train(
             algo,
             ds,
             steps=steps,
             seed=seed,
             out=run_dir,
+            resume=True,
             overrides=SMALL_NETS[algo],
             eval_every=max(steps // 4, 1),
             eval_episodes=10,

@@ -130,6 +130,23 @@ def remove_own_files(run_dir: Path, remove_folder: bool = False) -> None:
                 run_dir.rmdir()
 
 
+def clear_run(run_dir: Path) -> None:
+    """Empty a run folder of shiftrl's files to train it again from scratch (the demo's
+    re-runs); a folder holding files shiftrl did not write is refused, untouched."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    if not is_marked(run_dir):
+        if not all(p.name in (*OWN_FILES, LOCK) for p in run_dir.iterdir()):
+            raise ConfigError(
+                f"{run_dir} holds files shiftrl did not write; refusing to clear it, choose "
+                "another --out"
+            )
+        mark(run_dir)
+    with FolderLock(run_dir):
+        remove_own_files(run_dir)
+
+
 class FolderLock:
     """An exclusive, non-blocking `flock` on `folder/.shiftrl-lock`, holding this pid."""
 
