@@ -3,8 +3,9 @@
 A folder shiftrl creates for a run holds `.shiftrl-run` (the ownership marker) from the first
 moment; restarting such a run removes only the files shiftrl writes (`OWN_FILES`), never a
 user's notes or analysis beside them. A folder without the marker is never cleaned: a fresh
-run into it is refused unless it is empty, and `--resume` continues it only when it already
-holds a shiftrl run with checkpoints (folders written before the marker existed).
+run into it is refused unless it is empty, and `--resume` takes it over only when it already
+holds a shiftrl run written before the marker existed (config.json with checkpoints, or
+nothing but files a run writes).
 
 While a run trains, it holds an exclusive `fcntl` lock on `.shiftrl-lock` in its folder (and
 `bench` on its study folder): a second writer, or a `--resume` of a live run, is refused with
@@ -43,7 +44,7 @@ OWN_FILES = (
     "tensorboard",
     "wandb",
     "finetune.json",
-    "snapshot.npz",
+    "snapshots",
 )
 """What a run writes into its folder (LOCK is kept: removing a lock file others may hold
 open would let two writers lock two different files)."""
