@@ -108,7 +108,6 @@ def test_resume_refuses_a_folder_shiftrl_did_not_write(point_reach_data, tmp_pat
     with pytest.raises(ConfigError, match="holds files shiftrl did not write"):
         rundir.clear_run(project)
     assert snapshot(project) == before
-    assert snapshot(project) == before
 
 
 # -- 2. locks -------------------------------------------------------------------------------
