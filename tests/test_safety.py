@@ -214,6 +214,17 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(point_rea
     assert "inf / NaN" in line
     assert shiftrl.load_policy(run_dir, step=100) is not None
 
+    # the issue's own command: diverges before any checkpoint, one line, nothing left behind
+    fresh = tmp_path / "fresh"
+    tiny = ["--set", "actor_hidden=32,32", "--set", "critic_hidden=32,32"]
+    result = cli(
+        "train", "--algo", "td3bc", "--dataset", data, "--steps", 100, "--out", fresh,
+        "--set", "critic_lr=1e6", "--set", "batch_size=64", *tiny, "--no-progress",
+    )  # fmt: skip
+    line = one_error_line(result, code=3)
+    assert "training diverged at step" in line and "no checkpoint had been written yet" in line
+    assert not fresh.exists()
+
 
 # -- 4. crash-consistent logs and checkpoints -----------------------------------------------
 def test_kill_during_a_metrics_append_and_a_damaged_checkpoint_still_resume(
