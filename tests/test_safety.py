@@ -132,6 +132,9 @@ def test_a_live_run_folder_is_locked_and_a_dead_holder_does_not_block(point_reac
             train(point_reach_data, run_dir)
         with pytest.raises(ShiftRLError, match=f"pid {holder.pid}"):
             train(point_reach_data, run_dir, resume=True)
+        # the command line says so before it loads (or builds) any data
+        line = one_error_line(cli("train", "--algo", "bc", "--dataset", "x.npz", "--out", run_dir))
+        assert f"in use by another shiftrl process (pid {holder.pid})" in line
     finally:
         holder.kill()  # SIGKILL: no cleanup, the lock file stays with the dead pid in it
         holder.wait()

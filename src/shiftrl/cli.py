@@ -98,7 +98,7 @@ def train(
     from shiftrl.training.config import apply_overrides, make_config
     from shiftrl.training.run import train as run_train
     from shiftrl.training.run import train_seeds
-    from shiftrl.training.rundir import check_target, read_meta, run_config
+    from shiftrl.training.rundir import check_target, check_unlocked, read_meta, run_config
 
     group = parse_seeds(seeds)
     if group is not None and seed is not None:
@@ -130,8 +130,10 @@ def train(
         if seed is not None:
             kwargs["seed"] = seed
         config = apply_overrides(make_config(algo, preset, **kwargs), list(set_ or []))
-    if out is not None:
-        check_target(out)  # before loading (or building) any data
+    if out is not None:  # before loading (or building) any data
+        check_target(out)
+        for d in [out] if group is None else [out / f"seed{s}" for s in group]:
+            check_unlocked(d)
     target = load_dataset(config.dataset)
     sources = [load_dataset(s) for s in config.sources]
     if group is not None:

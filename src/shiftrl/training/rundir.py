@@ -189,6 +189,13 @@ class FolderLock:
         self.release()
 
 
+def check_unlocked(folder: Path, what: str = "run folder") -> None:
+    """Refuse early (before loading data) a folder another live process holds."""
+    folder = Path(folder)
+    if (folder / LOCK).is_file():
+        FolderLock(folder, what).acquire().release()
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
