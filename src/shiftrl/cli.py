@@ -374,9 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:
         # typer ships its own click: match its exceptions by class name
         kinds = {c.__name__ for c in type(e).__mro__}
-        if "NoArgsIsHelpError" in kinds:  # `shiftrl` alone: its help, as before
-            typer.echo(e.ctx.get_help())  # type: ignore[attr-defined]
-            sys.exit(0)
+        if "NoArgsIsHelpError" in kinds:  # `shiftrl` alone: Typer printed the help
+            sys.exit(2)
         if "ClickException" in kinds:
             message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
             typer.echo(f"shiftrl: error: {message}", err=True)
