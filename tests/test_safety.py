@@ -328,6 +328,9 @@ def test_typer_parse_errors_are_one_line(capsys):
     assert exit_info.value.code == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert len(err) == 1 and err[0].startswith("shiftrl: error:") and "--steps" in err[0]
+    with pytest.raises(SystemExit) as exit_info:
+        main([])  # bare `shiftrl`: its help, once
+    assert exit_info.value.code == 2 and capsys.readouterr().out.count("Usage:") == 1
 
 
 # -- 5. data, study and report mistakes -----------------------------------------------------
