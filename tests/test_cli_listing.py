@@ -34,3 +34,17 @@ def test_data_list_and_zoo_list_filter_and_keep_names_whole(tmp_path):
     r = runner.invoke(app, ["zoo", "list"], env=env)
     assert r.exit_code == 0 and "halfcheetah-friction-0.5 │" in r.output
     assert max(len(line) for line in r.output.splitlines()) <= 80
+
+
+def test_version_short_help_add_ons_and_did_you_mean():
+    from importlib.metadata import version
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"shiftrl {version('shiftrl')}"
+    r = runner.invoke(app, ["train", "-h"])
+    assert r.exit_code == 0 and "--algo" in r.output
+    r = runner.invoke(app, ["algos"], env={"COLUMNS": "120"})
+    assert r.exit_code == 0 and "shift add-ons" in r.output
+    assert all(f"│ {name}" in r.output for name in ("dara", "srpo", "spot", "ssar"))
+    r = runner.invoke(app, ["train", "--algo", "td3bx", "--dataset", "pointreach/mixed-v0"])
+    assert r.exit_code == 2 and "did you mean 'td3bc'?" in r.output and "ssar-cql" in r.output

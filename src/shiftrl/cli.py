@@ -22,7 +22,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"shiftrl {version('shiftrl')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Offline RL under dynamics shift: train, evaluate, benchmark."""
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -213,7 +234,18 @@ def algos() -> None:
     for a in list_algos():
         table.add_row(a["name"], a["description"], a["paper"], ", ".join(a["presets"]))
     Console().print(table)
-    typer.echo("Override any hyperparameter with --set key=value (docs/learners.md lists them).")
+    from shiftrl.addons import ADDONS
+
+    addons = Table(title="shift add-ons (--addon NAME, on any learner they fit)")
+    for col in ("name", "what it does"):
+        addons.add_column(col)
+    for name, cls in sorted(ADDONS.items()):
+        addons.add_row(name, " ".join(str(cls.description).split()))
+    Console().print(addons)
+    typer.echo(
+        "Override any hyperparameter with --set key=value, an add-on's with --set "
+        "ADDON.key=value (docs/learners.md and docs/methods.md list them)."
+    )
 
 
 @app.command()

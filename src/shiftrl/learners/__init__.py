@@ -22,7 +22,17 @@ LEARNERS: dict[str, type[Learner]] = {
 def get_learner(name: str) -> type[Learner]:
     key = name.lower().replace("+", "").replace("-", "").replace("_", "")
     if key not in LEARNERS:
-        raise ConfigError(f"unknown algorithm '{name}'; available: {', '.join(sorted(LEARNERS))}")
+        import difflib
+
+        from shiftrl.recipes import RECIPES  # only for the message: recipes sit above learners
+
+        known = [*sorted(LEARNERS), *sorted(RECIPES)]
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(
+            f"unknown algorithm '{name}'; {hint}learners: {', '.join(sorted(LEARNERS))}; "
+            f"recipes (learner + add-on): {', '.join(sorted(RECIPES))} (`shiftrl algos`)"
+        )
     return LEARNERS[key]
 
 
