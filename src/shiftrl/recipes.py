@@ -14,6 +14,12 @@ def _spot_settings(dataset: str) -> dict[str, Any]:
     return {"lam": preset_lambda(dataset)}
 
 
+def _mopo_settings(dataset: str) -> dict[str, Any]:
+    from shiftrl.addons.rollouts import preset_settings
+
+    return preset_settings(dataset)
+
+
 def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
     def settings(dataset: str) -> dict[str, Any]:
         from shiftrl.addons.ssar import preset_settings
@@ -70,6 +76,16 @@ RECIPES: dict[str, Recipe] = {
             "CQL (LayerNorm critics) with SSAR's state-wise beta(s) (settings per dataset)",
             "Luo et al., ICML 2025",
             _ssar_settings("cql"),
+        ),
+        Recipe(
+            "mopo",
+            "sac",
+            "mopo",
+            "mopo",
+            "SAC on real + model rollouts penalized by the ensemble's uncertainty (h, lambda "
+            "per dataset)",
+            "Yu et al., NeurIPS 2020",
+            _mopo_settings,
         ),
     )
 }

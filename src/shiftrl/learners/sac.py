@@ -67,7 +67,12 @@ class SAC(Learner):
     Config = SACConfig
     description = "soft actor-critic (online; the zoo's behaviour policies)"
     paper = "Haarnoja, Zhou, Abbeel & Levine, ICML 2018"
-    PRESETS = {"default": SACConfig(), "zoo": SACConfig(hidden=(128, 128))}
+    PRESETS = {
+        "default": SACConfig(),
+        "zoo": SACConfig(hidden=(128, 128)),
+        # MOPO / MOBILE's SAC (OfflineRL-Kit): actor and temperature lr 1e-4, critics 3e-4
+        "mopo": SACConfig(policy_lr=1e-4, qf_lr=3e-4),
+    }
 
     def __init__(self, config: SACConfig, spec):
         super().__init__(config, spec)

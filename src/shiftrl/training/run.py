@@ -280,6 +280,7 @@ def _train_members(
             "some seeds' run folders have checkpoints and others not; resume them one at a time"
         )
     pre = recorded[0] or fit_preprocessor(setup.datasets, configs[0].learner)
+    addons = tuple(ad.prepare(setup.datasets, pre, progress) for ad in addons)
     data = to_device(annotated_arrays(setup.datasets, pre, addons))
     carries = [init_carry(learner, addons, learner.spec, c.seed) for c in configs]
     axes = choose_seed_axes(learner, addons, sampler, carries, data) if stacked else None

@@ -1,0 +1,179 @@
+"""MOPO's model rollouts on the add-on path: with a hand-built ensemble whose prediction is
+known, rollouts stop at the environment's termination, rewards carry exactly MOPO's
+penalty, batches mix real and MODEL rows in the configured ratio; and `--algo mopo` trains
+end to end (dynamics phase, then SAC on real + model data)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shiftrl.addons import MOPO, AddOnContext
+from shiftrl.addons.rollouts import Prepared, preset_settings
+from shiftrl.core.errors import ConfigError
+from shiftrl.core.types import MODEL, TARGET, Batch
+from shiftrl.dynamics import EnsembleConfig
+from shiftrl.dynamics.ensemble import DynamicsModel, init_params
+from shiftrl.learners import LearnerSpec, get_learner
+
+OBS, ACT = 11, 3  # hopper's sizes, so the hopper termination function applies
+CONFIG = EnsembleConfig(members=3, elites=2, hidden=(8,))
+TINY_LOGVAR, STD = -30.0, 0.1
+
+
+def known_model() -> DynamicsModel:
+    """Every member predicts delta z = -0.2, delta angle = 0, reward 1 with ~no noise, and
+    std 0.1 on the other 9 state dimensions (so max_k ||sigma_k|| = 0.3)."""
+    params = init_params(CONFIG, OBS, ACT, jax.random.PRNGKey(0))
+    params = jax.tree.map(jnp.zeros_like, params)
+    out = OBS + 1
+    mean_bias = jnp.zeros(out).at[0].set(-0.2).at[-1].set(1.0)
+    logvar_bias = jnp.full(out, TINY_LOGVAR).at[2:OBS].set(2 * np.log(STD))
+    last = params["layers"][-1]
+    last["b"] = jnp.broadcast_to(jnp.concatenate([mean_bias, logvar_bias]), last["b"].shape)
+    params["max_logvar"] = jnp.full(out, 0.5)
+    params["min_logvar"] = jnp.full(out, -40.0)
+    return DynamicsModel(
+        params=params,
+        input_mean=jnp.zeros(OBS + ACT),
+        input_std=jnp.ones(OBS + ACT),
+        elites=jnp.array([0, 2], jnp.int32),
+        holdout_mse=jnp.zeros(CONFIG.members),
+        config=CONFIG,
+        obs_dim=OBS,
+        act_dim=ACT,
+    )
+
+
+def prepared_mopo(**settings) -> MOPO:
+    mopo = MOPO(**settings)
+    object.__setattr__(
+        mopo,
+        "_prepared",
+        Prepared(
+            model=known_model(),
+            obs_mean=np.zeros(OBS, np.float32),
+            obs_std=np.ones(OBS, np.float32),
+            act_center=np.zeros(ACT, np.float32),
+            act_half=np.ones(ACT, np.float32),
+            reward_scale=1.0,
+            reward_bias=0.0,
+            termination="hopper",
+            record={},
+        ),
+    )
+    return mopo
+
+
+@pytest.fixture(scope="module")
+def rolled_out():
+    """One rollout round of 8 rows x 5 steps from z = 1.25: z goes 1.05, 0.85, 0.65, and
+    hopper terminates below 0.7, so each row lives exactly 3 steps."""
+    learner = get_learner("sac")(
+        get_learner("sac").Config(hidden=(16, 16)), LearnerSpec(OBS, ACT, 100)
+    )
+    mopo = prepared_mopo(penalty=2.0, horizon=5, rollout_batch=8, retain_epochs=2)
+    state = mopo.init(jax.random.PRNGKey(1), learner.spec)
+    start = jnp.zeros((8, OBS)).at[:, 0].set(1.25)
+    ctx = AddOnContext(learner, learner.init(jax.random.PRNGKey(2)), ({"obs": start},))
+    state, metrics = jax.jit(lambda s, k: mopo.rollout(s, ctx, k))(state, jax.random.PRNGKey(3))
+    return mopo, state, metrics
+
+
+def test_rollouts_stop_at_terminations(rolled_out):
+    mopo, state, metrics = rolled_out
+    assert int(state["size"]) == 8 * 3 and int(state["ptr"]) == 24
+    rows = {k: np.asarray(v[:24]) for k, v in state["buffer"].items()}
+    # written step-major: step 1 for all rows, then step 2, then step 3
+    np.testing.assert_allclose(rows["next_obs"][:, 0], np.repeat([1.05, 0.85, 0.65], 8), atol=1e-4)
+    np.testing.assert_array_equal(rows["terminal"], np.repeat([0.0, 0.0, 1.0], 8))
+    assert np.all(np.asarray(state["buffer"]["terminal"][24:]) == 0)  # nothing after
+    assert float(metrics["rollout_length"]) == 3.0
+
+
+def soft_bounded_std(raw_logvar: float, max_lv: float = 0.5, min_lv: float = -40.0) -> float:
+    """The ensemble's soft clamp, by hand: min + softplus(max - softplus(max - x) - min)."""
+    softplus = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    logvar = max_lv - softplus(max_lv - raw_logvar)
+    return float(np.exp(0.5 * (min_lv + softplus(logvar - min_lv))))
+
+
+def test_model_rewards_carry_mopo_penalty(rolled_out):
+    mopo, state, metrics = rolled_out
+    std = soft_bounded_std(2 * np.log(STD))  # 0.1 slightly lowered by the soft upper bound
+    tiny = soft_bounded_std(TINY_LOGVAR)
+    uncertainty = np.sqrt(9 * std**2 + 3 * tiny**2)  # max over members of ||sigma||_2
+    assert abs(uncertainty - 0.3) < 0.01
+    rewards = np.asarray(state["buffer"]["reward"][:24])
+    np.testing.assert_allclose(rewards, 1.0 - 2.0 * uncertainty, atol=1e-4)
+    np.testing.assert_allclose(float(metrics["uncertainty"]), uncertainty, rtol=1e-4)
+
+
+def test_batches_mix_real_and_model_rows(rolled_out):
+    mopo, state, _ = rolled_out
+    mopo = prepared_mopo(real_ratio=0.25, horizon=5, rollout_batch=8, retain_epochs=2)
+    real = Batch(
+        obs=jnp.full((20, OBS), 7.0),
+        action=jnp.zeros((20, ACT)),
+        reward=jnp.full((20,), 7.0),
+        next_obs=jnp.zeros((20, OBS)),
+        terminal=jnp.zeros(20),
+        domain=jnp.full((20,), TARGET, jnp.int32),
+        extras={"other/flag": jnp.ones(20)},
+    )
+    batch = mopo.transform_batch(state, real, None, jax.random.PRNGKey(4))
+    assert batch.size == 20 and batch.extras["other/flag"].shape == (20,)
+    np.testing.assert_array_equal(np.asarray(batch.domain), [TARGET] * 5 + [MODEL] * 15)
+    assert np.all(np.asarray(batch.reward[:5]) == 7.0)
+    filled = np.asarray(state["buffer"]["next_obs"][:24, 0])
+    assert np.isin(np.asarray(batch.next_obs[5:, 0]), filled).all()  # drawn from filled rows
+
+
+def test_presets_and_settings_are_checked():
+    assert preset_settings("hopper/medium-v0") == {"horizon": 5, "penalty": 5.0}
+    assert preset_settings("walker2d-mass-2.0/medium-replay-v0") == {"horizon": 1, "penalty": 1.0}
+    assert preset_settings("pointreach/mixed-v0") == {}
+    sac = get_learner("sac")(get_learner("sac").Config(), LearnerSpec(OBS, ACT, 100))
+    with pytest.raises(ConfigError, match="real_ratio"):
+        MOPO(real_ratio=1.0).bind(sac)
+    bc = get_learner("bc")(get_learner("bc").Config(), LearnerSpec(OBS, ACT, 100))
+    with pytest.raises(ConfigError, match="mopo"):
+        MOPO().bind(bc)
+
+
+def test_mopo_trains_end_to_end(point_reach_data, tmp_path):
+    import shiftrl
+    from shiftrl.envs.toy import POINT_REACH_ID
+
+    overrides = {
+        "hidden": (32, 32),
+        "batch_size": 64,
+        "eval_every": 100,
+        "eval_episodes": 5,
+        "mopo.rollout_batch": 64,
+        "mopo.rollout_every": 50,
+        "mopo.model_hidden": (16,),
+        "mopo.model_members": 3,
+        "mopo.model_elites": 2,
+        "mopo.model_max_epochs": 3,
+    }
+    run = shiftrl.train(
+        "mopo",
+        point_reach_data,
+        steps=100,
+        eval_envs=[POINT_REACH_ID],
+        out=tmp_path / "run",
+        overrides=overrides,
+        progress=False,
+    )
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert recorded["algo"] == "sac" and recorded["addons"][0]["name"] == "mopo"
+    row = run.rows[-1]
+    assert row["addon/mopo/buffer_size"] > 0 and np.isfinite(row["critic/q"])
+    assert row["addon/mopo/rollout_length"] == 5.0  # PointReach never terminates
+    policy = shiftrl.load_policy(tmp_path / "run")
+    assert policy.act(np.zeros((1, 1), np.float32)).shape == (1, 1)
