@@ -15,7 +15,7 @@ import pytest
 from shiftrl.addons import MOPO, AddOnContext
 from shiftrl.addons.rollouts import Prepared, preset_settings
 from shiftrl.core.errors import ConfigError
-from shiftrl.core.types import MODEL, TARGET, Batch
+from shiftrl.core.types import MODEL, SOURCE, TARGET, Batch
 from shiftrl.dynamics import EnsembleConfig
 from shiftrl.dynamics.ensemble import DynamicsModel, init_params
 from shiftrl.learners import LearnerSpec, get_learner
@@ -129,6 +129,9 @@ def test_batches_mix_real_and_model_rows(rolled_out):
     assert batch.size == 20 and batch.extras["other/flag"].shape == (20,)
     np.testing.assert_array_equal(np.asarray(batch.domain), [TARGET] * 5 + [MODEL] * 15)
     assert np.all(np.asarray(batch.reward[:5]) == 7.0)
+    mixed = real.replace(domain=jnp.array([TARGET] * 12 + [SOURCE] * 8, jnp.int32))
+    kept = mopo.transform_batch(state, mixed, None, jax.random.PRNGKey(4)).domain[:5]
+    assert list(np.asarray(kept)) == [TARGET] * 3 + [SOURCE] * 2  # both keep their share
     filled = np.asarray(state["buffer"]["next_obs"][:24, 0])
     assert np.isin(np.asarray(batch.next_obs[5:, 0]), filled).all()  # drawn from filled rows
 
@@ -145,31 +148,47 @@ def test_presets_and_settings_are_checked():
         MOPO().bind(bc)
 
 
-def test_mopo_trains_end_to_end(point_reach_data, tmp_path):
+class Interrupt(Exception):
+    pass
+
+
+def test_mopo_trains_end_to_end_and_resumes(point_reach_data, tmp_path):
+    """Dynamics phase (cached), then SAC on real + model rows; killed after the first
+    evaluation and resumed: the model comes from the cache, the buffer from the checkpoint."""
     import shiftrl
+    from shiftrl.dynamics.store import cache_root
     from shiftrl.envs.toy import POINT_REACH_ID
 
     overrides = {
         "hidden": (32, 32),
         "batch_size": 64,
-        "eval_every": 100,
+        "eval_every": 50,
         "eval_episodes": 5,
         "mopo.rollout_batch": 64,
-        "mopo.rollout_every": 50,
+        "mopo.rollout_every": 40,
         "mopo.model_hidden": (16,),
         "mopo.model_members": 3,
         "mopo.model_elites": 2,
         "mopo.model_max_epochs": 3,
     }
-    run = shiftrl.train(
-        "mopo",
-        point_reach_data,
-        steps=100,
-        eval_envs=[POINT_REACH_ID],
-        out=tmp_path / "run",
-        overrides=overrides,
-        progress=False,
-    )
+    common = dict(steps=100, eval_envs=[POINT_REACH_ID], overrides=overrides, progress=False)
+
+    def kill_after_first_eval(row):
+        if row["step"] == 50:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        shiftrl.train(
+            "mopo",
+            point_reach_data,
+            out=tmp_path / "run",
+            callbacks=[kill_after_first_eval],
+            **common,
+        )
+    models = sorted(p.name for p in cache_root().iterdir() if not p.name.startswith("."))
+    run = shiftrl.train("mopo", point_reach_data, out=tmp_path / "run", resume=True, **common)
+    assert sorted(p.name for p in cache_root().iterdir() if not p.name.startswith(".")) == models
+    assert [r["step"] for r in run.rows] == [50, 100]
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert recorded["algo"] == "sac" and recorded["addons"][0]["name"] == "mopo"
     row = run.rows[-1]

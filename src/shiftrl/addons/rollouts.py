@@ -11,9 +11,10 @@ Model rollouts run inside the compiled train loop, on the add-on path:
   fires. Rewards are penalized r - penalty * max_k ||sigma_k||_2 (MOPO's aleatoric
   uncertainty, all members). Live rows are written into a device-side ring buffer of
   rollout_batch * horizon * retain_epochs transitions;
-- `transform_batch` keeps the first round(real_ratio * B) dataset rows of the batch and
-  fills the rest with transitions drawn from the buffer, labelled `MODEL`, so batch shapes
-  stay static and other add-ons see which rows are model data.
+- `transform_batch` keeps round(real_ratio * B) of the batch's dataset rows (evenly spread,
+  so target and source rows keep their shares) and fills the rest with transitions drawn
+  uniformly from the buffer, labelled `MODEL`, so batch shapes stay static and other
+  add-ons see which rows are model data (DARA corrects only `SOURCE` rows).
 
 The model works in raw environment units; the learner's batch is preprocessed (normalized
 states, actions in [-1, 1], scaled rewards), so rollouts convert on the way in and out.
@@ -262,7 +263,9 @@ class MOPO(AddOn):
         n_model = batch.size - n_real
         idx = jax.random.randint(rng, (n_model,), 0, jnp.maximum(state["size"], 1))
         rows = {k: v[idx] for k, v in state["buffer"].items()}
-        real = jax.tree.map(lambda x: x[:n_real], batch)
+        # real rows spread evenly over the batch, so target and source rows keep their shares
+        keep = (np.arange(n_real) * batch.size) // n_real
+        real = jax.tree.map(lambda x: x[keep], batch)
         extras = {k: jnp.zeros((n_model, *v.shape[1:]), v.dtype) for k, v in real.extras.items()}
         model_rows = Batch(**rows, domain=jnp.full((n_model,), MODEL, jnp.int32), extras=extras)
         return Batch.concat([real, model_rows])
