@@ -33,6 +33,7 @@ import numpy as np
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.core.errors import ConfigError
 from shiftrl.core.types import MODEL, Batch
+from shiftrl.dynamics.ensemble import UNCERTAINTY_MODES
 from shiftrl.learners.base import Learner, LearnerSpec
 
 BUFFER_FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
@@ -62,6 +63,9 @@ class MOPO(AddOn):
 
     penalty: float = 1.0
     """lambda: weight of the uncertainty penalty on model rewards (per task in MOPO_PRESETS)."""
+    uncertainty: str = "aleatoric"
+    """MOPO's max_k ||sigma_k|| ("aleatoric"), or OfflineRL-Kit's alternatives on the members'
+    disagreement, "pairwise-diff" and "ensemble-std" (`shiftrl.dynamics.uncertainty`)."""
     horizon: int = 5
     """h: model steps per rollout."""
     rollout_batch: int = 50_000
@@ -93,6 +97,10 @@ class MOPO(AddOn):
             (self.retain_epochs >= 1, "retain_epochs must be positive"),
             (0.0 < self.real_ratio < 1.0, "real_ratio must be in (0, 1)"),
             (self.model_max_epochs >= 0, "model_max_epochs must be >= 0"),
+            (
+                self.uncertainty in UNCERTAINTY_MODES,
+                f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -216,7 +224,9 @@ class MOPO(AddOn):
             action = ctx.learner.explore(ctx.learner_state, obs, k_act)
             raw_obs = obs * p.obs_std + p.obs_mean
             raw_action = p.act_center + p.act_half * jnp.clip(action, -1.0, 1.0)
-            raw_next, raw_reward, uncertainty = sample_step(model, raw_obs, raw_action, k_model)
+            raw_next, raw_reward, uncertainty = sample_step(
+                model, raw_obs, raw_action, k_model, self.uncertainty
+            )
             done = done_fn(raw_obs, raw_action, raw_next)
             penalized = raw_reward - self.penalty * uncertainty
             next_obs = (raw_next - p.obs_mean) / p.obs_std

@@ -19,6 +19,7 @@ from shiftrl.dynamics.ensemble import (
     predict,
     sample_step,
     train_ensemble,
+    uncertainty,
 )
 from shiftrl.dynamics.evaluate import evaluate_model
 from shiftrl.dynamics.store import fit_dynamics, load_model, save_model
@@ -36,4 +37,5 @@ __all__ = [
     "save_model",
     "termination_fn",
     "train_ensemble",
+    "uncertainty",
 ]

@@ -228,20 +228,44 @@ def predict(model: DynamicsModel, obs: jax.Array, action: jax.Array):
     return mean.at[..., :-1].add(obs), logvar
 
 
-@jax.jit
-def sample_step(model: DynamicsModel, obs: jax.Array, action: jax.Array, rng: jax.Array):
+UNCERTAINTY_MODES = ("aleatoric", "pairwise-diff", "ensemble-std")
+
+
+def uncertainty(mean: jax.Array, logvar: jax.Array, mode: str = "aleatoric") -> jax.Array:
+    """MOPO's uncertainty per row from every member's (mean, logvar) [E, B, obs_dim + 1]:
+
+    - "aleatoric" (MOPO's default): max_k ||sigma_k||_2, reward dimension included;
+    - "pairwise-diff": max_k ||mu_k - mean_j mu_j||_2 over the state dimensions;
+    - "ensemble-std": sqrt(mean over state dimensions of the members' variance of mu).
+    All members count, elites or not (as OfflineRL-Kit)."""
+    if mode == "aleatoric":
+        return jnp.max(jnp.linalg.norm(jnp.exp(0.5 * logvar), axis=-1), axis=0)
+    states = mean[..., :-1]
+    if mode == "pairwise-diff":
+        return jnp.max(jnp.linalg.norm(states - states.mean(axis=0), axis=-1), axis=0)
+    if mode == "ensemble-std":
+        return jnp.sqrt(states.var(axis=0).mean(axis=-1))
+    raise ConfigError(f"unknown uncertainty {mode!r}; choose from {', '.join(UNCERTAINTY_MODES)}")
+
+
+@partial(jax.jit, static_argnames="mode")
+def sample_step(
+    model: DynamicsModel,
+    obs: jax.Array,
+    action: jax.Array,
+    rng: jax.Array,
+    mode: str = "aleatoric",
+):
     """One model transition per row, as MOPO: each member samples mean + std * noise, then a
     random elite is chosen per row (per step, not per trajectory). Returns (next_obs [B, d],
-    reward [B], uncertainty [B]), where uncertainty = max over all members of ||std_k||_2
-    (MOPO's aleatoric penalty, reward dimension included)."""
+    reward [B], uncertainty [B]) with the uncertainty of `mode` (see `uncertainty`)."""
     mean, logvar = predict(model, obs, action)
     std = jnp.exp(0.5 * logvar)
     k_noise, k_pick = jax.random.split(rng)
     samples = mean + std * jax.random.normal(k_noise, mean.shape)
     pick = model.elites[jax.random.randint(k_pick, (obs.shape[0],), 0, model.elites.shape[0])]
     chosen = samples[pick, jnp.arange(obs.shape[0])]
-    uncertainty = jnp.max(jnp.linalg.norm(std, axis=-1), axis=0)
-    return chosen[:, :-1], chosen[:, -1], uncertainty
+    return chosen[:, :-1], chosen[:, -1], uncertainty(mean, logvar, mode)
 
 
 # -- training -----------------------------------------------------------------------------
