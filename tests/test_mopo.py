@@ -1,4 +1,4 @@
-"""MOPO's model rollouts on the add-on path: with a hand-built ensemble whose prediction is
+"""MOPO's and MOBILE's model rollouts on the add-on path: with a hand-built ensemble whose prediction is
 known, rollouts stop at the environment's termination, rewards carry exactly MOPO's
 penalty, batches mix real and MODEL rows in the configured ratio; and `--algo mopo` trains
 end to end (dynamics phase, then SAC on real + model data)."""
@@ -25,16 +25,19 @@ CONFIG = EnsembleConfig(members=3, elites=2, hidden=(8,))
 TINY_LOGVAR, STD = -30.0, 0.1
 
 
-def known_model() -> DynamicsModel:
-    """Every member predicts delta z = -0.2, delta angle = 0, reward 1 with ~no noise, and
-    std 0.1 on the other 9 state dimensions (so max_k ||sigma_k|| = 0.3)."""
+def known_model(dz=(-0.2, -0.2, -0.2), noisy: bool = True) -> DynamicsModel:
+    """Member k predicts delta z = dz[k], delta angle = 0, reward 1 with ~no noise, and (if
+    `noisy`) std 0.1 on the other 9 state dimensions (so max_k ||sigma_k|| = 0.3)."""
     params = init_params(CONFIG, OBS, ACT, jax.random.PRNGKey(0))
     params = jax.tree.map(jnp.zeros_like, params)
     out = OBS + 1
-    mean_bias = jnp.zeros(out).at[0].set(-0.2).at[-1].set(1.0)
-    logvar_bias = jnp.full(out, TINY_LOGVAR).at[2:OBS].set(2 * np.log(STD))
+    mean_bias = jnp.zeros((CONFIG.members, out)).at[:, 0].set(jnp.asarray(dz)).at[:, -1].set(1.0)
+    logvar_bias = jnp.full(out, TINY_LOGVAR)
+    if noisy:
+        logvar_bias = logvar_bias.at[2:OBS].set(2 * np.log(STD))
     last = params["layers"][-1]
-    last["b"] = jnp.broadcast_to(jnp.concatenate([mean_bias, logvar_bias]), last["b"].shape)
+    logvar_bias = jnp.broadcast_to(logvar_bias, mean_bias.shape)
+    last["b"] = jnp.concatenate([mean_bias, logvar_bias], axis=-1)
     params["max_logvar"] = jnp.full(out, 0.5)
     params["min_logvar"] = jnp.full(out, -40.0)
     return DynamicsModel(
@@ -49,8 +52,8 @@ def known_model() -> DynamicsModel:
     )
 
 
-def prepared_mopo(**settings) -> MOPO:
-    mopo = MOPO(**settings)
+def prepared_mopo(cls=MOPO, **settings) -> MOPO:
+    mopo = cls(**settings)
     object.__setattr__(
         mopo,
         "_prepared",
@@ -196,3 +199,87 @@ def test_mopo_trains_end_to_end_and_resumes(point_reach_data, tmp_path):
     assert row["addon/mopo/rollout_length"] == 5.0  # PointReach never terminates
     policy = shiftrl.load_policy(tmp_path / "run")
     assert policy.act(np.zeros((1, 1), np.float32)).shape == (1, 1)
+
+
+class ValueStub:
+    """A learner whose target value is sum(s'), so MOBILE's penalty is known by hand."""
+
+    def target_value(self, state, obs, rng):
+        return obs.sum(axis=-1)
+
+
+def test_mobile_penalty_is_the_std_over_elites_of_next_values(rolled_out):
+    from shiftrl.addons import MOBILE
+
+    _, state, _ = rolled_out
+    # elites 0 and 2 predict delta z = -0.2 and +0.1: Q' differs by 0.3 between them
+    state = {**state, "model": known_model(dz=(-0.2, 5.0, 0.1), noisy=False)}
+    mobile = prepared_mopo(MOBILE, beta=2.0, real_ratio=0.25, rollout_batch=8, retain_epochs=2)
+    real = Batch(
+        obs=jnp.full((20, OBS), 0.5),
+        action=jnp.zeros((20, ACT)),
+        reward=jnp.full((20,), 7.0),
+        next_obs=jnp.zeros((20, OBS)),
+        terminal=jnp.zeros(20),
+        domain=jnp.full((20,), TARGET, jnp.int32),
+    )
+    ctx = AddOnContext(ValueStub(), None)
+    batch = mobile.transform_batch(state, real, ctx, jax.random.PRNGKey(5))
+    u = np.std([-0.2, 0.1], ddof=1)  # = 0.3 / sqrt(2)
+    np.testing.assert_allclose(np.asarray(batch.reward[:5]), 7.0)  # real rows untouched
+    k_mix = jax.random.split(jax.random.PRNGKey(5))[0]  # the same rows, without the penalty
+    mixed = MOPO.transform_batch(mobile, state, real, ctx, k_mix)
+    np.testing.assert_allclose(batch.reward[5:], mixed.reward[5:] - 2.0 * u, atol=1e-4)
+    direct = mobile.inconsistency(state, real.obs, real.action, ctx, jax.random.PRNGKey(6))
+    np.testing.assert_allclose(np.asarray(direct), u, atol=1e-5)
+
+
+def test_mobile_target_is_deterministic_and_clamped_at_zero(batch):
+    import dataclasses
+
+    from tests.conftest import FIXED_SPEC
+
+    sac_cls = get_learner("sac")
+    config = dataclasses.replace(sac_cls.PRESETS["mobile"], hidden=(16, 16))
+    learner = sac_cls(config, FIXED_SPEC)
+    state = learner.init(jax.random.PRNGKey(0))
+    low = batch.replace(reward=jnp.full_like(batch.reward, -100.0))
+    assert np.all(np.asarray(learner.td_target(state, low, jax.random.PRNGKey(1))) == 0.0)
+    # otherwise r + gamma (1 - d) min_i Q'_i(s', a'), with no entropy term
+    key = jax.random.PRNGKey(1)
+    next_a, _ = learner.sample(state.actor.params, batch.next_obs, key)
+    q_next = learner.q(state.critic_target, batch.next_obs, next_a).min(0)
+    expected = np.maximum(batch.reward + 0.99 * (1.0 - batch.terminal) * q_next, 0.0)
+    np.testing.assert_allclose(learner.td_target(state, batch, key), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mobile_trains_end_to_end(point_reach_data, tmp_path):
+    import shiftrl
+    from shiftrl.envs.toy import POINT_REACH_ID
+
+    overrides = {
+        "hidden": (32, 32),
+        "batch_size": 64,
+        "eval_every": 50,
+        "eval_episodes": 5,
+        "mobile.rollout_batch": 64,
+        "mobile.rollout_every": 40,
+        "mobile.num_samples": 4,
+        "mobile.model_hidden": (16,),  # the MOPO test's ensemble: reused from the cache
+        "mobile.model_members": 3,
+        "mobile.model_elites": 2,
+        "mobile.model_max_epochs": 3,
+    }
+    run = shiftrl.train(
+        "mobile",
+        point_reach_data,
+        steps=50,
+        eval_envs=[POINT_REACH_ID],
+        out=tmp_path / "run",
+        overrides=overrides,
+        progress=False,
+    )
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert recorded["learner"]["clip_target_at_zero"] and not recorded["learner"]["backup_entropy"]
+    assert recorded["addons"][0]["name"] == "mobile"
+    assert run.rows[-1]["addon/mobile/buffer_size"] > 0 and np.isfinite(run.rows[-1]["critic/q"])

@@ -20,6 +20,12 @@ def _mopo_settings(dataset: str) -> dict[str, Any]:
     return preset_settings(dataset)
 
 
+def _mobile_settings(dataset: str) -> dict[str, Any]:
+    from shiftrl.addons.mobile import preset_settings
+
+    return preset_settings(dataset)
+
+
 def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
     def settings(dataset: str) -> dict[str, Any]:
         from shiftrl.addons.ssar import preset_settings
@@ -86,6 +92,16 @@ RECIPES: dict[str, Recipe] = {
             "per dataset)",
             "Yu et al., NeurIPS 2020",
             _mopo_settings,
+        ),
+        Recipe(
+            "mobile",
+            "sac",
+            "mobile",
+            "mobile",
+            "SAC on real + model rollouts, model rewards lowered by the std over elites of "
+            "Q'(s', a') (h, beta per dataset)",
+            "Sun, Zhang, Jia, Zhang, Yu & Yu, ICML 2023",
+            _mobile_settings,
         ),
     )
 }
