@@ -146,6 +146,10 @@ def test_presets_and_settings_are_checked():
     sac = get_learner("sac")(get_learner("sac").Config(), LearnerSpec(OBS, ACT, 100))
     with pytest.raises(ConfigError, match="real_ratio"):
         MOPO(real_ratio=1.0).bind(sac)
+    with pytest.raises(ConfigError, match="model_data"):
+        MOPO(model_data="sources").bind(sac)
+    with pytest.raises(ConfigError, match="uncertainty must be one of"):
+        MOPO(uncertainty="max").bind(sac)
     bc = get_learner("bc")(get_learner("bc").Config(), LearnerSpec(OBS, ACT, 100))
     with pytest.raises(ConfigError, match="mopo"):
         MOPO().bind(bc)

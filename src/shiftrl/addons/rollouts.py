@@ -84,6 +84,9 @@ class MOPO(AddOn):
     model_max_epochs: int = 0
     """Cap on the ensemble's training epochs (0: early stopping only, as the papers)."""
     model_seed: int = 0
+    model_data: str = "target"
+    """What the ensemble is trained on: "target" data, or "all" (target and sources; with
+    few target episodes, as DARA's 1T+10S, the sources carry most of the coverage)."""
     termination: str = ""
     """Robot whose termination function ends rollouts ("" : from the data's environment;
     "never" for data from an environment that only ends by time limit)."""
@@ -97,6 +100,7 @@ class MOPO(AddOn):
             (self.retain_epochs >= 1, "retain_epochs must be positive"),
             (0.0 < self.real_ratio < 1.0, "real_ratio must be in (0, 1)"),
             (self.model_max_epochs >= 0, "model_max_epochs must be >= 0"),
+            (self.model_data in ("target", "all"), "model_data must be 'target' or 'all'"),
             (
                 self.uncertainty in UNCERTAINTY_MODES,
                 f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}",
@@ -143,8 +147,11 @@ class MOPO(AddOn):
                     f"act dim {model.act_dim}; the data has {target.obs_dim} / {target.act_dim}"
                 )
         else:
+            from shiftrl.data.dataset import concatenate
+
+            fit_on = concatenate(list(datasets)) if self.model_data == "all" else target
             model, record = fit_dynamics(
-                target, self.model_config, seed=self.model_seed, progress=progress
+                fit_on, self.model_config, seed=self.model_seed, progress=progress
             )
         robot = self.termination or robot_of_env(target.metadata.env_id or "") or ""
         if not robot:
