@@ -274,15 +274,16 @@ def test_mobile_trains_end_to_end(point_reach_data, tmp_path):
         "mobile.model_elites": 2,
         "mobile.model_max_epochs": 3,
     }
-    run = shiftrl.train(
-        "mobile",
-        point_reach_data,
-        steps=50,
-        eval_envs=[POINT_REACH_ID],
-        out=tmp_path / "run",
-        overrides=overrides,
-        progress=False,
-    )
+    with pytest.warns(UserWarning, match="clip_target_at_zero=false"):
+        run = shiftrl.train(
+            "mobile",
+            point_reach_data,
+            steps=50,
+            eval_envs=[POINT_REACH_ID],
+            out=tmp_path / "run",
+            overrides=overrides,
+            progress=False,
+        )
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert recorded["learner"]["clip_target_at_zero"] and not recorded["learner"]["backup_entropy"]
     assert recorded["addons"][0]["name"] == "mobile"

@@ -16,11 +16,14 @@ at 0 and its deterministic backup are SAC's `mobile` preset (`clip_target_at_zer
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from shiftrl.addons.base import AddOnContext
 from shiftrl.addons.rollouts import MOPO
@@ -54,6 +57,24 @@ class MOBILE(MOPO):
                 f"mobile needs a learner with target critics and a stochastic policy "
                 f"(sac, cql); {learner.name} has none"
             )
+
+    def bind(self, learner: Learner) -> MOBILE:
+        self.check(learner)
+        bound = dataclasses.replace(self)
+        clamps = bool(getattr(learner.config, "clip_target_at_zero", False))
+        object.__setattr__(bound, "_learner_clamps", clamps)
+        return bound
+
+    def prepare(self, datasets: list[Any], preprocessor: Any, progress: bool = True) -> MOBILE:
+        rewards = datasets[0].rewards
+        if getattr(self, "_learner_clamps", False) and np.mean(rewards < 0) > 0.5:
+            warnings.warn(
+                "mobile: most rewards in the data are negative, but the TD target is clamped "
+                "at 0 (MOBILE's setting for locomotion, where returns are positive); pass "
+                "--set clip_target_at_zero=false for this task",
+                stacklevel=2,
+            )
+        return super().prepare(datasets, preprocessor, progress)
 
     def inconsistency(self, state: dict, obs: jax.Array, action: jax.Array, ctx, rng):
         """u(s, a) for preprocessed rows (obs [B, d], action [B, a] in [-1, 1]) -> [B]."""
