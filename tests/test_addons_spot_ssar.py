@@ -70,7 +70,13 @@ def test_spot_hook_adds_the_support_term_and_lambda_anneals(trained_spot, batch)
     assert set(terms) == {"q", "pi_action", "support"} and terms["support"].shape == (B,)
     assert float(weights["support"]) == pytest.approx(0.3)
     assert weights["q"] == -1.0  # the learner's own terms are untouched
-    lam = [float(spot.online_step(state, jnp.asarray(t), 100)["lam"]) for t in (0, 50, 90, 100)]
+    # official: lambda * max(0.2, 1 - t / 1e6), whatever the online length
+    lam = [float(spot.online_step(state, jnp.asarray(t), 100)["lam"]) for t in (0, 100)]
+    assert lam == pytest.approx([0.3, 0.3 * (1 - 100 / 1e6)])
+    lam = [float(spot.online_step(state, jnp.asarray(t), 10**7)["lam"]) for t in (500_000, 10**6)]
+    assert lam == pytest.approx([0.15, 0.06])
+    corl = SPOT(hidden=spot.hidden, lam=0.3, online_lambda_steps=None)  # over the run's steps
+    lam = [float(corl.online_step(state, jnp.asarray(t), 100)["lam"]) for t in (0, 50, 90, 100)]
     assert lam == pytest.approx([0.3, 0.15, 0.06, 0.06])  # linear, floored at 20%
 
 
@@ -90,7 +96,7 @@ def tiny_td3bc(cls=TD3BC, **kw):
 
 def test_ssar_beta_rises_where_the_policy_leaves_the_threshold():
     learner = tiny_td3bc(OffsetTD3BC)
-    ssar = SSAR(select="none", hidden=(32, 32), lr=1e-3).bind(learner)
+    ssar = SSAR(select="none", hidden=(32, 32), lr=1e-3, update_every="learner").bind(learner)
     assert ssar.base == pytest.approx(1 / 2.5) and ssar.term == "bc"
     state = ssar.init(jax.random.PRNGKey(0), learner.spec)
     ctx = AddOnContext(learner, None)
@@ -116,7 +122,9 @@ def test_ssar_n_follows_its_schedule_and_freezes():
                 return 0.5 * obs + jnp.sqrt(0.05)
 
         learner = tiny_td3bc(Constant)
-        ssar = SSAR(select="none", hidden=(8,), update_period=5, max_n=3.0).bind(learner)
+        ssar = SSAR(
+            select="none", hidden=(8,), update_period=5, max_n=3.0, update_every="learner"
+        ).bind(learner)
         state = ssar.init(jax.random.PRNGKey(0), learner.spec)
         ctx = AddOnContext(learner, None)
         update = jax.jit(lambda st, k: ssar.update(st, line_batch(k, noise=0.0), ctx, k))
@@ -212,7 +220,7 @@ def test_recipes_solve_point_reach(recipe, point_reach_data, tmp_path):
     assert run.config.algo == learner and run.config.addons[0]["name"] == recipe.split("-")[0]
     score = run.score("final")
     assert score > 70, f"{recipe} normalized score {score:.1f}"
-    if recipe == "spot":  # fine-tuning keeps the add-on and anneals lambda to 20%
+    if recipe == "spot":  # fine-tuning keeps the add-on and anneals lambda (official: /1e6)
         from flax import serialization
 
         from shiftrl.training import checkpoint
@@ -230,4 +238,5 @@ def test_recipes_solve_point_reach(recipe, point_reach_data, tmp_path):
         assert res.score_after > 50
         payload = serialization.msgpack_restore(checkpoint.latest(res.out).read_bytes())
         lam = float(payload["carry"]["extra"]["addons"]["spot"]["lam"])
-        assert lam == pytest.approx(0.2 * run.config.addons[0]["lam"])
+        # the last of 1,000 online updates is t = 999: lambda * (1 - 999 / 1e6), not 0.2 lambda
+        assert lam == pytest.approx(run.config.addons[0]["lam"] * (1 - 999 / 1e6))

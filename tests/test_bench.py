@@ -217,16 +217,16 @@ DARA_CURVES = {
     "hopper-medium-replay.iql.1T+10S-dara/seed1": [(50_000, 35.0), (100_000, 30.0)],
 }
 DARA_FINAL = """\
-| dataset | 10T | 1T | 1T+10S w/o aug | 1T+10S DARA |
-|---|---|---|---|---|
-| hopper-random | — | — | — | — |
-| hopper-medium | 60.0 ± 10.0 | 30.0 ± 0.0 (1/2) | 40.0 ± 0.0 | 50.0 ± 5.0 ↑ |
-| hopper-medium-replay | — | — | 40.0 ± 0.0 | 30.0 ± 0.0 ↓ |
-| hopper-medium-expert | — | — | — | — |
-| walker2d-random | — | — | — | — |
-| walker2d-medium | — | — | — | — |
-| walker2d-medium-replay | — | — | — | — |
-| walker2d-medium-expert | — | — | — | — |"""
+| dataset | 10T | 1T | 1T+10S w/o aug | 1T+10S DARA | 1T+10S DARA const | 1T+10S w/o aug, D∪D' | 1T+10S DARA, D∪D' | same-dyn S w/o aug | same-dyn S DARA |
+|---|---|---|---|---|---|---|---|---|---|
+| hopper-random | — | — | — | — | — | — | — | — | — |
+| hopper-medium | 60.0 ± 10.0 | 30.0 ± 0.0 (1/2) | 40.0 ± 0.0 | 50.0 ± 5.0 ↑ | — | — | — | — | — |
+| hopper-medium-replay | — | — | 40.0 ± 0.0 | 30.0 ± 0.0 ↓ | — | — | — | — | — |
+| hopper-medium-expert | — | — | — | — | — | — | — | — | — |
+| walker2d-random | — | — | — | — | — | — | — | — | — |
+| walker2d-medium | — | — | — | — | — | — | — | — | — |
+| walker2d-medium-replay | — | — | — | — | — | — | — | — | — |
+| walker2d-medium-expert | — | — | — | — | — | — | — | — | — |"""
 
 
 @pytest.fixture(scope="module")
@@ -251,12 +251,15 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     final = lines.index("### Final score", iql) + 2
     assert "\n".join(lines[final : final + 10]) == DARA_FINAL
     bear = lines.index("### Final score") + 2  # the BEAR block has no runs: all missing
-    assert lines[bear + 3] == "| hopper-medium | — | — | — | — |"
+    assert lines[bear + 3] == "| hopper-medium | — | — | — | — |"  # no control columns
     best = lines.index("### Best score", iql) + 2
+    controls = " — |" * 5  # IQL's control columns, not run here
     assert lines[best + 3] == (
-        "| hopper-medium | 75.0 ± 5.0 | 30.0 ± 0.0 (1/2) | 40.0 ± 0.0 | 50.0 ± 5.0 ↑ |"
+        "| hopper-medium | 75.0 ± 5.0 | 30.0 ± 0.0 (1/2) | 40.0 ± 0.0 | 50.0 ± 5.0 ↑ |" + controls
     )
-    assert lines[best + 4] == "| hopper-medium-replay | — | — | 40.0 ± 0.0 | 32.5 ± 2.5 ↓ |"
+    assert lines[best + 4] == (
+        "| hopper-medium-replay | — | — | 40.0 ± 0.0 | 32.5 ± 2.5 ↓ |" + controls
+    )
     # aggregates over the rows as tasks. First over the tasks all four columns finished
     # (hopper-medium only: 10T and 1T lack medium-replay), so DARA's final scores are 45, 55
     agg = lines.index("## Aggregate metrics (final score)")
@@ -269,7 +272,7 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     assert [x.split(" / ")[1].split(" | ")[0] for x in rows] == ["1T+10S w/o aug", "1T+10S DARA"]
     iqm_, mean_, gap = (c.strip() for c in rows[1].split("|")[4:7])
     assert iqm_.startswith("37.5 [") and mean_.startswith("40.0 [") and gap.startswith("60.0 [")
-    assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1152." in text
+    assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1416." in text
     for png in ("scores.png", "aggregates.png", "curves/hopper-medium.iql.10T.png"):
         assert (dara_study / "plots" / png).stat().st_size > 1000
     assert not (dara_study / "plots" / "curves" / "walker2d-medium.iql.10T.png").exists()
@@ -300,8 +303,9 @@ def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
     for job in jobs:
         fake_run(tmp_path, job, [(100_000, 50.0)])
     text = write_report(tmp_path, reps=200).read_text()
-    # the body-mass block's four cells and the gravity / friction blocks' two each
-    assert "**Cells:** 8 of the suite's 576" in text and "**Runs finished:** 8 of 8." in text
+    # the body-mass block's four cells, three controls and two same-dynamics cells, and the
+    # gravity / friction blocks' two cells and three controls each
+    assert "**Cells:** 19 of the suite's 708" in text and "**Runs finished:** 19 of 19." in text
     assert [x for x in text.splitlines() if x.startswith("## DARA")] == [
         f"## DARA (target: unshifted dynamics): IQL, source {s}"
         for s in ("body mass x2", "gravity x0.5", "friction x0.5")
@@ -349,7 +353,12 @@ def test_paper_and_quick_budgets():
 
     assert job_config(cql.to_json()).learner.hidden == (256, 256, 256)
     dara = get_suite("dara")
-    assert dara.layout.arrows == {"1T+10S DARA": "1T+10S w/o aug"}
+    assert dara.layout.arrows == {
+        "1T+10S DARA": "1T+10S w/o aug",
+        "1T+10S DARA const": "1T+10S DARA",
+        "1T+10S DARA, D∪D'": "1T+10S w/o aug, D∪D'",
+        "same-dyn S DARA": "same-dyn S w/o aug",
+    }
     dara_cell = next(c for c in dara.cells if c.column == "1T+10S DARA")
     assert dara_cell.learner.addons == ({"name": "dara"},) and dara_cell.target_fraction == 0.1
 

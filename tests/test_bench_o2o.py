@@ -28,9 +28,10 @@ from shiftrl.bench.suites import (
 from shiftrl.bench.worker import job_config, run_job
 from shiftrl.core.errors import ConfigError
 
+# SPOT's VAE pretrains its official 1e5 steps under every budget; SSAR's steps scale
 ADDON_STEPS = {
-    "quick": {"spot": {"pretrain_steps": 10_000}, "ssar": {"iql_steps": 100_000, "update_period": 5000}},
-    "paper": {"spot": {"pretrain_steps": 100_000}, "ssar": {"iql_steps": 1_000_000, "update_period": 50_000}},
+    "quick": {"spot": {"pretrain_steps": 100_000}, "ssar": {"iql_steps": 100_000, "update_period": 5000, "beta_lr_steps": 100_000}},
+    "paper": {"spot": {"pretrain_steps": 100_000}, "ssar": {"iql_steps": 1_000_000, "update_period": 50_000, "beta_lr_steps": 1_000_000}},
 }  # fmt: skip
 
 
@@ -62,23 +63,31 @@ def test_spot_suite_configs(profile):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_ssar_suite_configs(profile):
     jobs = _configs("ssar", profile)
-    assert len(jobs) == 36
+    assert len(jobs) == 54  # 9 rows x (TD3+BC, +SSAR, +SSAR uniform, CQL, ...)
     for job, config in jobs:
         backbone = "cql" if job.cell.column.startswith("CQL") else "td3bc"
         assert config.algo == backbone
-        if not job.cell.column.endswith("+SSAR"):
+        if "+SSAR" not in job.cell.column:
             assert config.addons == () and config.preset in (None, "default")
             continue
         assert config.preset == "ssar" and config.learner.critic_layer_norm
         (ssar,) = config.addons
+        uniform = job.cell.column.endswith(" uniform")  # the control: beta's batch mean
+        assert ssar["beta_form"] == ("uniform" if uniform else "state")
         official = preset_settings(backbone, job.cell.target)
         assert official and {k: ssar[k] for k in official} == official
         for key, value in ADDON_STEPS[profile]["ssar"].items():
             assert ssar[key] == value
-    assert {j.cell.column for j, _ in jobs} == {"TD3+BC", "TD3+BC+SSAR", "CQL", "CQL+SSAR"}
-    assert get_suite("ssar").layout.arrows == {"TD3+BC+SSAR": "TD3+BC", "CQL+SSAR": "CQL"}
+    columns = {"TD3+BC", "TD3+BC+SSAR", "TD3+BC+SSAR uniform", "CQL", "CQL+SSAR"}
+    assert {j.cell.column for j, _ in jobs} == columns | {"CQL+SSAR uniform"}
+    assert get_suite("ssar").layout.arrows == {
+        "TD3+BC+SSAR": "TD3+BC",
+        "CQL+SSAR": "CQL",
+        "TD3+BC+SSAR uniform": "TD3+BC+SSAR",
+        "CQL+SSAR uniform": "CQL+SSAR",
+    }
     ssar = ADDONS["ssar"]()
-    assert (ssar.iql_steps, ssar.update_period) == (1_000_000, 50_000)
+    assert (ssar.iql_steps, ssar.update_period, ssar.beta_lr_steps) == (1_000_000, 50_000, 10**6)
 
 
 def test_o2o_suite_online_phases():
@@ -108,7 +117,7 @@ def test_o2o_suite_online_phases():
     job = next(j for j in plan_jobs(suite, "quick", (0,)) if j.cell.name.endswith("spot.to-base"))
     config = job_config(job.to_json())
     assert config.dataset == "hopper-mass-2.0/medium-v0"
-    assert config.addons[0]["pretrain_steps"] == 10_000
+    assert config.addons[0]["pretrain_steps"] == 100_000
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,7 +174,8 @@ def test_budget_and_cell_json_round_trip():
     cell = get_suite("o2o").cells[2]
     assert Cell.from_json(json.loads(json.dumps(cell.to_json()))) == cell
     assert "online" not in SMOKE_CELL.to_json()  # offline cells record what they did before
-    assert "spot.pretrain_steps=10,000" in get_suite("spot").budget("quick").describe()
+    assert "spot.pretrain_steps" not in get_suite("spot").budget("quick").describe()
+    assert "ssar.beta_lr_steps=100,000" in get_suite("ssar").budget("quick").describe()
 
 
 # ---------------------------------------------------------------------------------------

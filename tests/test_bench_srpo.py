@@ -39,7 +39,7 @@ def test_srpo_suite_configs(profile):
         expected[profile]
     )
     jobs = plan_jobs(suite, profile, seeds=(0,))
-    assert len(jobs) == 3 * 3 * 3 * 2
+    assert len(jobs) == 3 * 3 * 3 * 3  # robots x levels x learners x (base, +SRPO, shuffled)
     assert {j.cell.row for j in jobs} == {f"{r}-{lvl}" for r in ROBOTS for lvl in LEVELS}
     learners = {}
     for job in jobs:
@@ -56,7 +56,7 @@ def test_srpo_suite_configs(profile):
             assert sum(counts) == config.batch_size and max(counts) - min(counts) <= 1
         assert batch_counts(256, [10] * 3, config.source_fraction) == (85, 86, 85)
         column = job.cell.column
-        base = column.removesuffix("+SRPO")
+        base = column.removesuffix(" shuffled").removesuffix("+SRPO")
         assert base in ("CQL", "TD3+BC", "IQL")
         learners.setdefault(base, set()).add((config.algo, config.preset))
         if column == base:
@@ -65,14 +65,21 @@ def test_srpo_suite_configs(profile):
             (srpo,) = config.addons
             assert (srpo["name"], srpo["lam"], srpo["rho"]) == ("srpo", 0.1, 0.5)
             (addon,) = build_addons(config.addons, build_learner(config, 11, 3))
-            assert (addon.lam, addon.rho, addon.form) == (0.1, 0.5, "paper")
+            # the released code's form on raw rewards (SRPO's published numbers)
+            assert (addon.lam, addon.rho, addon.form) == (0.1, 0.5, "clipped")
+            assert addon.reward_units == "raw"
+            shuffled = column.endswith(" shuffled")
+            assert addon.labels_from == ("shuffled" if shuffled else "value")
     assert learners == {
         "CQL": {("cql", "default")},
         "TD3+BC": {("td3bc", None)},
         "IQL": {("iql", "locomotion")},
     }
     layout = suite.layout
-    assert layout.arrows == {"CQL+SRPO": "CQL", "TD3+BC+SRPO": "TD3+BC", "IQL+SRPO": "IQL"}
+    assert layout.arrows == {
+        **{f"{b}+SRPO": b for b in ("CQL", "TD3+BC", "IQL")},
+        **{f"{b}+SRPO shuffled": f"{b}+SRPO" for b in ("CQL", "TD3+BC", "IQL")},
+    }
     assert layout.per_env_tables == {"base dynamics only": tuple(e[0] for e in map(_envs, ROBOTS))}
     assert layout.to_json()["per_env_tables"]["base dynamics only"][0] == "shiftrl/hopper-base-v0"
 
@@ -90,10 +97,11 @@ RUNS = {
     "walker2d-medium-replay.td3bc-srpo/seed0": [(10, 10, 10), (15, 30, 30)],  # mean 25, base 15
     "walker2d-medium-replay.td3bc-srpo/seed1": [(10, 10, 10), (None, None, None)],  # unfinished
 }
-MAIN_ROW = "| hopper-medium | 40.0 ± 0.0 | 60.0 ± 0.0 ↑ | — | — | — | — |"
-BASE_ROW = "| hopper-medium | 55.0 ± 5.0 | 55.0 ± 15.0 | — | — | — | — |"
-BASE_BEST = "| hopper-medium | 55.0 ± 5.0 | 70.0 ± 20.0 ↑ | — | — | — | — |"
-WALKER = "| walker2d-medium-replay | — | — | 20.0 ± 0.0 (1/2) | {} (1/2) | — | — |"
+REST = " — |" * 7  # the shuffled-label controls, TD3+BC and IQL: not run here
+MAIN_ROW = "| hopper-medium | 40.0 ± 0.0 | 60.0 ± 0.0 ↑ |" + REST
+BASE_ROW = "| hopper-medium | 55.0 ± 5.0 | 55.0 ± 15.0 |" + REST
+BASE_BEST = "| hopper-medium | 55.0 ± 5.0 | 70.0 ± 20.0 ↑ |" + REST
+WALKER = "| walker2d-medium-replay | — | — | — | 20.0 ± 0.0 (1/2) | {} (1/2) | — | — | — | — |"
 
 
 def _write_run(study: Path, job, scores) -> None:
@@ -130,7 +138,11 @@ def _table(lines: list[str], heading: str, start: int = 0) -> list[str]:
     while not lines[i].startswith("| dataset |"):
         i += 1
     header = lines[i].split(" | ")
-    assert header[1:] == ["CQL", "CQL+SRPO", "TD3+BC", "TD3+BC+SRPO", "IQL", "IQL+SRPO |"]
+    assert header[1:] == [
+        *("CQL", "CQL+SRPO", "CQL+SRPO shuffled"),
+        *("TD3+BC", "TD3+BC+SRPO", "TD3+BC+SRPO shuffled"),
+        *("IQL", "IQL+SRPO", "IQL+SRPO shuffled |"),
+    ]
     return lines[i + 2 : i + 11]
 
 
@@ -150,7 +162,7 @@ def test_srpo_report_has_a_base_dynamics_table(srpo_study):
     final = _table(lines, "### Final score")
     assert final[0] == MAIN_ROW
     assert final[4] == WALKER.format("25.0 ± 0.0 ↑")
-    assert sum(r.count("—") for r in final) == 9 * 6 - 4
+    assert sum(r.count("—") for r in final) == 9 * 9 - 4
     base = _table(lines, "### Final score (base dynamics only)")
     i = lines.index("### Final score (base dynamics only)")
     assert lines[i + 2].startswith("Normalized score in `shiftrl/hopper-base-v0`, `shiftrl/walker")
@@ -160,7 +172,7 @@ def test_srpo_report_has_a_base_dynamics_table(srpo_study):
     best = _table(lines, "### Best score (base dynamics only)")
     assert best[0] == BASE_BEST
     assert "Incomplete suite" not in "\n".join(lines)
-    assert "**Runs finished:** 6 of 108." in "\n".join(lines)
+    assert "**Runs finished:** 6 of 162." in "\n".join(lines)
 
 
 def test_study_without_per_env_tables_still_reads(srpo_study, tmp_path):

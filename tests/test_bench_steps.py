@@ -20,17 +20,26 @@ from tests.test_bench_cli import one_error_line, run
 
 def test_ssar_quick_at_20k_steps_plans_scaled_jobs():
     jobs = plan_jobs("ssar", "quick", seeds=(0,), only="hopper-medium.td3bc*", steps=20_000)
-    assert {j.id for j in jobs} == {"hopper-medium.td3bc/seed0", "hopper-medium.td3bc-ssar/seed0"}
+    assert {j.id for j in jobs} == {
+        "hopper-medium.td3bc/seed0",
+        "hopper-medium.td3bc-ssar/seed0",
+        "hopper-medium.td3bc-ssar-uniform/seed0",
+    }
     for job in jobs:
         assert job.profile == "quick-20k" and job.to_json()["profile"] == "quick-20k"
         b = job.budget
         assert (b.steps, b.eval_every, b.eval_episodes, b.seeds) == (20_000, 2000, 10, (0, 1, 2))
-        assert b.addon_settings == {"ssar": {"iql_steps": 20_000, "update_period": 1000}}
+        assert b.addon_settings == {
+            "ssar": {"iql_steps": 20_000, "update_period": 1000, "beta_lr_steps": 20_000}
+        }
         assert b.note.endswith("; scaled to 20,000 steps from the quick budget (100,000)")
         assert b.describe().startswith(
             "20,000 gradient steps, evaluation every 2,000 steps with 10 episodes"
         )
-        assert "ssar.iql_steps=20,000, ssar.update_period=1,000" in b.describe()
+        assert (
+            "ssar.iql_steps=20,000, ssar.update_period=1,000, ssar.beta_lr_steps=20,000"
+            in b.describe()
+        )
         config = job_config(job.to_json())
         assert (config.steps, config.eval_every, config.eval_episodes) == (20_000, 2000, 10)
     ssar = job_config(jobs[1].to_json()).addons
@@ -46,9 +55,10 @@ def test_ssar_quick_at_20k_steps_plans_scaled_jobs():
 
 def test_spot_quick_scaled_up_and_down():
     spot = get_suite("spot")
+    # the VAE pretrains SPOT's official 1e5 steps whatever the learner's steps
     for steps, label, every, pretrain in [
-        (5000, "quick-5k", 500, 500),
-        (250_000, "quick-250k", 25_000, 25_000),
+        (5000, "quick-5k", 500, 100_000),
+        (250_000, "quick-250k", 25_000, 100_000),
     ]:
         (job,) = plan_jobs(spot, "quick", seeds=(1,), only="hopper-medium.spot", steps=steps)
         assert job.profile == label

@@ -94,13 +94,16 @@ def test_finetune_improves_a_weak_policy(tmp_path):
         path,
         steps=200,
         out=tmp_path / "offline",
-        overrides={**nets, "eval_every": 200, "eval_episodes": 5},
+        overrides={**nets, "eval_every": 200, "eval_episodes": 5, "seed": 1},
         progress=False,
     )
     res = finetune(
         run.dir, 4000, eval_every=2000, eval_episodes=5, steps_per_iter=500, progress=False
     )
     assert res.score_before < 50  # deliberately weak: 200 offline steps
+    # "before" starts from the offline evaluations' states (seed 1's, not seed 0's): the
+    # same policy, the same score
+    assert res.score_before == pytest.approx(run.rows[-1]["normalized_score"])
     assert res.score_after > res.score_before + 30
     assert (res.out / "finetune.json").exists() and 0 <= res.regret <= 1.5
 

@@ -206,24 +206,65 @@ def algos() -> None:
 
 @app.command()
 @user_errors
-def envs() -> None:
-    """List the registered environments and dynamics variants."""
+def envs(
+    robot: Annotated[
+        str | None, typer.Argument(help="only this robot (hopper, walker2d, halfcheetah, ...)")
+    ] = None,
+    shift: Annotated[
+        str | None,
+        typer.Option("--shift", help="only this kind of shift: mass, gravity, friction, ..."),
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="full descriptions and reference sources")
+    ] = False,
+) -> None:
+    """List the dynamics variants (gymnasium id: shiftrl/NAME-v0), one robot or shift at a time."""
     from rich.console import Console
     from rich.table import Table
 
+    from shiftrl.core.errors import ConfigError
     from shiftrl.envs import list_variants
     from shiftrl.envs.reference import reference_scores, reference_source
 
-    table = Table(title="dynamics variants (gymnasium id: shiftrl/NAME-v0)")
-    table.add_column("name", no_wrap=True)
-    table.add_column("changes")
-    table.add_column("random / expert return", no_wrap=True)
-    table.add_column("references")
-    for r in list_variants():
+    rows = list_variants()
+    robots = sorted({r["robot"] for r in rows})
+    kinds = sorted({r["kind"] for r in rows})
+    if robot is not None and robot not in robots:
+        raise ConfigError(f"unknown robot '{robot}'; robots: {', '.join(robots)}")
+    if shift is not None and shift not in kinds:
+        raise ConfigError(f"unknown kind of shift '{shift}'; kinds: {', '.join(kinds)}")
+    rows = [
+        r
+        for r in rows
+        if (robot is None or r["robot"] == robot) and (shift is None or r["kind"] == shift)
+    ]
+    if not rows:
+        raise ConfigError(f"no variant of {robot} with a {shift} shift; kinds: {', '.join(kinds)}")
+    table = Table(title=f"{len(rows)} dynamics variants (gymnasium id: shiftrl/NAME-v0)")
+    # names and returns whole; the description takes what width is left (10: borders, padding)
+    console = Console()
+    name_w = max(len(r["name"]) for r in rows)
+    table.add_column("name", no_wrap=True, min_width=name_w)
+    if wide:
+        table.add_column("changes", overflow="fold")
+    else:
+        room = max(16, console.width - name_w - 13 - 10)
+        table.add_column("changes", overflow="ellipsis", no_wrap=True, max_width=room)
+    table.add_column("random/expert", no_wrap=True, min_width=13)
+    if wide:
+        table.add_column("references")
+    for r in rows:
         ref = reference_scores(r["id"])
         refs = "-" if ref is None else f"{ref[0]:.0f} / {ref[1]:.0f}"
-        table.add_row(r["name"], r["changes"], refs, reference_source(r["id"]))
-    Console().print(table)
+        changes = r["changes"].removeprefix(f"{r['base_env_id']} with ")
+        cells = [r["name"], changes, refs] + ([reference_source(r["id"])] if wide else [])
+        table.add_row(*cells)
+    console.print(table)
+    if robot is None and shift is None:
+        typer.echo(
+            f"robots: {', '.join(robots)}; shifts: {', '.join(kinds)} "
+            "(`shiftrl envs hopper --shift mass`; --wide for full descriptions)"
+        )
 
 
 @app.command()

@@ -10,6 +10,9 @@ Every method has an identity default, so an add-on overrides only what it needs:
 - `actor_hook` /   edit a learner's named per-sample loss terms and weights
   `critic_hook`    (SPOT adds a density term, SSAR turns a scalar weight into beta(s)).
 
+- `calibrate`      sets data-dependent constants in the add-on's state once, from the
+                   run's preprocessing (settings stated in the data's raw units:
+                   DARA's input noise and eta, SRPO's bonus; see `raw_units`).
 - `annotate`       attaches per-transition arrays to the data once, before training
                    (SSAR's trusted-trajectory flags), read back as `batch.extras`.
 - `bind`           validates the learner and fills learner-dependent settings
@@ -28,12 +31,50 @@ so it is checkpointed, resumed and vmapped with the learner.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import Learner, LearnerSpec, Metrics, Terms, Weights
+
+if TYPE_CHECKING:
+    from shiftrl.data.preprocess import Preprocessor
+
+UNITS = "units"
+"""Key of the raw-unit scales in an add-on's state dict (see `raw_units`)."""
+
+
+def raw_units(spec: LearnerSpec) -> dict[str, jax.Array]:
+    """How much one learner unit is in the data's raw units, as an add-on state entry:
+    `obs` the observation std per dimension, `action` the action half-range per dimension,
+    `reward` the learner's reward scale (learner reward = raw reward x scale + bias).
+    Ones until `AddOn.calibrate` sets them from the run's preprocessing, so an add-on used
+    on its own (tests, other loops) works in the learner's units."""
+    return {
+        "obs": jnp.ones(spec.obs_dim, jnp.float32),
+        "action": jnp.ones(spec.act_dim, jnp.float32),
+        "reward": jnp.ones((), jnp.float32),
+    }
+
+
+def masked_mean_std(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and std of x over the rows where mask is 1 (0, 0 when there are none): the
+    per-domain / trusted-sample statistics add-ons log."""
+    n = jnp.maximum(jnp.sum(mask), 1.0)
+    mean = jnp.sum(x * mask) / n
+    return mean, jnp.sqrt(jnp.sum(mask * (x - mean) ** 2) / n)
+
+
+def units_of(pre: Preprocessor) -> dict[str, jax.Array]:
+    """`raw_units` of a run's preprocessing."""
+    half = (pre.action_high - pre.action_low) / 2
+    return {
+        "obs": jnp.asarray(pre.obs_std, jnp.float32),
+        "action": jnp.asarray(half, jnp.float32),
+        "reward": jnp.asarray(pre.reward_scale, jnp.float32),
+    }
 
 
 @dataclass(frozen=True)
@@ -73,6 +114,13 @@ class AddOn:
         """This add-on with learner-dependent settings resolved (after `check`)."""
         self.check(learner)
         return self
+
+    def calibrate(self, state: Any, pre: Preprocessor) -> Any:
+        """The state with the run's raw-unit scales (called once after `init`, before any
+        update). Add-ons whose state dict holds `UNITS` (from `raw_units`) get them filled."""
+        if isinstance(state, dict) and UNITS in state:
+            return {**state, UNITS: units_of(pre)}
+        return state
 
     def annotate(self, dataset: Any, domain: int) -> dict[str, Any]:
         """Per-transition numpy arrays for `dataset`, keyed "<addon>/<field>" (default none)."""

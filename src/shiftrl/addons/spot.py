@@ -11,8 +11,11 @@ The add-on contributes the `support` term; the Q-normalized actor comes from the
 learner (`--algo spot` is TD3+BC's `spot` preset: alpha 1, no BC term, actor dropout
 0.1, plus this add-on). On other learners the term is added to their actor loss.
 
-Fine-tuning online anneals lambda linearly to `online_lambda_end` (20%) of its value
-over the online updates (SPOT's `lambd_cool`).
+Fine-tuning online anneals lambda as SPOT's official `lambd_cool`:
+lambda_t = lambda * max(0.2, 1 - t / 1e6), whatever the online phase's length
+(`online_lambda_steps`; a 20k-step fine-tune ends at 0.98 lambda). CORL's port anneals over
+the run's own online steps instead (`online_lambda_steps=None`), reaching 0.2 lambda at
+the end of any fine-tune.
 """
 
 from __future__ import annotations
@@ -92,6 +95,9 @@ class SPOT(AddOn):
     """Posterior draws per estimate (ELBO averages them; IWAE's L)."""
     online_lambda_end: float = 0.2
     """Online: lambda_t = lambda * max(online_lambda_end, 1 - t / T)."""
+    online_lambda_steps: int | None = 1_000_000
+    """T of the online anneal: 1e6 (the official code, whatever the online length); None:
+    the fine-tune's own online updates (CORL)."""
 
     def vae(self, act_dim: int) -> VAE:
         return VAE(act_dim, self.latent_factor * act_dim, self.hidden)
@@ -105,6 +111,8 @@ class SPOT(AddOn):
             raise ConfigError(f"spot.density must be 'elbo' or 'iwae', got '{self.density}'")
         if self.num_samples < 1:
             raise ConfigError("spot.num_samples must be at least 1")
+        if self.online_lambda_steps is not None and self.online_lambda_steps <= 0:
+            raise ConfigError("spot.online_lambda_steps must be positive (or none: the run's)")
 
     def init(self, rng: jax.Array, spec: LearnerSpec) -> dict:
         params = self.vae(spec.act_dim).init(rng, spec.obs_dim)
@@ -137,5 +145,6 @@ class SPOT(AddOn):
         return {**terms, "support": support}, {**weights, "support": state["lam"]}
 
     def online_step(self, state: dict, t: jax.Array, total: int) -> dict:
-        frac = jnp.maximum(self.online_lambda_end, 1.0 - t / max(total, 1))
+        horizon = self.online_lambda_steps or total
+        frac = jnp.maximum(self.online_lambda_end, 1.0 - t / max(horizon, 1))
         return {**state, "lam": self.lam * frac}

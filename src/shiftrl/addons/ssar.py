@@ -21,8 +21,20 @@ regularizer only to them.
 On TD3+BC the learner's own objective -alpha Q / mean|Q| + (beta(s) / base) (pi - a)^2 is
 alpha times SSAR's -Q / mean|Q| + beta(s) (pi - a)^2 (Adam is invariant to that constant).
 beta has its own Adam with a tiny learning rate (3e-8 TD3+BC, 1e-8 CQL) and grad-norm clip
-0.5, and is frozen online, where it is only scaled: linearly by 1 - t / T (TD3+BC, not
+0.5, steps with the learner's actor (TD3+BC's every second update, as the official code;
+`update_every`), and is frozen online, where it is only scaled: linearly by 1 - t / T (TD3+BC, not
 floored, as the official code) or by cos(min(t / T, 1) pi / 2) (CQL).
+
+The official rate is set for 1M learner steps; Adam moves a weight about lr per step, so a
+run 10x shorter moves beta(s) 10x less. `beta_lr_steps` states the run length the rate is
+for (the learning rate is multiplied by 1e6 / beta_lr_steps): the benchmark budgets scale
+it with the learner's steps, as they scale the n schedule's `update_period`.
+
+Control (`beta_form="uniform"`): beta(s) is learned as usual, but every (trusted) sample
+gets the batch's mean of beta(s) over the trusted samples: the same level, no state
+dependence. Logged each step: the trusted fraction (`trusted`), beta(s)'s mean, std, min
+and max over the batch's trusted samples (`beta`, `beta_std`, `beta_min`, `beta_max`), n,
+the trusted samples' mean gap C_n - d (`gap`) and whether beta stepped (`beta_updated`).
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
-from shiftrl.addons.base import AddOn, AddOnContext
+from shiftrl.addons.base import AddOn, AddOnContext, masked_mean_std
 from shiftrl.core.errors import ConfigError
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import LearnerSpec
@@ -47,6 +59,8 @@ from shiftrl.learners.base import LearnerSpec
 TRUST = "ssar/trust"
 _LOG2 = math.log(2.0)  # sigmoid(log 2) = 2/3: beta starts at base = (2/3) * 1.5 base
 _ACTION_CLIP = 0.99999
+OFFICIAL_STEPS = 1_000_000
+"""The learner steps SSAR's official learning rates and schedules are set for."""
 
 # Per-dataset settings of the official configs (config/<algo>/<env>/<dataset>.yaml). The
 # trajectory-return thresholds are D4RL returns; our data differ, so they are kept as
@@ -176,6 +190,15 @@ class SSAR(AddOn):
     """Hidden sizes of the beta(s) network."""
     lr: float | None = None
     """Adam learning rate of beta(s) (None: 3e-8 on TD3+BC, 1e-8 on CQL)."""
+    beta_lr_steps: int = OFFICIAL_STEPS
+    """The run length `lr` is meant for: the rate used is lr * 1e6 / beta_lr_steps (the
+    official rate at the official 1M steps; the bench sets it to the run's steps)."""
+    update_every: str = "actor"
+    """'actor': beta(s) and the n schedule step on the learner's actor updates only (the
+    official code: TD3+BC's every second step); 'learner': on every learner step."""
+    beta_form: str = "state"
+    """'state': each sample's own beta(s) (SSAR); 'uniform': the batch's mean of beta(s)
+    over the trusted samples for every sample (the control: no state dependence)."""
     grad_clip: float = 0.5
     """Global grad-norm clip of the beta update."""
     base: float | None = None
@@ -208,6 +231,14 @@ class SSAR(AddOn):
             raise ConfigError("add-on ssar needs TD3+BC's BC term (bc_weight > 0)")
         if self.max_n < self.min_n or self.min_n <= 0:
             raise ConfigError("ssar needs 0 < min_n <= max_n")
+        if self.update_every not in ("actor", "learner"):
+            raise ConfigError(
+                f"ssar.update_every must be actor or learner, got '{self.update_every}'"
+            )
+        if self.beta_form not in ("state", "uniform"):
+            raise ConfigError(f"ssar.beta_form must be state or uniform, got '{self.beta_form}'")
+        if self.beta_lr_steps <= 0:
+            raise ConfigError("ssar.beta_lr_steps must be positive")
 
     def bind(self, learner) -> SSAR:
         self.check(learner)
@@ -230,6 +261,11 @@ class SSAR(AddOn):
             )
         return bound
 
+    @property
+    def beta_lr(self) -> float:
+        """The learning rate of beta(s) in use: `lr` scaled to the run length."""
+        return (self.lr or 3e-8) * OFFICIAL_STEPS / self.beta_lr_steps
+
     def _beta_net(self) -> BetaNet:
         return BetaNet(tuple(self.hidden), 1.5 * float(self.base))
 
@@ -242,7 +278,7 @@ class SSAR(AddOn):
     def init(self, rng: jax.Array, spec: LearnerSpec) -> dict:
         k_beta, k_iql = jax.random.split(rng)
         params = self._beta_net().init(k_beta, jnp.zeros((1, spec.obs_dim)))["params"]
-        tx = optax.chain(optax.clip_by_global_norm(self.grad_clip), optax.adam(self.lr or 3e-8))
+        tx = optax.chain(optax.clip_by_global_norm(self.grad_clip), optax.adam(self.beta_lr))
         state = {
             "beta": TrainState.create(apply_fn=None, params=params, tx=tx),
             "n": jnp.asarray(self.min_n, jnp.float32),
@@ -323,25 +359,41 @@ class SSAR(AddOn):
         trust = self.trust(state, batch)
         gap = jax.lax.stop_gradient(self.tolerance_gap(state["n"], batch, ctx))
         mask = trust if self.select_actions else jnp.ones_like(trust)
+        active = (
+            ctx.learner.updates_actor(ctx.learner_state)
+            if self.update_every == "actor"
+            else jnp.asarray(True)
+        )
 
         def loss_fn(params):
             return jnp.mean(gap * self.beta(params, batch.obs) * mask)
 
         loss, grads = jax.value_and_grad(loss_fn)(state["beta"].params)
-        beta_state = state["beta"].apply_gradients(grads=grads)
+        stepped = state["beta"].apply_gradients(grads=grads)
+        beta_state = jax.tree.map(
+            lambda new, old: jnp.where(active, new, old), stepped, state["beta"]
+        )
 
         # the n schedule: freeze once the trusted samples meet the threshold on average
+        # (checked on the learner step counter, on actor steps only, as the official code)
         step = state["step"] + 1
         trusted_gap = jnp.sum(gap * trust) / jnp.maximum(jnp.sum(trust), 1.0)
-        check = (step % self.update_period == 0) & ~state["frozen"]
+        check = (step % self.update_period == 0) & ~state["frozen"] & active
         freeze = check & (trusted_gap > 0)
         increment = (self.max_n - self.min_n) / 10.0
         n = jnp.where(check & ~freeze, jnp.minimum(state["n"] + increment, self.max_n), state["n"])
         new = {**state, "beta": beta_state, "n": n, "frozen": state["frozen"] | freeze}
         new["step"] = step
+        beta = self.beta(state["beta"].params, batch.obs)
+        b_mean, b_std = masked_mean_std(beta, trust)
+        has = jnp.sum(trust) > 0
         metrics = {
             "loss": loss,
-            "beta": jnp.mean(self.beta(state["beta"].params, batch.obs)),
+            "beta": b_mean,
+            "beta_std": b_std,
+            "beta_min": jnp.min(jnp.where(trust > 0, beta, jnp.where(has, jnp.inf, 0.0))),
+            "beta_max": jnp.max(jnp.where(trust > 0, beta, jnp.where(has, -jnp.inf, 0.0))),
+            "beta_updated": active.astype(jnp.float32),
             "n": n,
             "gap": trusted_gap,
             "trusted": jnp.mean(trust),
@@ -351,9 +403,13 @@ class SSAR(AddOn):
     def weight(self, state: dict, batch: Batch) -> jax.Array:
         """The factor on the learner's weight: beta(s) / base, on trusted samples, scaled online."""
         beta = jax.lax.stop_gradient(self.beta(state["beta"].params, batch.obs))
+        trust = self.trust(state, batch)
+        if self.beta_form == "uniform":
+            mean, _ = masked_mean_std(beta, trust if self.loosen_bound else jnp.ones_like(trust))
+            beta = jnp.full_like(beta, mean)
         factor = beta / self.base
         if self.loosen_bound:
-            factor = factor * self.trust(state, batch)
+            factor = factor * trust
         return factor * state["scale"]
 
     def _scale_term(self, state, batch, terms, weights):

@@ -4,7 +4,7 @@ A standalone script, run by the python of a separate virtual environment that ha
 (d3rlpy 2.8.1 pins gymnasium==1.0.0 and pulls the old `gym`, so it cannot live beside
 shiftrl). It imports neither shiftrl nor jax:
 
-    /work/peer-venvs/d3rlpy/bin/python peer_d3rlpy.py --algo td3bc --steps 1000 --warmup 50
+    ~/.cache/shiftrl/peer-venvs/d3rlpy/bin/python peer_d3rlpy.py --algo td3bc --steps 1000 --warmup 50
 
 and prints one JSON line, e.g.
 

@@ -12,7 +12,13 @@ import os
 import subprocess
 from pathlib import Path
 
-DEFAULT_D3RLPY_VENV = Path("/work/peer-venvs/d3rlpy")
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+
+
+DEFAULT_D3RLPY_VENV = _cache_home() / "shiftrl" / "peer-venvs" / "d3rlpy"
+"""Per user (XDG cache), so the default works on any machine; SHIFTRL_D3RLPY_PYTHON overrides."""
 PEER_SCRIPT = Path(__file__).with_name("peer_d3rlpy.py")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

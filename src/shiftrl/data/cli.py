@@ -27,6 +27,24 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def resolve(dataset_id: str, size: int | None, seed: int) -> tuple[str, int | None, int]:
+    """(registered ID, size, seed) from an ID that may name its size and seed
+    (`hopper/medium-n100000-s1-v0`) and the --size/--seed options, which must agree with it."""
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.data import registry
+
+    cid, id_size, id_seed = registry.parse_id(dataset_id)
+    if id_size is not None:
+        if size is not None and size != id_size:
+            raise ConfigError(f"'{dataset_id}' names size {id_size}; --size {size} disagrees")
+        size = id_size
+    if id_seed is not None:
+        if seed not in (0, id_seed):
+            raise ConfigError(f"'{dataset_id}' names seed {id_seed}; --seed {seed} disagrees")
+        seed = id_seed
+    return cid, size, seed
+
+
 SizeOpt = Annotated[
     int | None, typer.Option("--size", help="transitions (default: the dataset's default size)")
 ]
@@ -52,7 +70,7 @@ def make(
     """Make a dataset (deterministic from ID, size and seed) and cache it under $SHIFTRL_DATA."""
     from shiftrl.data import registry
 
-    cid = registry.canonical(dataset_id)
+    cid, size, seed = resolve(dataset_id, size, seed)
     if registry.is_made(cid, size, seed) and not force:
         ds = registry.get_dataset(cid, size, seed)
         typer.echo(f"already made: {registry.cache_dir(cid, size, seed)} (--force to remake)")
@@ -67,46 +85,108 @@ def make(
         f"mean {s['return_mean']:.1f} (min {s['return_min']:.1f}, max {s['return_max']:.1f}), "
         f"sha256 {ds.checksum()}"
     )
+    outcome = ds.metadata.provenance.get("verification", {}).get("result")
+    if outcome:
+        typer.echo(f"against the recorded build: {outcome}")
+    typer.echo(f"use it as: --dataset {registry.qualified_id(cid, size, seed)}")
     if record:
-        rec = registry.record_build(ds)
-        typer.echo(f"recorded in {registry.CHECKSUMS_FILE}: size {rec['size']}, seed {rec['seed']}")
+        from shiftrl.data import records
+
+        rec = records.record_build(ds)
+        typer.echo(f"recorded in {records.CHECKSUMS_FILE}: size {rec['size']}, seed {rec['seed']}")
+
+
+@data_app.command("record")
+@_user_errors
+def record_all(
+    dataset_ids: Annotated[
+        list[str] | None, typer.Argument(help="IDs to re-record (default: with --all)")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every recorded build")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Maintainers: re-make recorded builds here and record them for this platform and these
+    versions (after a lock change: scripts/relock.sh). Builds already recorded here are
+    skipped, so an interrupted run resumes; records of other platforms are kept."""
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.data import records, registry
+
+    if not all_ and not dataset_ids:
+        raise ConfigError("name dataset IDs to re-record, or pass --all")
+    wanted = set(registry.canonical(d) for d in dataset_ids or [])
+    todo = []
+    for did, recs in records.recorded_builds().items():
+        if (wanted and did not in wanted) or not registry.is_registered(did):
+            continue
+        inputs = registry.spec_of(did).inputs()
+        for size, seed in sorted({(r["size"], r["seed"]) for r in recs}):
+            if not records.is_recorded_here(did, size, seed, inputs):
+                todo.append((did, size, seed))
+    todo.sort(key=lambda t: t[1])  # smallest first: the most records early in a long run
+    typer.echo(
+        f"{len(todo)} build(s) to re-record here ({records.fmt_versions(records.versions())})"
+    )
+    for i, (did, size, seed) in enumerate(todo, 1):
+        with registry.MakeProgress(f"{did} [{i}/{len(todo)}]", size, enabled=progress) as bar:
+            ds = registry.make_dataset(did, size, seed, progress=bar.update, verify=True)
+        rec = records.record_build(ds)
+        result = ds.metadata.provenance["verification"]["result"]
+        typer.echo(f"{did} (size {size}, seed {seed}): sha256 {rec['sha256'][:16]}... ({result})")
 
 
 @data_app.command("list")
 @_user_errors
 def list_(
+    pattern: Annotated[
+        str | None, typer.Argument(help="only IDs containing this text, e.g. mass-2.0 or expert")
+    ] = None,
+    robot: Annotated[str | None, typer.Option("--robot", help="only this robot's datasets")] = None,
+    made: Annotated[bool, typer.Option("--made", help="only datasets made here")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="also the cache folders")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Every dataset that exists or can be made, with where it is cached."""
+    """Every dataset that exists or can be made (made: its cached builds, by qualified ID)."""
     from shiftrl.data import registry
 
-    rows = list_rows()
+    rows = [
+        r
+        for r in list_rows()
+        if (pattern is None or pattern in r["id"] or any(pattern in a for a in r["aliases"]))
+        and (robot is None or r["id"].split("/")[0].split("-")[0] == robot)
+        and (not made or r["builds"])
+    ]
     if as_json:
         typer.echo(json.dumps(rows))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"shiftrl datasets (cache: {registry.data_root()})")
-    table.add_column("id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("size", no_wrap=True)
-    table.add_column("where", overflow="fold")
+    table = Table(title=f"{len(rows)} datasets (cache: {registry.data_root()})")
+    table.add_column("id (= alias)", no_wrap=True)
+    table.add_column("made here: size (seed) = qualified ID", overflow="fold")
+    if wide:
+        table.add_column("where", overflow="fold")
     for r in rows:
-        table.add_row(
+        cells = [
             r["id"] + "".join(f"\n= {a}" for a in r["aliases"]),
-            r["status"],
-            ", ".join(f"{b['size']:,} (seed {b['seed']})" for b in r["builds"])
-            or f"{r['default_size']:,}",
-            "\n".join(b["path"] for b in r["builds"]) or "-",
-        )
+            "\n".join(
+                f"{b['size']:,} ({b['seed']})"
+                + ("" if b["qualified_id"] == r["id"] else f" = {b['qualified_id']}")
+                for b in r["builds"]
+            )
+            or f"- (default size {r['default_size']:,})",
+        ]
+        if wide:
+            cells.append("\n".join(b["path"] for b in r["builds"]) or "-")
+        table.add_row(*cells)
     Console().print(table)
     from shiftrl import zoo
 
     n = len(zoo.manifest()["policies"])
     typer.echo(
         f"{n} zoo variant(s) with behaviour policies; datasets for other variants appear once "
-        "the zoo has policies for them. Make one with `shiftrl data make ID`."
+        "the zoo has policies for them. Make one with `shiftrl data make ID`; filter with "
+        "`shiftrl data list PATTERN --robot ROBOT --made`."
     )
 
 
@@ -117,6 +197,8 @@ def list_rows() -> list[dict[str, Any]]:
     for did in registry.dataset_ids():
         spec = registry.REGISTRY[did]
         builds = registry.cached_builds(did)
+        for b in builds:
+            b["qualified_id"] = registry.qualified_id(did, b["size"], b["seed"])
         rows.append(
             {
                 "id": did,
@@ -163,10 +245,10 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
         reference_source,
     )
 
-    cid = registry.canonical(dataset_id)
+    cid, size, seed = resolve(dataset_id, size, seed)
     spec = registry.REGISTRY[cid]
     n = spec.default_size if size is None else size
-    out: dict[str, Any] = {"id": cid}
+    out: dict[str, Any] = {"id": cid, "qualified_id": registry.qualified_id(cid, n, seed)}
     aliases = sorted(a for a, t in registry.ALIASES.items() if t == cid)
     if aliases:
         out["aliases"] = aliases
@@ -189,7 +271,26 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
     out["seed"] = seed
     out["command"] = registry.make_command(cid, n, seed)
     out["minari_id"] = registry.minari_id(cid, n, seed)
-    recorded = registry.recorded_build(cid, n, seed)
+    from shiftrl.data import records, verify
+
+    recorded = records.recorded_build(cid, n, seed)
+    here_versions, here_platform = records.versions(), verify.platform_fingerprint()
+    recs = [r for r in records.records_for(cid, n, seed) if r.get("inputs_sha256") == spec.inputs()]
+    out["platform_here"] = verify.describe_platform(here_platform)
+    if not recs:
+        out["reproducible"] = "no recorded build of this size and seed: nothing to check against"
+    elif any(not verify.differences(r, here_versions, here_platform) for r in recs):
+        out["reproducible"] = "bytes: a record was made on this platform with these versions"
+    else:
+        differs = verify.differences(recs[0], here_versions, here_platform)
+        out["reproducible"] = (
+            f"statistics only (bytes differ by platform; differs from the record: "
+            f"{', '.join(differs)})"
+        )
+    out["recorded_on"] = [
+        f"{verify.describe_platform(r.get('platform'))}; {records.fmt_versions(r.get('made_with', {}))}"
+        for r in recs
+    ]
     if registry.is_made(cid, n, seed):
         ds = registry.load_cached(cid, n, seed)
         s = ds.summary()
@@ -211,12 +312,12 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
             normalized_score=round(normalized_score(s["return_mean"], dref), 2) if dref else None,
             dataset_reference_scores=list(dref) if dref else None,
             sha256=sha,
-            recorded_sha256=recorded["sha256"] if recorded else None,
-            checksum_matches_record=(recorded["sha256"] == sha) if recorded else None,
+            recorded_sha256=[r["sha256"] for r in recs] if recs else None,
+            verification=meta.provenance.get("verification", {}).get("result", "not recorded"),
             provenance=meta.provenance,
         )
     else:
         out["status"] = f"not made yet: `{out['command']}`"
         if recorded:
-            out["recorded_build"] = recorded
+            out["recorded_build"] = {k: v for k, v in recorded.items() if k != "platform"}
     return out

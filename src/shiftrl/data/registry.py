@@ -20,9 +20,12 @@ transitions are ~50k episodes), so each cached dataset also holds a flat copy
 Minari files stay the interchange format. The flat copy is written last, so its presence
 marks a complete build; a lock file per build makes concurrent first uses build once.
 
-Checksums: `checksums.json` (shipped) records the sha256 of builds made by the project
-(`shiftrl data make ID --record`); a build whose (id, size, seed) is recorded, from the same
-inputs (zoo weights), must reproduce it, or `make_dataset` raises.
+Checksums: `checksums.json` (shipped) records the sha256, statistics, library versions and
+platform of builds made by the project (`shiftrl data make ID --record`). A build whose
+(id, size, seed) is recorded, from the same inputs (zoo weights), is checked against the
+record (`shiftrl.data.verify`): on the recorded platform and versions its sha256 must match;
+elsewhere its statistics must, and it is kept with its own sha256 and a one-line warning.
+Every load of a cached build checks its bytes against the sha256 it was cached with.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from shiftrl.core.errors import DataError
+from shiftrl.data import records
 from shiftrl.data.dataset import TransitionDataset
+from shiftrl.data.progress import MakeProgress
+from shiftrl.data.verify import platform_fingerprint
 
 Progress = Callable[[int], None]
 Maker = Callable[[int, int, Progress | None], TransitionDataset]
 """(size, seed, progress) -> dataset; `progress(n)` reports transitions collected so far."""
 
-CHECKSUMS_FILE = Path(__file__).with_name("checksums.json")
 FLAT_FILE = "shiftrl-flat.npz"
 MINARI_NAMESPACE = "shiftrl"
 
@@ -112,8 +117,42 @@ def dataset_ids() -> list[str]:
 
 
 def is_registered(dataset_id: str) -> bool:
+    """A registered ID, alias, or size-qualified ID (`parse_id`)."""
+    try:
+        parse_id(dataset_id)
+    except DataError:
+        return False
+    return True
+
+
+_QUALIFIED = re.compile(r"(?P<base>[^/\s]+/[-\w]+?)-n(?P<size>\d+)(?:-s(?P<seed>\d+))?-v(?P<v>\d+)")
+
+
+def parse_id(dataset_id: str) -> tuple[str, int | None, int | None]:
+    """An ID, an alias, or a size-qualified ID `VARIANT/LEVEL-n<size>[-s<seed>]-vN` (the name
+    the build is cached under, e.g. `hopper/medium-n100000-s1-v0`) -> (registered ID, size,
+    seed), size and seed None where the ID does not name them. Every command and function
+    that takes a dataset ID takes the qualified form too."""
     _ensure_builtins()
-    return dataset_id in REGISTRY or dataset_id in ALIASES
+    if dataset_id in REGISTRY or dataset_id in ALIASES:
+        return canonical(dataset_id), None, None
+    m = _QUALIFIED.fullmatch(dataset_id)
+    if m is not None:
+        base = f"{m['base']}-v{m['v']}"
+        if base in REGISTRY or base in ALIASES:
+            return canonical(base), int(m["size"]), None if m["seed"] is None else int(m["seed"])
+    raise DataError(unknown_id_message(dataset_id))
+
+
+def qualified_id(dataset_id: str, size: int | None = None, seed: int = 0) -> str:
+    """The ID that names this build: the plain ID for the default size and seed 0, else the
+    size-qualified form (`hopper-base/medium-n100000-s1-v0`)."""
+    cid = canonical(dataset_id)
+    n = REGISTRY[cid].default_size if size is None else size
+    if n == REGISTRY[cid].default_size and seed == 0:
+        return cid
+    base, _, version = cid.rpartition("-v")
+    return f"{base}-n{n}{f'-s{seed}' if seed else ''}-v{version}"
 
 
 def canonical(dataset_id: str) -> str:
@@ -233,18 +272,13 @@ def make_dataset(
         "seed": seed,
         "sha256": sha,
         "inputs_sha256": inputs,
-        "made_with": _versions(),
+        "made_with": records.versions(),
         "command": make_command(cid, n, seed),
     }
-    recorded = recorded_build(cid, n, seed)
-    same_inputs = recorded is not None and recorded.get("inputs_sha256") == inputs
-    if verify and same_inputs and recorded["sha256"] != sha:
-        raise DataError(
-            f"{cid} (size {n}, seed {seed}) does not reproduce the recorded build: sha256 "
-            f"{sha[:16]}... != recorded {recorded['sha256'][:16]}... (made with "
-            f"{_fmt_versions(recorded.get('made_with', {}))}; here "
-            f"{_fmt_versions(_versions())}); `shiftrl data make --no-verify` keeps it anyway"
-        )
+    ds.metadata.provenance["made_on"] = platform_fingerprint()
+    ds.metadata.provenance["verification"] = records.check_build(
+        ds, cid, n, seed, inputs, verify=verify
+    )
     return ds
 
 
@@ -263,8 +297,15 @@ def get_dataset(
     progress: bool = True,
     verify: bool = True,
 ) -> TransitionDataset:
-    """The cached dataset, made (with a progress bar) and cached on first use."""
-    cid = canonical(dataset_id)
+    """The cached dataset, made (with a progress bar) and cached on first use. `dataset_id`
+    may name its size and seed (`parse_id`); `size`/`seed` given as well must agree."""
+    cid, id_size, id_seed = parse_id(dataset_id)
+    if id_size is not None and size is not None and size != id_size:
+        raise DataError(f"'{dataset_id}' names size {id_size}, but size {size} was asked for")
+    if id_seed is not None and seed not in (0, id_seed):
+        raise DataError(f"'{dataset_id}' names seed {id_seed}, but seed {seed} was asked for")
+    size = id_size if id_size is not None else size
+    seed = id_seed if id_seed is not None else seed
     n = REGISTRY[cid].default_size if size is None else size
     _check_size_seed(n, seed)
     with _build_lock(cid, n, seed):  # another process making the same build: wait for it
@@ -273,11 +314,41 @@ def get_dataset(
                 return load_cached(cid, n, seed)
             _note(f"{cid}: the cached copy was made from other zoo weights; making it again")
             remove_cached(cid, n, seed)
+        _note(
+            f"{qualified_id(cid, n, seed)} is not cached here: making it now ({n:,} transitions"
+            f"{estimate(cid, n)}), then caching it under {data_root()}"
+        )
         with MakeProgress(cid, n, enabled=progress) as bar:
             ds = make_dataset(cid, n, seed, progress=bar.update, verify=verify)
             bar.saving()
             save_cached(ds, cid, n, seed)
     return ds
+
+
+SECONDS_PER_TRANSITION = {
+    "pointreach": 1.3e-5,
+    "pendulum": 1.3e-5,
+    "halfcheetah": 4.5e-5,
+    "hopper": 8.5e-5,
+    "walker2d": 1.05e-4,
+}
+"""Collection time per transition on one core of the project's 2-core CPU machine, measured
+by `scripts/measure_dataset_spread.py` (50k-transition builds; hopper and walker2d vary with
+how often episodes end, as every reset costs)."""
+
+
+def estimate(dataset_id: str, size: int) -> str:
+    """', about 1.4 min on the project's 2-core machine' (empty for robots not measured)."""
+    variant = str(REGISTRY[canonical(dataset_id)].info.get("variant", dataset_id))
+    rate = SECONDS_PER_TRANSITION.get(variant.split("-")[0].split("/")[0])
+    if rate is None:
+        return ""
+    seconds = rate * size
+    if seconds < 1:
+        took = "under a second"
+    else:
+        took = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    return f", about {took} on the project's 2-core CPU machine"
 
 
 @contextlib.contextmanager
@@ -316,16 +387,38 @@ def save_cached(ds: TransitionDataset, dataset_id: str, size: int | None, seed: 
 
 
 def load_cached(dataset_id: str, size: int | None = None, seed: int = 0) -> TransitionDataset:
-    """Read a cached build: the flat copy when it matches the recorded sha256, else Minari."""
+    """Read a cached build (the flat copy, else the Minari files) and check its bytes against
+    the sha256 it was cached with (Minari's metadata.json): a cached copy that was changed
+    or damaged is an error that says how to make it again, never silently used."""
     from shiftrl.data.io import load_minari, load_npz
 
     path = cache_dir(dataset_id, size, seed)
     flat = path / FLAT_FILE
-    if flat.is_file():
-        ds = load_npz(flat)
-        if ds.checksum() == ds.metadata.provenance.get("sha256"):
-            return ds
-    return load_minari(minari_id(dataset_id, size, seed), root=data_root())
+    expected = cached_provenance(dataset_id, size, seed).get("sha256")
+    try:
+        if flat.is_file():
+            ds = load_npz(flat)
+        else:
+            ds = load_minari(minari_id(dataset_id, size, seed), root=data_root())
+    except DataError as e:
+        raise DataError(f"{_damaged(dataset_id, size, seed)}: {e}") from e
+    sha = ds.checksum()
+    if expected is None or sha != expected:
+        why = (
+            "its metadata.json records no sha256"
+            if expected is None
+            else f"sha256 {sha[:16]}... != {expected[:16]}... recorded when it was made"
+        )
+        raise DataError(f"{_damaged(dataset_id, size, seed)} ({why})")
+    return ds
+
+
+def _damaged(dataset_id: str, size: int | None, seed: int) -> str:
+    cmd = make_command(dataset_id, size, seed)
+    return (
+        f"the cached copy of {canonical(dataset_id)} at {cache_dir(dataset_id, size, seed)} was "
+        f"changed or damaged since it was made; make it again with `{cmd} --force`"
+    )
 
 
 def remove_cached(dataset_id: str, size: int | None = None, seed: int = 0) -> bool:
@@ -366,122 +459,3 @@ def make_command(dataset_id: str, size: int | None = None, seed: int = 0) -> str
     if seed:
         cmd += f" --seed {seed}"
     return cmd
-
-
-# ---- recorded checksums ---------------------------------------------------------------------
-def recorded_builds() -> dict[str, list[dict[str, Any]]]:
-    if not CHECKSUMS_FILE.is_file():
-        return {}
-    return json.loads(CHECKSUMS_FILE.read_text()).get("datasets", {})
-
-
-def recorded_build(dataset_id: str, size: int, seed: int) -> dict[str, Any] | None:
-    for rec in recorded_builds().get(dataset_id, []):
-        if rec["size"] == size and rec["seed"] == seed:
-            return rec
-    return None
-
-
-def record_build(ds: TransitionDataset) -> dict[str, Any]:
-    """Add (or replace) the record of a build made by `make_dataset` in `checksums.json`."""
-    from shiftrl.envs.reference import normalized_score
-
-    prov = ds.metadata.provenance
-    s = ds.summary()
-    ref = (
-        (ds.metadata.ref_min_score, ds.metadata.ref_max_score)
-        if ds.metadata.ref_min_score is not None and ds.metadata.ref_max_score is not None
-        else None
-    )
-    rec = {
-        "size": prov["size"],
-        "seed": prov["seed"],
-        "sha256": ds.checksum(),
-        "transitions": s["transitions"],
-        "episodes": s["episodes"],
-        "return_mean": round(s["return_mean"], 3),
-        "return_min": round(s["return_min"], 3),
-        "return_max": round(s["return_max"], 3),
-        "normalized_score": round(normalized_score(s["return_mean"], ref), 2) if ref else None,
-        "inputs_sha256": prov.get("inputs_sha256"),
-        "made_with": prov.get("made_with", _versions()),
-    }
-    data = (
-        json.loads(CHECKSUMS_FILE.read_text())
-        if CHECKSUMS_FILE.is_file()
-        else {"format": 1, "datasets": {}}
-    )
-    builds = [
-        r
-        for r in data["datasets"].get(prov["dataset_id"], [])
-        if (r["size"], r["seed"]) != (rec["size"], rec["seed"])
-    ]
-    data["datasets"][prov["dataset_id"]] = sorted(
-        [*builds, rec], key=lambda r: (r["size"], r["seed"])
-    )
-    data["datasets"] = dict(sorted(data["datasets"].items()))
-    CHECKSUMS_FILE.write_text(json.dumps(data, indent=1) + "\n")
-    return rec
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("shiftrl", "numpy", "jax", "gymnasium", "mujoco"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[pkg] = version(pkg)
-    return out
-
-
-def _fmt_versions(v: dict[str, str]) -> str:
-    return ", ".join(f"{k} {x}" for k, x in v.items()) or "unknown versions"
-
-
-# ---- progress bar ----------------------------------------------------------------------------
-class MakeProgress:
-    """A rich progress bar (on stderr) for making a dataset; a no-op when disabled."""
-
-    def __init__(self, dataset_id: str, total: int, enabled: bool = True):
-        self.enabled, self.dataset_id, self.total = enabled, dataset_id, total
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> MakeProgress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("transitions"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(f"making {self.dataset_id}", total=self.total)
-        return self
-
-    def update(self, done: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=min(done, self.total))
-
-    def saving(self) -> None:
-        if self._progress is not None:
-            self._progress.update(
-                self._task, completed=self.total, description=f"saving {self.dataset_id}"
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)

@@ -7,6 +7,7 @@ pure functions over a state pytree:
     update(state, batch, rng, hooks)   -> (state, metrics)
     act(state, obs)                    -> action in [-1, 1]   (deterministic, jittable)
     explore(state, obs, rng)           -> action for acting online (default: act)
+    updates_actor(state)               -> bool: the next update steps the actor (default: yes)
     value(state, obs)                  -> [B] state value     (used by SRPO's ranking)
 
 Losses are written as named per-sample *terms* with *weights*; the objective is
@@ -139,6 +140,12 @@ class Learner:
     def explore(self, state: Any, obs: jax.Array, rng: jax.Array) -> jax.Array:
         """The action taken when acting online (data collection, fine-tuning)."""
         return self.act(state, obs)
+
+    def updates_actor(self, state: Any) -> jax.Array:
+        """Whether the next `update` from `state` steps the actor (default: every update;
+        TD3's delayed actor: every `policy_freq`-th). Add-ons that follow the actor's
+        schedule read it (SSAR updates beta(s) on actor steps only, as its official code)."""
+        return jnp.asarray(True)
 
     def value(self, state: Any, obs: jax.Array) -> jax.Array:
         """V(s); learners without a value function use their critic at pi(s)."""

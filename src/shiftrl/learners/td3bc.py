@@ -49,6 +49,9 @@ class TD3BCConfig(CommonConfig):
     """LayerNorm after each critic hidden layer (SSAR's TD3+BC)."""
     actor_dropout: float = 0.0
     """SPOT uses 0.1 on locomotion; TD3+BC uses none."""
+    target_actor_dropout: bool = True
+    """With actor_dropout > 0: the target actor computing the TD target's next action keeps
+    its dropout too (SPOT's official code, whose target actor is a training-mode copy)."""
     expl_noise: float = 0.1
     """Std of the Gaussian exploration noise when acting online (fine-tuning only)."""
 
@@ -113,6 +116,9 @@ class TD3BC(Learner):
         noise = self.config.expl_noise * jax.random.normal(rng, (obs.shape[0], self.spec.act_dim))
         return jnp.clip(self.act(state, obs) + noise, -1.0, 1.0)
 
+    def updates_actor(self, state: TD3BCState) -> jax.Array:
+        return (state.step + 1) % self.config.policy_freq == 0
+
     def value(self, state: TD3BCState, obs: jax.Array) -> jax.Array:
         return self.q(state.critic.params, obs, self.act(state, obs)).min(0)
 
@@ -122,7 +128,11 @@ class TD3BC(Learner):
         noise = jnp.clip(
             c.policy_noise * jax.random.normal(rng, batch.action.shape), -c.noise_clip, c.noise_clip
         )
-        next_action = jnp.clip(self.pi(state.actor_target, batch.next_obs) + noise, -1.0, 1.0)
+        # SPOT's target actor is a copy in training mode: its dropout stays on
+        k_drop = jax.random.fold_in(rng, 1) if c.target_actor_dropout else None
+        next_action = jnp.clip(
+            self.pi(state.actor_target, batch.next_obs, k_drop) + noise, -1.0, 1.0
+        )
         next_q = self.q(state.critic_target, batch.next_obs, next_action).min(0)
         target = jax.lax.stop_gradient(batch.reward + c.discount * (1.0 - batch.terminal) * next_q)
         q = self.q(critic_params, batch.obs, batch.action)
@@ -166,6 +176,6 @@ class TD3BC(Learner):
             return state, nan_like(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
 
         state, actor_metrics = jax.lax.cond(
-            (state.step + 1) % self.config.policy_freq == 0, update_actor, skip_actor, state
+            self.updates_actor(state), update_actor, skip_actor, state
         )
         return state.replace(step=state.step + 1), {**critic_metrics, **actor_metrics}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class RunConfig:
     batch_size: int = 256
     source_fraction: float = 0.5
     """Share of every batch drawn from the source datasets, when there are any."""
+    source_mixing: str = "fraction"
+    """'fraction': `source_fraction` of every batch from the sources (ODRL's 50/50); 'union':
+    rows drawn from the union of target and sources, each dataset's share its size share
+    (the DARA paper's D u D': ~9% target at 1T+10S); `source_fraction` is then unused."""
     eval_every: int = 5000
     eval_episodes: int = 10
     eval_envs: tuple[str, ...] = ()
@@ -115,8 +120,20 @@ def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunC
     )
 
 
-def coerce(value: str, default: Any, key: str) -> Any:
-    """Parse a `--set` string into the type of the field's default value."""
+_NONE_WORDS = ("none", "null")
+
+
+def coerce(value: str, default: Any, key: str, declared: Any = None) -> Any:
+    """Parse a `--set` string into the type of the field's default value, or into its
+    `declared` type where one is given: an optional field (`float | None`) takes "none" and
+    otherwise a value of its inner type, whatever its current value is."""
+    args = typing.get_args(declared)
+    if type(None) in args:
+        if value.lower() in _NONE_WORDS:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and inner[0] in (bool, int, float, str):
+            return coerce(value, inner[0](), key)
     try:
         if isinstance(default, bool):
             low = value.lower()
@@ -136,7 +153,7 @@ def coerce(value: str, default: Any, key: str) -> Any:
             parts = [p for p in value.replace("(", "").replace(")", "").split(",") if p.strip()]
             return tuple(int(p) if p.strip().lstrip("-").isdigit() else p.strip() for p in parts)
         if default is None:
-            return None if value.lower() in ("none", "null") else value
+            return None if value.lower() in _NONE_WORDS else value
         return value
     except ValueError:
         kind = type(default).__name__
@@ -182,11 +199,20 @@ def _set_addon(addons: list[dict], key: str, raw: Any) -> None:
     if field not in record or field == "name":
         valid = ", ".join(k for k in record if k != "name")
         raise ConfigError(f"unknown setting '{field}' for add-on {name}; valid keys: {valid}")
+    current = tuple(record[field]) if isinstance(record[field], list) else record[field]
     record[field] = (
-        coerce(raw, tuple(record[field]) if isinstance(record[field], list) else record[field], key)
-        if isinstance(raw, str)
-        else raw
+        coerce(raw, current, key, _addon_field_type(name, field)) if isinstance(raw, str) else raw
     )
+
+
+def _addon_field_type(name: str, field: str) -> Any:
+    """The declared type of an add-on setting (e.g. `float | None`), None if unknown."""
+    from shiftrl.addons import ADDONS
+
+    cls = ADDONS.get(name)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return None
+    return typing.get_type_hints(cls).get(field)
 
 
 def _split(item: str) -> tuple[str, str]:

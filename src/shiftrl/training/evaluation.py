@@ -40,6 +40,15 @@ class EvalResult:
         }
 
 
+def eval_seed(run_seed: int) -> int:
+    """The first environment seed of a run's evaluations (episode i uses eval_seed + i).
+
+    One rule for offline evaluations, online evaluations and a fine-tune's "before" score,
+    so a run's scores at every stage start from the same states and differences between
+    them are the policy's, not the start states'."""
+    return 10_000 + 1_000 * int(run_seed)
+
+
 def ensure_envs_registered() -> None:
     """Register the project's environments (toy tasks, shifted MuJoCo variants)."""
     from shiftrl.envs.toy import register_toy_envs

@@ -31,7 +31,7 @@ from shiftrl.core.errors import ConfigError, ShiftRLError
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.training import checkpoint
 from shiftrl.training.config import RunConfig
-from shiftrl.training.evaluation import check_env_id, evaluate
+from shiftrl.training.evaluation import check_env_id, eval_seed, evaluate
 from shiftrl.training.loop import init_carry
 from shiftrl.training.online import OnlineConfig, train_online
 
@@ -120,12 +120,17 @@ def finetune(
 
     reference = {k: tuple(v) for k, v in meta.get("references", {}).items()}.get(env_id)
 
+    online_seed = config.seed if seed is None else seed
+
     def score(state) -> float:
         import jax
 
         act = jax.jit(learner.act)
+        # the start states of the online evaluations (and, for the run's own seed, of its
+        # offline ones), so "before" and "after" differ by the policy only
+        start = eval_seed(online_seed)
         res = evaluate(
-            lambda o: np.asarray(act(state, o)), pre, env_id, eval_episodes, 10_000, reference
+            lambda o: np.asarray(act(state, o)), pre, env_id, eval_episodes, start, reference
         )
         return res.normalized
 
@@ -158,7 +163,7 @@ def finetune(
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         checkpoint_every=eval_every,
-        seed=config.seed if seed is None else seed,
+        seed=online_seed,
         learning_starts=warmup,
         offline_fraction=0.5 if replay == "half" else 0.0,
     )

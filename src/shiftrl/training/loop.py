@@ -43,15 +43,38 @@ class SamplerSpec:
     domains: tuple[int, ...]
 
 
-def batch_counts(batch_size: int, sizes: list[int], source_fraction: float) -> tuple[int, ...]:
-    """Rows per batch for [target, *sources]: sources share `source_fraction` by their sizes."""
+MIXINGS = ("fraction", "union")
+
+
+def batch_counts(
+    batch_size: int, sizes: list[int], source_fraction: float, mixing: str = "fraction"
+) -> tuple[int, ...]:
+    """Rows per batch for [target, *sources]. 'fraction': the sources share
+    `source_fraction` by their sizes; 'union': every dataset, the target included, gets its
+    size share (uniform rows from the union), at least one row each."""
     if len(sizes) == 1:
         return (batch_size,)
+    if mixing == "union":
+        return _proportional(batch_size, np.asarray(sizes, float))
     n_source = round(batch_size * source_fraction)
     src = np.asarray(sizes[1:], float)
     per = np.floor(n_source * src / src.sum()).astype(int)
     per[: n_source - per.sum()] += 1  # hand out the rounding remainder
     return (batch_size - int(per.sum()), *map(int, per))
+
+
+def _proportional(total: int, sizes: np.ndarray) -> tuple[int, ...]:
+    """`total` rows split by `sizes` (largest remainders), every share at least 1."""
+    exact = total * sizes / sizes.sum()
+    per = np.maximum(np.floor(exact).astype(int), 1)
+    order = np.argsort(-(exact - np.floor(exact)))
+    i = 0
+    while per.sum() < total:
+        per[order[i % len(per)]] += 1
+        i += 1
+    while per.sum() > total:  # the floor of one lifted a share above its size
+        per[int(np.argmax(per))] -= 1
+    return tuple(int(x) for x in per)
 
 
 def to_device(arrays: list[dict[str, np.ndarray]]) -> DeviceData:
@@ -90,6 +113,13 @@ def init_carry(
         for i, ad in enumerate(addons)
     }
     return TrainCarry(jax.jit(learner.init)(k_learner), addon_states, rng, jnp.zeros((), jnp.int32))
+
+
+def calibrate_carry(addons: tuple[AddOn, ...], carry: TrainCarry, pre: Any) -> TrainCarry:
+    """The carry with each add-on's state calibrated to the run's preprocessing `pre`
+    (raw-unit settings such as DARA's input noise; `AddOn.calibrate`)."""
+    states = {ad.name: ad.calibrate(carry.addons[ad.name], pre) for ad in addons}
+    return carry.replace(addons=states)
 
 
 def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):

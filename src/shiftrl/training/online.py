@@ -33,7 +33,7 @@ from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply
 from shiftrl.learners.base import NO_HOOKS, Hooks, Learner
 from shiftrl.training import checkpoint
-from shiftrl.training.evaluation import check_env_id, evaluate
+from shiftrl.training.evaluation import check_env_id, eval_seed, evaluate
 from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.progress import TrainProgress
 
@@ -353,7 +353,7 @@ class _OnlineLoop:
             return np.asarray(self.act(state, o))
 
         res = evaluate(
-            policy, self.pre, self.env_id, c.eval_episodes, 10_000 + c.seed, self.reference
+            policy, self.pre, self.env_id, c.eval_episodes, eval_seed(c.seed), self.reference
         )
         row.update(
             {

@@ -31,11 +31,13 @@ from shiftrl.envs.reference import reference_scores
 from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint
 from shiftrl.training.config import RunConfig, validate_config
-from shiftrl.training.evaluation import check_env_id, evaluate
+from shiftrl.training.evaluation import check_env_id, eval_seed, evaluate
 from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.loop import (
+    MIXINGS,
     SamplerSpec,
     batch_counts,
+    calibrate_carry,
     choose_seed_axes,
     chunk_length,
     init_carry,
@@ -157,6 +159,10 @@ def prepare(
 ) -> Setup:
     """Check a run configuration against its data and build what training needs."""
     validate_config(config)
+    if config.source_mixing not in MIXINGS:
+        raise ConfigError(
+            f"source_mixing must be one of {', '.join(MIXINGS)}, got '{config.source_mixing}'"
+        )
     check_shapes(target, sources)
     target = select_target(config, target)
     eval_envs = resolve_eval_envs(config, target)
@@ -178,7 +184,12 @@ def prepare(
         if ref is not None:
             references[env_id] = list(ref)
     sampler = SamplerSpec(
-        counts=batch_counts(config.batch_size, [len(d) for d in datasets], config.source_fraction),
+        counts=batch_counts(
+            config.batch_size,
+            [len(d) for d in datasets],
+            config.source_fraction,
+            config.source_mixing,
+        ),
         domains=(TARGET, *([SOURCE] * len(sources))),
     )
     checksums = [d.checksum() for d in datasets]
@@ -282,7 +293,10 @@ def _train_members(
     pre = recorded[0] or fit_preprocessor(setup.datasets, configs[0].learner)
     addons = tuple(ad.prepare(setup.datasets, pre, progress) for ad in addons)
     data = to_device(annotated_arrays(setup.datasets, pre, addons))
-    carries = [init_carry(learner, addons, learner.spec, c.seed) for c in configs]
+    carries = [
+        calibrate_carry(addons, init_carry(learner, addons, learner.spec, c.seed), pre)
+        for c in configs
+    ]
     axes = choose_seed_axes(learner, addons, sampler, carries, data) if stacked else None
     train_chunk = make_train_chunk(learner, addons, sampler, axes)
 
@@ -420,7 +434,7 @@ class _Loop:
         def policy(obs):
             return np.asarray(self.act(learner_state, obs))
 
-        eval_seed = 10_000 + 1_000 * seed  # same start states at every evaluation
+        start = eval_seed(seed)  # the same start states at every evaluation (and online)
         row, scores, returns = {}, [], []
         for env_id in self.eval_envs:
             ref = self.references.get(env_id)
@@ -429,7 +443,7 @@ class _Loop:
                 self.pre,
                 env_id,
                 self.config.eval_episodes,
-                eval_seed,
+                start,
                 tuple(ref) if ref else None,
             )
             row.update({f"eval/{env_id}/{k}": v for k, v in res.to_json().items() if k != "env"})

@@ -76,21 +76,24 @@ def zoo_list() -> None:
 
     from shiftrl.zoo import manifest
 
-    table = Table(title="behaviour-policy zoo")
-    for col in ("variant", "random", "medium", "expert", "training steps"):
-        table.add_column(col)
+    table = Table(title="behaviour-policy zoo: mean return (SAC training step)")
+    variants = manifest()["policies"]
+    # whole variant names; the returns are short enough to fit 80 columns beside them
+    table.add_column("variant", no_wrap=True, min_width=max((len(v) for v in variants), default=7))
+    for col in ("random", "medium", "expert", "steps"):
+        table.add_column(col, no_wrap=True)
     for variant, e in sorted(manifest()["policies"].items()):
         snaps = {s["name"]: s for s in e["snapshots"]}
 
         def fmt(name, snaps=snaps):
             s = snaps.get(name)
-            return f"{s['return_mean']:.0f} (step {s['train_steps']})" if s else "-"
+            return f"{s['return_mean']:.0f} ({s['train_steps'] // 1000}k)" if s else "-"
 
         table.add_row(
             variant,
             f"{e.get('random_return', float('nan')):.0f}",
             fmt("medium"),
             fmt("expert"),
-            str(e["train_steps_total"]),
+            f"{e['train_steps_total'] // 1000}k",
         )
     Console().print(table)

@@ -37,10 +37,13 @@ QUICK_100K = Budget(
 
 PAPER_STEPS = 1_000_000
 ADDON_STEPS = {
-    "spot": {"pretrain_steps": 100_000},  # SPOT: the VAE trains 1e5 steps, then is frozen
-    "ssar": {"iql_steps": 1_000_000, "update_period": 50_000},  # SSAR's official configs
+    # SSAR's official configs; beta's learning rate is set for 1M steps (`beta_lr_steps`:
+    # scaled with the run, the rate grows as the run shortens, so beta moves as far)
+    "ssar": {"iql_steps": 1_000_000, "update_period": 50_000, "beta_lr_steps": 1_000_000},
 }
-"""The add-ons' own step counts in their papers, which run the learner for 1M steps."""
+"""The add-ons' own step counts in their papers, which run the learner for 1M steps.
+SPOT's VAE is not here: it pretrains its official 1e5 steps under every budget (cheap next
+to the learner; 10x fewer left the density estimate undertrained), the add-on's default."""
 LEARNER_STEPS = {
     "bracp": {"behavior_steps": 300_000},  # BRAC: behaviour cloning first, within the run
     "bear": {"warmup_steps": 20_000},  # BEAR: MMD-only actor updates first
@@ -52,13 +55,15 @@ def _in_proportion(table, steps: int, names) -> dict[str, dict[str, int]]:
     return {
         name: {k: max(1, v * steps // PAPER_STEPS) for k, v in table[name].items()}
         for name in names
+        if name in table
     }
 
 
 def addon_steps(steps: int, *names: str) -> dict[str, dict[str, int]]:
     """Budget `addon_settings` scaling the add-ons' own step counts with the learner's steps:
     the papers' values at 1M learner steps, in proportion otherwise (100k learner steps ->
-    SPOT's VAE 10k steps, SSAR's IQL critic 100k steps and n schedule every 5k steps)."""
+    SSAR's IQL critic 100k steps, n schedule every 5k steps, beta's rate for 100k steps).
+    Add-ons without scaled steps (SPOT: its VAE's 1e5 steps at every budget) get none."""
     return _in_proportion(ADDON_STEPS, steps, names)
 
 

@@ -17,8 +17,21 @@ ODRL; see docs/methods.md).
 
 The source is the same level's dataset in shifted dynamics: body mass x2 as in the paper
 (`<robot>-mass-2.0/<level>-v0`; these blocks hold all four columns), and our gravity x0.5
-and friction x0.5 shifts (cells `<row>.<algo>.<column>.<shift>`, only the two 1T+10S
-columns: 10T and 1T use no source data, so they are the body-mass blocks' cells).
+and friction x0.5 shifts (cells `<row>.<algo>.<column>.<shift>`, only the 1T+10S columns:
+10T and 1T use no source data, so they are the body-mass blocks' cells).
+
+Controls (on `CONTROL_BASES`: IQL, ODRL's DARA learner and the published rows'), the
+columns a reviewer asks for to tell a dynamics-aware gain from another one:
+- `1T+10S DARA const` (every shift): DARA's penalty replaced by a constant, the batch's
+  mean delta_r over its source rows (`dara.correction=constant`): same size, no
+  dependence on (s, a, s'). Its arrow compares it with `1T+10S DARA`.
+- `1T+10S w/o aug, D∪D'` and `1T+10S DARA, D∪D'` (every shift): the paper's data mixing,
+  rows drawn uniformly from the union of the 10% target and the source (about 9% target
+  rows; `source_mixing=union`), beside ODRL's 50/50 batches of the main columns.
+- `same-dyn S w/o aug` and `same-dyn S DARA` (body-mass block): the source is data from
+  the *target* dynamics collected by another behaviour policy (`SAME_DYNAMICS_SOURCE`:
+  medium -> expert, medium-replay -> medium, ...). A dynamics-aware correction should
+  leave it almost untouched (delta_r near 0 on its rows: `addon/dara/delta_r_source`).
 """
 
 from dataclasses import replace
@@ -46,12 +59,35 @@ PHASED = ("bracp", "bear")
 """Learners with a first phase of their own (BRAC-p's behaviour cloning, BEAR's warm-up),
 kept at the papers' share of the run: 30% and 2% (`common.learner_steps`)."""
 DARA = {"name": "dara"}
+DARA_CONSTANT = {"name": "dara", "correction": "constant"}
+UNION = {"source_mixing": "union"}
+CONTROL_BASES = ("IQL",)
+"""Base learners with the control columns (the published DARA rows are IQL's)."""
+SAME_DYNAMICS_SOURCE = {
+    "random": "medium",
+    "medium": "expert",
+    "medium-replay": "medium",
+    "medium-expert": "medium-replay",
+}
+"""Another behaviour policy's data in the target dynamics, per level (the same-dynamics
+source control)."""
 COLUMNS = {
     # column: (cell suffix, target fraction, with source, add-ons)
     "10T": ("10T", None, False, ()),
     "1T": ("1T", 0.1, False, ()),
     "1T+10S w/o aug": ("1T+10S", 0.1, True, ()),
     "1T+10S DARA": ("1T+10S-dara", 0.1, True, (DARA,)),
+}
+CONTROLS = {
+    # column: (cell suffix, add-ons, run overrides); target 1T, the shift's source
+    "1T+10S DARA const": ("1T+10S-dara-const", (DARA_CONSTANT,), {}),
+    "1T+10S w/o aug, D∪D'": ("1T+10S-union", (), UNION),
+    "1T+10S DARA, D∪D'": ("1T+10S-dara-union", (DARA,), UNION),
+}
+SAME_DYNAMICS = {
+    # column: (cell suffix, add-ons); target 1T, source: another policy, target dynamics
+    "same-dyn S w/o aug": ("1T+S-same-dyn", ()),
+    "same-dyn S DARA": ("1T+S-same-dyn-dara", (DARA,)),
 }
 
 
@@ -70,6 +106,18 @@ def block_name(base: str, shift_label: str) -> str:
     return f"{base}, source {shift_label}"
 
 
+def _cell(template: Cell, suffix: str, column: str, addons=(), overrides=None, **kw) -> Cell:
+    """A cell of `template`'s row and block: its learner with these add-ons and overrides."""
+    algo, preset = template.learner.algo, template.learner.preset
+    return replace(
+        template,
+        name=f"{template.row}.{algo}.{suffix}",
+        learner=Learner(algo, preset, overrides=overrides or {}, addons=addons),
+        column=column,
+        **kw,
+    )
+
+
 def _cells():
     for shift_label, shift in SOURCE_SHIFTS.items():
         tag = "" if shift == PAPER_SHIFT else f".{shift}"
@@ -77,19 +125,44 @@ def _cells():
             for robot, env in ROBOTS.items():
                 preset = base_preset(algo, robot)
                 for level in LEVELS:
+                    template = Cell(
+                        name="template",
+                        learner=Learner(algo, preset),
+                        target=dataset_id(robot, level),
+                        eval_envs=(env,),
+                        row=f"{robot}-{level}",
+                        block=block_name(base, shift_label),
+                    )
+                    source = (dataset_id(robot, level, shift),)
                     for column, (suffix, fraction, with_source, addons) in COLUMNS.items():
                         if tag and not with_source:
                             continue  # 10T / 1T: one cell, in the paper's (body-mass) block
-                        yield Cell(
-                            name=f"{robot}-{level}.{algo}.{suffix}{tag}",
-                            learner=Learner(algo, preset, addons=addons),
-                            target=dataset_id(robot, level),
-                            sources=(dataset_id(robot, level, shift),) if with_source else (),
+                        yield _cell(
+                            template,
+                            f"{suffix}{tag}",
+                            column,
+                            addons,
+                            sources=source if with_source else (),
                             target_fraction=fraction,
-                            eval_envs=(env,),
-                            row=f"{robot}-{level}",
-                            column=column,
-                            block=block_name(base, shift_label),
+                        )
+                    if base not in CONTROL_BASES:
+                        continue
+                    for column, (suffix, addons, overrides) in CONTROLS.items():
+                        yield _cell(
+                            template,
+                            f"{suffix}{tag}",
+                            column,
+                            addons,
+                            overrides,
+                            sources=source,
+                            target_fraction=0.1,
+                        )
+                    if tag:
+                        continue  # the same-dynamics source has no shift: the body-mass block's
+                    same = (dataset_id(robot, SAME_DYNAMICS_SOURCE[level]),)
+                    for column, (suffix, addons) in SAME_DYNAMICS.items():
+                        yield _cell(
+                            template, suffix, column, addons, sources=same, target_fraction=0.1
                         )
 
 
@@ -98,7 +171,8 @@ SUITE = Suite(
     description=(
         "DARA's table: 10T / 1T / 1T+10S without and with dynamics-aware reward "
         "augmentation, hopper, walker2d and halfcheetah at four data levels; body-mass x2 "
-        "sources as in the paper, gravity x0.5 and friction x0.5 sources too."
+        "sources as in the paper, gravity x0.5 and friction x0.5 sources too; controls on "
+        "IQL: a constant penalty, D∪D' mixing, a same-dynamics source."
     ),
     cells=tuple(_cells()),
     profiles={
@@ -114,13 +188,20 @@ SUITE = Suite(
     layout=TableLayout(
         title="DARA (target: unshifted dynamics)",
         rows=tuple(f"{r}-{lvl}" for r in ROBOTS for lvl in LEVELS),
-        columns=tuple(COLUMNS),
+        columns=(*COLUMNS, *CONTROLS, *SAME_DYNAMICS),
         blocks=tuple(block_name(b, s) for s in SOURCE_SHIFTS for b in BASES),
-        arrows={"1T+10S DARA": "1T+10S w/o aug"},
+        arrows={
+            "1T+10S DARA": "1T+10S w/o aug",
+            "1T+10S DARA const": "1T+10S DARA",
+            "1T+10S DARA, D∪D'": "1T+10S w/o aug, D∪D'",
+            "same-dyn S DARA": "same-dyn S w/o aug",
+        },
         note=(
-            "↑ / ↓: DARA's mean above / below 1T+10S without augmentation. The gravity and "
-            "friction blocks have no 10T and 1T columns: those use no source data (see the "
-            "body-mass block)."
+            "↑ / ↓: DARA's mean above / below 1T+10S without augmentation (the constant-"
+            "penalty control: against DARA; D∪D' and same-dynamics DARA: against the same "
+            "data without augmentation). The gravity and friction blocks have no 10T, 1T and "
+            "same-dynamics columns: those use no shifted data (see the body-mass block). "
+            "Controls run on IQL."
         ),
     ),
     references=("Liu et al., DARA: Dynamics-Aware Reward Augmentation in Offline RL, ICLR 2022",),

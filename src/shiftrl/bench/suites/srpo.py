@@ -18,9 +18,16 @@ so there the two sources split their two thirds by size, as SRPO's concatenated 
 
 Learners (columns): CQL, TD3+BC and IQL, each without and with the `srpo` add-on at
 lambda = 0.1, rho = 0.5 (the official README command and code defaults; the paper also
-uses lambda = 0.3 and rho = 0.2) in the paper's form r + lambda * log(D / (1 - D)); the
-released code's r + lambda * log(clip(logit, 0.1, 10)) is the add-on's `form="clipped"`.
-The +SRPO columns carry ↑ / ↓ against their base learner.
+uses lambda = 0.3 and rho = 0.2) in the released code's form r + lambda * log(clip(logit,
+0.1, 10)) on raw rewards (the add-on's defaults: the code behind SRPO's published numbers;
+at most 0.23 per step, about 8% of a hopper reward, whatever the learner's reward
+scaling). The paper's r + lambda * log(D / (1 - D)) is `srpo.form=paper`. The +SRPO
+columns carry ↑ / ↓ against their base learner.
+
+Control, per learner: `+SRPO shuffled`, the discriminator trained on the same number of
+high-value labels at random positions (`srpo.labels_from=shuffled`): a bonus of the same
+form without value information. Its arrow compares it with `+SRPO`; a gain SRPO keeps
+over it is the state regularization's.
 
 Evaluation, as SRPO's: in every dynamics of the mix (base, mass-2.0, friction-0.5); a
 cell's normalized score is the mean over the three, and the report adds a second table
@@ -46,6 +53,13 @@ SHIFTS = ("mass-2.0", "friction-0.5")
 SOURCE_FRACTION = len(SHIFTS) / (1 + len(SHIFTS))
 """2/3: with the target's third, every dataset gives an equal share of each batch."""
 SRPO = {"name": "srpo", "lam": 0.1, "rho": 0.5}
+SRPO_SHUFFLED = {**SRPO, "labels_from": "shuffled"}
+VARIANTS = {
+    # column suffix: (cell-name suffix, add-ons)
+    "": ("", ()),
+    "+SRPO": ("-srpo", (SRPO,)),
+    "+SRPO shuffled": ("-srpo-shuffled", (SRPO_SHUFFLED,)),
+}
 BASES = {
     "CQL": Learner("cql", preset="default"),
     "TD3+BC": Learner("td3bc"),
@@ -58,19 +72,19 @@ def _cells():
     for robot, env in ENVS.items():
         for level in LEVELS:
             for label, base in BASES.items():
-                for with_srpo in (False, True):
+                for column, (suffix, addons) in VARIANTS.items():
                     yield Cell(
-                        name=f"{robot}-{level}.{base.algo}{'-srpo' if with_srpo else ''}",
+                        name=f"{robot}-{level}.{base.algo}{suffix}",
                         learner=replace(
                             base,
                             overrides={**base.overrides, "source_fraction": SOURCE_FRACTION},
-                            addons=(dict(SRPO),) if with_srpo else (),
+                            addons=tuple(dict(a) for a in addons),
                         ),
                         target=dataset_id(robot, level),
                         sources=tuple(dataset_id(robot, level, s) for s in SHIFTS),
                         eval_envs=(env, *(env_id(robot, s) for s in SHIFTS)),
                         row=f"{robot}-{level}",
-                        column=f"{label}+SRPO" if with_srpo else label,
+                        column=f"{label}{column}",
                     )
 
 
@@ -78,8 +92,8 @@ SUITE = Suite(
     name="srpo",
     description=(
         "SRPO's protocol, model-free: CQL, TD3+BC and IQL without and with SRPO's state "
-        "regularizer on equal parts of base, mass-2.0 and friction-0.5 data, scored in "
-        "all three dynamics (mean) and in the base dynamics alone."
+        "regularizer (and its shuffled-label control) on equal parts of base, mass-2.0 and "
+        "friction-0.5 data, scored in all three dynamics (mean) and in the base dynamics alone."
     ),
     cells=tuple(_cells()),
     profiles={
@@ -96,11 +110,15 @@ SUITE = Suite(
     layout=TableLayout(
         title="SRPO: base + mass-2.0 + friction-0.5 data, one third each",
         rows=tuple(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS),
-        columns=tuple(c for label in BASES for c in (label, f"{label}+SRPO")),
-        arrows={f"{label}+SRPO": label for label in BASES},
+        columns=tuple(f"{label}{column}" for label in BASES for column in VARIANTS),
+        arrows={
+            **{f"{label}+SRPO": label for label in BASES},
+            **{f"{label}+SRPO shuffled": f"{label}+SRPO" for label in BASES},
+        },
         note=(
             "Main tables: mean normalized score over the three dynamics (SRPO's metric); "
-            "↑ / ↓: +SRPO's mean above / below its base learner."
+            "↑ / ↓: +SRPO's mean above / below its base learner (+SRPO shuffled, the "
+            "shuffled-label control: against +SRPO)."
         ),
         per_env_tables={BASE_ONLY: tuple(ENVS.values())},
     ),

@@ -7,19 +7,26 @@ its paper (CORL) hyperparameters, then with SSAR (↑ / ↓ against the backbone
   the learner's `ssar` preset (LayerNorm critics) plus the `ssar` add-on with the official
   per-dataset settings (`shiftrl.addons.ssar.preset_settings`: trusted-data selection by
   trajectory return or by a pretrained IQL critic, max_n, loosen_bound).
+- `TD3+BC+SSAR uniform`, `CQL+SSAR uniform` (the control): the same, but every trusted
+  sample gets the batch's mean of beta(s) (`ssar.beta_form=uniform`): SSAR's level of
+  regularization without its state dependence. Its arrow compares it with +SSAR.
 
 Budgets (the add-on's own steps scale with the learner's through the budget's
 `addon_settings`, which only jobs with the `ssar` add-on take):
 - `paper`: 1M gradient steps; SSAR's IQL critic (where `select=iql`) pretrains 1M steps
-  first and the tolerance schedule is checked every 50k steps (the official configs);
+  first, the tolerance schedule is checked every 50k steps and beta(s) learns at the
+  official rate (the official configs);
   evaluation every 5,000 steps with 10 episodes, the papers' networks (TD3+BC 2x256, CQL
   3x256, beta(s) 3x512), seeds 0-4.
 - `quick` (the declared CPU budget): 10% of the steps: 100k learner steps, 100k IQL
-  pretraining steps, the n schedule every 5k steps; evaluation every 10,000 steps with 10
-  episodes, the same networks, seeds 0-2 (108 jobs). On the 2-core CPU machine (rates
+  pretraining steps, the n schedule every 5k steps and beta(s)'s learning rate 10x the
+  official (`ssar.beta_lr_steps=100000`: Adam moves a weight about lr per step, so beta
+  moves as far in 10x fewer steps); evaluation every 10,000 steps with 10
+  episodes, the same networks, seeds 0-2 (162 jobs). On the 2-core CPU machine (rates
   measured there, see docs/benchmarks/README.md: TD3+BC ~170 updates/s, TD3+BC+SSAR ~50,
   SSAR's IQL pretraining ~165, CQL at 3x256 2.5-6, CQL+SSAR ~0.75x CQL) the TD3+BC
-  columns take about 24 core-hours (TD3+BC ~12 minutes a job, TD3+BC+SSAR ~35-45), but
+  columns take about 42 core-hours (TD3+BC ~12 minutes a job, TD3+BC+SSAR and its
+  uniform control ~35-45 each), but
   a CQL job takes 5-11 hours and a CQL+SSAR job 6-15, several hundred core-hours for the
   CQL columns: run those on a GPU or a Ray cluster, or leave them out with
   `--only '*.td3bc*'`.
@@ -41,8 +48,16 @@ from shiftrl.bench.suites.spec import Learner, Suite, TableLayout
 COLUMNS = {
     "TD3+BC": ("td3bc", Learner("td3bc")),
     "TD3+BC+SSAR": ("td3bc-ssar", Learner("ssar-td3bc")),
+    "TD3+BC+SSAR uniform": (
+        "td3bc-ssar-uniform",
+        Learner("ssar-td3bc", overrides={"ssar.beta_form": "uniform"}),
+    ),
     "CQL": ("cql", Learner("cql", preset="default")),
     "CQL+SSAR": ("cql-ssar", Learner("ssar-cql")),
+    "CQL+SSAR uniform": (
+        "cql-ssar-uniform",
+        Learner("ssar-cql", overrides={"ssar.beta_form": "uniform"}),
+    ),
 }
 ROWS = tuple(f"{robot}-{level}" for robot in ENVS for level in LEVELS)
 
@@ -69,9 +84,15 @@ SUITE = Suite(
         title="SSAR on locomotion",
         rows=ROWS,
         columns=tuple(COLUMNS),
-        arrows={"TD3+BC+SSAR": "TD3+BC", "CQL+SSAR": "CQL"},
+        arrows={
+            "TD3+BC+SSAR": "TD3+BC",
+            "CQL+SSAR": "CQL",
+            "TD3+BC+SSAR uniform": "TD3+BC+SSAR",
+            "CQL+SSAR uniform": "CQL+SSAR",
+        },
         note="+SSAR: the learner's `ssar` preset (LayerNorm critics) + the `ssar` add-on with "
-        "the official per-dataset settings; ↑ / ↓: above / below the backbone's mean.",
+        "the official per-dataset settings; ↑ / ↓: above / below the backbone's mean (the "
+        "uniform-beta control: against +SSAR).",
     ),
     references=("Luo et al., Selective State-Adaptive Regularization for Offline RL, ICML 2025",),
 )
