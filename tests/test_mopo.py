@@ -344,3 +344,42 @@ def test_mopo_and_mobile_beat_bc_on_random_data(random_point_reach, tmp_path):
         scores[algo] = run.score("final")
     assert scores["mopo"] > max(60.0, scores["bc"] + 25.0), scores
     assert scores["mobile"] > max(60.0, scores["bc"] + 25.0), scores
+
+
+def test_dara_composes_with_mopo(point_reach_data, random_point_reach, tmp_path):
+    """`--algo mopo --addon dara`: DARA corrects the real SOURCE rows MOPO keeps, MODEL rows
+    are left to MOPO's penalty; both add-ons train and log in one run."""
+    import shiftrl
+    from shiftrl.envs.toy import POINT_REACH_ID
+
+    overrides = {
+        "hidden": (32, 32),
+        "batch_size": 64,
+        "eval_every": 50,
+        "eval_episodes": 5,
+        "mopo.rollout_batch": 64,
+        "mopo.rollout_every": 40,
+        "mopo.real_ratio": 0.5,
+        "mopo.model_data": "all",
+        "mopo.model_hidden": (16,),
+        "mopo.model_members": 3,
+        "mopo.model_elites": 2,
+        "mopo.model_max_epochs": 3,
+        "dara.hidden": (16, 16),
+    }
+    run = shiftrl.train(
+        "mopo",
+        point_reach_data,
+        sources=[random_point_reach],
+        addons=["dara"],
+        steps=50,
+        eval_envs=[POINT_REACH_ID],
+        out=tmp_path / "run",
+        overrides=overrides,
+        progress=False,
+    )
+    row = run.rows[-1]
+    assert row["addon/mopo/buffer_size"] > 0 and np.isfinite(row["critic/q"])
+    assert any(k.startswith("addon/dara/") for k in row)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert [a["name"] for a in recorded["addons"]] == ["mopo", "dara"]
