@@ -5,7 +5,17 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from shiftrl import envs  # noqa: E402  (registers the shifted variants with Gymnasium)
-from shiftrl.api import algos, evaluate, load_dataset, load_policy, train, train_seeds  # noqa: E402
+from shiftrl.api import (  # noqa: E402
+    algos,
+    evaluate,
+    evaluate_dynamics,
+    load_dataset,
+    load_dynamics,
+    load_policy,
+    train,
+    train_dynamics,
+    train_seeds,
+)
 from shiftrl.data.dataset import DatasetMetadata, TransitionDataset  # noqa: E402
 from shiftrl.training.finetune import finetune  # noqa: E402
 
@@ -16,9 +26,12 @@ __all__ = [
     "algos",
     "envs",
     "evaluate",
+    "evaluate_dynamics",
     "finetune",
     "load_dataset",
+    "load_dynamics",
     "load_policy",
     "train",
+    "train_dynamics",
     "train_seeds",
 ]

@@ -183,3 +183,52 @@ def algos() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def train_dynamics(
+    dataset: TransitionDataset | str | Path,
+    *,
+    out: str | Path | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool = True,
+    **settings: Any,
+):
+    """Train (or reuse from the cache) a dynamics ensemble on `dataset`; returns the model.
+
+    `settings` are `shiftrl.dynamics.EnsembleConfig` fields (members=7, elites=5,
+    hidden=(200,) * 4, max_epochs=None, ...). A model trained before on the same data with
+    the same settings and seed is loaded from $SHIFTRL_DATA/dynamics instead of retrained.
+    With `out`, the model is also saved there (`load_dynamics(out)` reads it back)."""
+    from shiftrl.dynamics import EnsembleConfig, fit_dynamics, save_model
+
+    config = EnsembleConfig().with_overrides(settings)
+    model, record = fit_dynamics(
+        _as_dataset(dataset), config, seed=seed, cache=cache, progress=progress
+    )
+    if out is not None:
+        save_model(
+            model, out, {k: v for k, v in record.items() if k not in ("reused", "cache_dir")}
+        )
+    return model
+
+
+def load_dynamics(path: str | Path):
+    """A dynamics ensemble saved by `train_dynamics(out=...)` or `shiftrl dynamics train`."""
+    from shiftrl.dynamics import load_model
+
+    return load_model(path)[0]
+
+
+def evaluate_dynamics(
+    model_or_path: Any, dataset: TransitionDataset | str | Path, horizon: int = 10, **kw: Any
+) -> dict[str, Any]:
+    """One-step MSE per member and k-step rollout error of a dynamics ensemble on a dataset
+    (held-out rows when it is the data the model was trained on); see `dynamics eval`."""
+    from shiftrl.dynamics import evaluate_model, load_model
+
+    record = None
+    model = model_or_path
+    if isinstance(model_or_path, str | Path):
+        model, record = load_model(model_or_path)
+    return evaluate_model(model, _as_dataset(dataset), record, horizon=horizon, **kw)

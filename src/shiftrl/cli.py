@@ -387,10 +387,12 @@ def finetune(
 def _register_subcommands() -> None:
     from shiftrl.bench import cli as bench_cli
     from shiftrl.data.cli import data_app
+    from shiftrl.dynamics.cli import dynamics_app
     from shiftrl.zoo.cli import zoo_app
 
     app.add_typer(zoo_app, name="zoo")
     app.add_typer(data_app, name="data")
+    app.add_typer(dynamics_app, name="dynamics")
     app.command("bench")(user_errors(bench_cli.bench))
     app.command("report")(user_errors(bench_cli.report))
 

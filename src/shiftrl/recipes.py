@@ -14,6 +14,18 @@ def _spot_settings(dataset: str) -> dict[str, Any]:
     return {"lam": preset_lambda(dataset)}
 
 
+def _mopo_settings(dataset: str) -> dict[str, Any]:
+    from shiftrl.addons.rollouts import preset_settings
+
+    return preset_settings(dataset)
+
+
+def _mobile_settings(dataset: str) -> dict[str, Any]:
+    from shiftrl.addons.mobile import preset_settings
+
+    return preset_settings(dataset)
+
+
 def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
     def settings(dataset: str) -> dict[str, Any]:
         from shiftrl.addons.ssar import preset_settings
@@ -70,6 +82,26 @@ RECIPES: dict[str, Recipe] = {
             "CQL (LayerNorm critics) with SSAR's state-wise beta(s) (settings per dataset)",
             "Luo et al., ICML 2025",
             _ssar_settings("cql"),
+        ),
+        Recipe(
+            "mopo",
+            "sac",
+            "mopo",
+            "mopo",
+            "SAC on real + model rollouts penalized by the ensemble's uncertainty (h, lambda "
+            "per dataset)",
+            "Yu et al., NeurIPS 2020",
+            _mopo_settings,
+        ),
+        Recipe(
+            "mobile",
+            "sac",
+            "mobile",
+            "mobile",
+            "SAC on real + model rollouts, model rewards lowered by the std over elites of "
+            "Q'(s', a') (h, beta per dataset)",
+            "Sun, Zhang, Jia, Zhang, Yu & Yu, ICML 2023",
+            _mobile_settings,
         ),
     )
 }

@@ -1,7 +1,7 @@
 """Add-ons: shift methods and regularizers that plug into any learner (see base.py).
 
 The registry maps a name to a factory taking the recorded settings; method issues
-(DARA, SRPO, SPOT, SSAR, MOREC) add their entries here.
+(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE; MOREC next) add their entries here.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from typing import Any
 
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.addons.dara import DARA
+from shiftrl.addons.mobile import MOBILE
+from shiftrl.addons.rollouts import MOPO
 from shiftrl.addons.spot import SPOT
 from shiftrl.addons.srpo import SRPO
 from shiftrl.addons.ssar import SSAR
 from shiftrl.core.errors import ConfigError
 
-ADDONS: dict[str, Callable[..., AddOn]] = {cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR)}
+ADDONS: dict[str, Callable[..., AddOn]] = {
+    cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE)
+}
 
 
 def build_addons(specs: Sequence[dict[str, Any]], learner: Any = None) -> tuple[AddOn, ...]:
@@ -39,4 +43,14 @@ def build_addons(specs: Sequence[dict[str, Any]], learner: Any = None) -> tuple[
     return tuple(out)
 
 
-__all__ = ["ADDONS", "DARA", "SPOT", "SRPO", "SSAR", "AddOn", "AddOnContext", "build_addons"]
+__all__ = [
+    "ADDONS",
+    "DARA",
+    "MOPO",
+    "SPOT",
+    "SRPO",
+    "SSAR",
+    "AddOn",
+    "AddOnContext",
+    "build_addons",
+]

@@ -17,6 +17,8 @@ Every method has an identity default, so an add-on overrides only what it needs:
                    (SSAR's trusted-trajectory flags), read back as `batch.extras`.
 - `bind`           validates the learner and fills learner-dependent settings
                    (SSAR's base coefficient is 1/alpha on TD3+BC, cql_alpha on CQL).
+- `prepare`        readies the add-on for the run's data and preprocessing before
+                   `init` (MOPO trains or reuses its dynamics ensemble here).
 - `online_step`    sets the add-on's state for online fine-tuning step t of T
                    (SPOT anneals lambda, SSAR decays beta); only add-ons with
                    `finetune_supported` may be fine-tuned.
@@ -78,10 +80,13 @@ def units_of(pre: Preprocessor) -> dict[str, jax.Array]:
 @dataclass(frozen=True)
 class AddOnContext:
     """What an add-on may read from the learner: the static learner and its current state
-    (for example `learner.value(learner_state, obs)` for SRPO's value ranking)."""
+    (for example `learner.value(learner_state, obs)` for SRPO's value ranking), and the
+    run's device data (one dict of preprocessed arrays per source, target first; model
+    rollouts draw their start states from it). `data` is None outside the offline loop."""
 
     learner: Learner
     learner_state: Any
+    data: Any = None
 
 
 class AddOn:
@@ -120,6 +125,12 @@ class AddOn:
     def annotate(self, dataset: Any, domain: int) -> dict[str, Any]:
         """Per-transition numpy arrays for `dataset`, keyed "<addon>/<field>" (default none)."""
         return {}
+
+    def prepare(self, datasets: list[Any], preprocessor: Any, progress: bool = True) -> AddOn:
+        """This add-on ready for a run on `datasets` (raw, target first) with the run's
+        `preprocessor`, before `init` (default: itself). Work that needs the data and is
+        not a train step goes here: MOPO trains or loads its dynamics ensemble."""
+        return self
 
     def init(self, rng: jax.Array, spec: LearnerSpec) -> Any:
         return {}

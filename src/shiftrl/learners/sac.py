@@ -50,6 +50,8 @@ class SACConfig(CommonConfig):
     """Orthogonal init (gain sqrt 2 hidden, 1e-2 output)."""
     critic_layer_norm: bool = False
     """LayerNorm after each critic hidden layer (SSAR's CQL)."""
+    clip_target_at_zero: bool = False
+    """Clamp the TD target at >= 0 (MOBILE, which assumes non-negative returns)."""
 
 
 class SACState(struct.PyTreeNode):
@@ -67,7 +69,16 @@ class SAC(Learner):
     Config = SACConfig
     description = "soft actor-critic (online; the zoo's behaviour policies)"
     paper = "Haarnoja, Zhou, Abbeel & Levine, ICML 2018"
-    PRESETS = {"default": SACConfig(), "zoo": SACConfig(hidden=(128, 128))}
+    PRESETS = {
+        "default": SACConfig(),
+        "zoo": SACConfig(hidden=(128, 128)),
+        # MOPO / MOBILE's SAC (OfflineRL-Kit): actor and temperature lr 1e-4, critics 3e-4
+        "mopo": SACConfig(policy_lr=1e-4, qf_lr=3e-4),
+        # MOBILE (official gym configs): deterministic backup, TD target clamped at 0
+        "mobile": SACConfig(
+            policy_lr=1e-4, qf_lr=3e-4, backup_entropy=False, clip_target_at_zero=True
+        ),
+    }
 
     def __init__(self, config: SACConfig, spec):
         super().__init__(config, spec)
@@ -150,9 +161,16 @@ class SAC(Learner):
         target_q = self.q(state.critic_target, batch.next_obs, next_a).min(0)
         if self.config.backup_entropy:
             target_q = target_q - self.alpha(state) * next_logp
-        return jax.lax.stop_gradient(
-            batch.reward + self.config.discount * (1.0 - batch.terminal) * target_q
-        )
+        target = batch.reward + self.config.discount * (1.0 - batch.terminal) * target_q
+        if self.config.clip_target_at_zero:
+            target = jnp.maximum(target, 0.0)
+        return jax.lax.stop_gradient(target)
+
+    def target_value(self, state: SACState, obs: jax.Array, rng: jax.Array) -> jax.Array:
+        """min_i Q'_i(s, a), a ~ pi(.|s), with the target critics and no entropy term
+        (MOBILE's next-state value for its Bellman-inconsistency penalty)."""
+        action, _ = self.sample(state.actor.params, obs, rng)
+        return self.q(state.critic_target, obs, action).min(0)
 
     def extra_critic_terms(self, critic_params, state, batch, q, rng, terms, weights):
         """Subclasses add regularizers here; returns (terms, weights, metrics, aux)."""

@@ -128,7 +128,7 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
         k_hooks = jax.random.fold_in(k_learner, 0x5EED)  # keeps the pre-hook-key streams intact
         batch = sample_batch(data, sampler, k_batch)
 
-        ctx = AddOnContext(learner, carry.learner)
+        ctx = AddOnContext(learner, carry.learner, data)
         addon_states, metrics = dict(carry.addons), {}
         for i, ad in enumerate(addons):  # static tuple: unrolled at trace time
             if not ad.train_alongside:
@@ -221,7 +221,7 @@ def make_pretrain_chunk(
     def step(carry: TrainCarry, i: jax.Array, data: DeviceData):
         rng, k_batch, k_addon = jax.random.split(carry.rng, 3)
         batch = sample_batch(data, sampler, k_batch)
-        ctx = AddOnContext(learner, carry.learner)
+        ctx = AddOnContext(learner, carry.learner, data)
         states, metrics = dict(carry.addons), {}
         for j, ad in enumerate(addons):
             if ad.pretrain_steps == 0:

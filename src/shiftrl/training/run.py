@@ -326,6 +326,7 @@ def _train_open(
         )
     try:
         pre = folders[0].pre or fit_preprocessor(setup.datasets, configs[0].learner)
+        addons = tuple(ad.prepare(setup.datasets, pre, progress) for ad in addons)
         data = to_device(annotated_arrays(setup.datasets, pre, addons))
         carries = [
             calibrate_carry(addons, init_carry(learner, addons, learner.spec, c.seed), pre)

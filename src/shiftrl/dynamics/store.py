@@ -1,0 +1,186 @@
+"""Saving, loading and reusing trained dynamics ensembles.
+
+A model folder holds `ensemble.msgpack` (flax.serialization msgpack: arrays, numbers and
+strings only, nothing executes on load) and a readable copy of its record,
+`dynamics.json` (settings, the data's sha256, the held-out split, per-epoch history,
+throughput). `fit_dynamics` keeps a cache under `$SHIFTRL_DATA/dynamics/<key>`, keyed by
+the dataset's checksum, the model settings and the seed, so MOPO, MOBILE, MOREC and MAPLE
+runs on the same data reuse one trained ensemble instead of training it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from shiftrl.core.errors import ConfigError, DataError
+from shiftrl.data.dataset import TransitionDataset
+from shiftrl.dynamics.ensemble import (
+    DynamicsModel,
+    EnsembleConfig,
+    TrainReport,
+    init_params,
+    train_ensemble,
+)
+
+FORMAT = "shiftrl-dynamics"
+FORMAT_VERSION = 1
+MODEL_FILE = "ensemble.msgpack"
+RECORD_FILE = "dynamics.json"
+
+
+def cache_key(checksum: str, config: EnsembleConfig, seed: int) -> str:
+    """What identifies a trained ensemble: the data, every model setting and the seed."""
+    blob = json.dumps(
+        {"data": checksum, "config": config.to_json(), "seed": seed, "format": FORMAT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cache_root() -> Path:
+    from shiftrl.data.registry import data_root
+
+    return data_root() / "dynamics"
+
+
+def save_model(model: DynamicsModel, directory: str | Path, record: dict[str, Any]) -> Path:
+    """Write `ensemble.msgpack` and `dynamics.json` into `directory` (atomically per file)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_json()),
+        "obs_dim": model.obs_dim,
+        "act_dim": model.act_dim,
+        "params": serialization.to_state_dict(jax.device_get(model.params)),
+        "input_mean": np.asarray(model.input_mean),
+        "input_std": np.asarray(model.input_std),
+        "elites": np.asarray(model.elites),
+        "holdout_mse": np.asarray(model.holdout_mse),
+        "record": json.dumps(record),
+    }
+    for name, data in (
+        (MODEL_FILE, serialization.msgpack_serialize(payload)),
+        (RECORD_FILE, (json.dumps(record, indent=1) + "\n").encode()),
+    ):
+        tmp = directory / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, directory / name)
+    return directory / MODEL_FILE
+
+
+def load_model(path: str | Path) -> tuple[DynamicsModel, dict[str, Any]]:
+    """A saved ensemble (its folder or its `ensemble.msgpack`) and its record."""
+    path = Path(path)
+    file = path / MODEL_FILE if path.is_dir() else path
+    if not file.exists():
+        raise DataError(f"{path}: no trained dynamics model here (expected {MODEL_FILE})")
+    try:
+        payload = serialization.msgpack_restore(file.read_bytes())
+        if payload.get("format") != FORMAT:
+            raise ValueError("not a dynamics model")
+        if int(payload["format_version"]) > FORMAT_VERSION:
+            raise ValueError("written by a newer shiftrl")
+        config = EnsembleConfig.from_json(json.loads(payload["config"]))
+        obs_dim, act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
+        template = jax.eval_shape(
+            lambda: init_params(config, obs_dim, act_dim, jax.random.PRNGKey(0))
+        )
+        params = serialization.from_state_dict(template, payload["params"])
+        for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(params), strict=True):
+            if tuple(want.shape) != tuple(np.shape(got)):
+                raise ValueError("parameter shapes do not match the recorded settings")
+        model = DynamicsModel(
+            params=jax.tree.map(jnp.asarray, params),
+            input_mean=jnp.asarray(payload["input_mean"]),
+            input_std=jnp.asarray(payload["input_std"]),
+            elites=jnp.asarray(payload["elites"], jnp.int32),
+            holdout_mse=jnp.asarray(payload["holdout_mse"]),
+            config=config,
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+        )
+        return model, json.loads(payload["record"])
+    except (ValueError, KeyError, TypeError, ConfigError) as e:
+        raise DataError(f"{file}: not a readable shiftrl dynamics model ({e})") from None
+
+
+def make_record(
+    dataset: TransitionDataset, config: EnsembleConfig, seed: int, report: TrainReport, key: str
+) -> dict[str, Any]:
+    from shiftrl.dynamics.termination import robot_of_env
+
+    meta = dataset.metadata
+    return {
+        "key": key,
+        "config": config.to_json(),
+        "seed": seed,
+        "dataset": {
+            "name": meta.name,
+            "env_id": meta.env_id,
+            "robot": robot_of_env(meta.env_id) if meta.env_id else None,
+            "checksum": dataset.checksum(),
+            "transitions": len(dataset),
+        },
+        "epochs": report.epochs,
+        "stopped_early": report.stopped_early,
+        "train_size": report.train_size,
+        "holdout_indices": [int(i) for i in report.holdout_indices],
+        "seconds": round(report.seconds, 3),
+        "samples_per_second": round(report.samples_per_second, 1),
+        "device": jax.devices()[0].platform,
+        "history": report.history,
+    }
+
+
+def fit_dynamics(
+    dataset: TransitionDataset,
+    config: EnsembleConfig = EnsembleConfig(),
+    *,
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool = True,
+) -> tuple[DynamicsModel, dict[str, Any]]:
+    """A trained ensemble for `dataset`: from the cache when the same data, settings and seed
+    were trained before (record["reused"] is True), else trained now and cached."""
+    checksum = dataset.checksum()
+    key = cache_key(checksum, config, seed)
+    folder = cache_root() / key
+    if cache and (folder / MODEL_FILE).exists():
+        model, record = load_model(folder)
+        return model, {**record, "reused": True, "cache_dir": str(folder)}
+
+    from shiftrl.dynamics.progress import EpochProgress
+
+    with EpochProgress(config, enabled=progress) as bar:
+        model, report = train_ensemble(
+            dataset.observations,
+            dataset.actions,
+            dataset.rewards,
+            dataset.next_observations,
+            config,
+            seed=seed,
+            on_epoch=bar.update,
+        )
+    record = make_record(dataset, config, seed, report, key)
+    if cache:
+        tmp = cache_root() / f".{key}.{os.getpid()}.tmp"
+        save_model(model, tmp, record)
+        if (folder / MODEL_FILE).exists():  # another process finished the same training first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover without a model file
+            os.replace(tmp, folder)
+    return model, {**record, "reused": False, "cache_dir": str(folder) if cache else None}
