@@ -48,3 +48,21 @@ def test_version_short_help_add_ons_and_did_you_mean():
     assert all(f"│ {name}" in r.output for name in ("dara", "srpo", "spot", "ssar"))
     r = runner.invoke(app, ["train", "--algo", "td3bx", "--dataset", "pointreach/mixed-v0"])
     assert r.exit_code == 2 and "did you mean 'td3bc'?" in r.output and "ssar-cql" in r.output
+
+
+def test_default_run_folders_name_add_ons_subsets_and_sources():
+    from shiftrl.data.registry import get_dataset
+    from shiftrl.training.config import make_config
+    from shiftrl.training.run import default_run_dir
+
+    ds = get_dataset("pointreach/mixed-v0", progress=False)
+    plain = default_run_dir(make_config("iql", dataset="pointreach/mixed-v0"), ds)
+    dara = make_config(
+        "iql",
+        addons=["dara"],
+        dataset="pointreach/mixed-v0",
+        sources=("data/source.npz",),
+        target_fraction=0.1,
+    )
+    assert plain.name == "iql-pointreach_mixed-v0-s0"
+    assert default_run_dir(dara, ds).name == "iql+dara-pointreach_mixed-v0-0.1T-from-source-s0"

@@ -181,7 +181,9 @@ def finetune(
         learning_starts=warmup,
         offline_fraction=0.5 if replay == "half" else 0.0,
     )
-    out = Path(out) if out is not None else run_dir.parent / f"{run_dir.name}-finetune"
+    # one default folder per environment, so fine-tuning in other dynamics never collides
+    env_slug = env_id.removeprefix("shiftrl/").replace("/", "_")
+    out = Path(out) if out is not None else run_dir.parent / f"{run_dir.name}-finetune-{env_slug}"
     rows = train_online(
         learner,
         online,

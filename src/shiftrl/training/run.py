@@ -231,8 +231,24 @@ def prepare(
     return Setup(learner, addons, datasets, checksums, eval_envs, references, sampler)
 
 
+def run_name(config: RunConfig, target: TransitionDataset) -> str:
+    """What makes a run differ from its neighbours, as a folder name: learner and add-ons, the
+    target data (and its subset), the sources, e.g.
+    `iql+dara-hopper-base_medium-v0-1T-from-hopper-mass-2.0_medium-v0`."""
+    learner = "+".join([config.algo, *(a["name"] for a in config.addons)])
+    name = f"{learner}-{target.metadata.name}"
+    if config.target_fraction is not None:
+        name += f"-{config.target_fraction:g}T"
+    if config.target_count is not None:
+        name += f"-{config.target_count}T"
+    if config.sources:
+        name += "-from-" + "+".join(Path(s).stem if Path(s).suffix else s for s in config.sources)
+    return name.replace("/", "_")
+
+
 def default_run_dir(config: RunConfig, target: TransitionDataset) -> Path:
-    return Path("runs") / f"{config.algo}-{target.metadata.name}-s{config.seed}".replace("/", "_")
+    """runs/<run_name>-s<seed>: runs that differ in learner, add-ons or data never collide."""
+    return Path("runs") / f"{run_name(config, target)}-s{config.seed}"
 
 
 def train(
@@ -277,12 +293,11 @@ def train_seeds(
             "seeds do not share data; train them as separate runs"
         )
     setup = prepare(config, target, sources)
-    # default: runs/<algo>-<data>/seed<k>, beside train's runs/<algo>-<data>-s<k>
+    # default: runs/<run_name>/seed<k>, beside train's runs/<run_name>-s<k>
     base = (
         Path(out)
         if out is not None
-        else default_run_dir(config, target).parent
-        / (f"{config.algo}-{target.metadata.name}".replace("/", "_"))
+        else default_run_dir(config, target).parent / run_name(config, target)
     )
     configs = [dataclasses.replace(config, seed=s) for s in seeds]
     dirs = [base / f"seed{s}" for s in seeds]
