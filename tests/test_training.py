@@ -230,6 +230,13 @@ def test_run_folder_contents(point_reach_data, tmp_path):
     )
     csv_header = (run.dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "normalized_score" in csv_header and "step" in csv_header
+    # the best evaluation's checkpoint is recorded and loadable by name, the latest by default
+    best = max(rows, key=lambda r: r["normalized_score"])["step"]
+    assert checkpoint.best_step(run.dir) == best
+    assert shiftrl.load_policy(run.dir, step="best").step == best
+    assert shiftrl.load_policy(run.dir).step == 200
+    with pytest.raises(shiftrl.core.errors.ShiftRLError, match="steps kept: 100, 200"):
+        shiftrl.load_policy(run.dir, step=150)
     # a second fresh run into the same folder is refused rather than mixed in
     with pytest.raises(shiftrl.core.errors.ConfigError):
         shiftrl.train(
@@ -265,6 +272,18 @@ def test_run_folder_contents(point_reach_data, tmp_path):
     assert again.rows[-1]["return"] == rows[-1]["return"]
     assert (killed / "notes.txt").read_text() == "mine"
     assert (killed / "analysis" / "fig.txt").read_text() == "also mine"
+
+
+def test_rotation_keeps_the_latest_and_the_best_checkpoint(tmp_path):
+    carry = {"w": np.zeros(2, np.float32)}
+    for step, score in [(1, 10.0), (2, 50.0), (3, 20.0), (4, None), (5, 30.0)]:
+        checkpoint.save(tmp_path, step, carry, keep=2, score=score)
+    kept = [int(p.stem.split("_")[1]) for p in checkpoint.list_checkpoints(tmp_path)]
+    assert kept == [2, 4, 5] and checkpoint.best_step(tmp_path) == 2
+    checkpoint.save(tmp_path, 6, carry, keep=2, score=float("nan"))  # no score: not a best
+    checkpoint.save(tmp_path, 7, carry, keep=2, score=60.0)
+    kept = [int(p.stem.split("_")[1]) for p in checkpoint.list_checkpoints(tmp_path)]
+    assert kept == [6, 7] and checkpoint.best_step(tmp_path) == 7
 
 
 def test_batch_counts_follow_source_fraction():

@@ -139,8 +139,9 @@ def _run_config(
     return config, target, source_sets
 
 
-def load_policy(run_dir: str | Path, step: int | None = None, allow_nonfinite: bool = False):
-    """The policy of a run folder (latest checkpoint, or `step`); a diverged, non-finite
+def load_policy(run_dir: str | Path, step: int | str | None = None, allow_nonfinite: bool = False):
+    """The policy of a run folder: latest checkpoint (`step` None or "latest"), the best
+    evaluation's ("best") or a given step; `policy.step` says which. A diverged, non-finite
     checkpoint is refused unless `allow_nonfinite`."""
     from shiftrl.training.run import load_policy as _load
 

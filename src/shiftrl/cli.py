@@ -180,6 +180,10 @@ def eval_(
     ] = None,
     episodes: Annotated[int, typer.Option("--episodes")] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    step: Annotated[
+        str,
+        typer.Option("--step", help="checkpoint: latest, best (best evaluation) or a step"),
+    ] = "latest",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Evaluate a trained policy: mean return and normalized score."""
@@ -193,7 +197,7 @@ def eval_(
         raise ConfigError("--episodes must be positive")
     from shiftrl.training.rundir import read_meta
 
-    policy = load_policy(run_dir)
+    policy = load_policy(run_dir, step=step)
     meta = read_meta(run_dir)
     envs = list(env or meta.get("eval_envs") or [])
     if not envs:
@@ -203,9 +207,9 @@ def eval_(
         for e in track(envs, description="evaluating", disable=as_json)
     ]
     if as_json:
-        typer.echo(json.dumps([r.to_json() for r in results]))
+        typer.echo(json.dumps([{**r.to_json(), "step": policy.step} for r in results]))
         return
-    table = Table(title=f"{run_dir}")
+    table = Table(title=f"{run_dir}, checkpoint of step {policy.step} ({step})")
     for col in ("env", "episodes", "mean return", "std", "normalized score"):
         table.add_column(col)
     for r in results:

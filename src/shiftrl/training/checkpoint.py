@@ -3,11 +3,15 @@
 Writes are atomic (temporary file + rename), so a kill leaves the previous checkpoint or the
 new one, never half of one. A checkpoint holding non-finite values (written only when the
 divergence guard is switched off) gets a `step_*.nonfinite` note beside it, and rotation
-never deletes the newest finite checkpoint.
+never deletes the newest finite checkpoint. Rotation also keeps the checkpoint of the best
+evaluation (highest mean normalized score, `checkpoints/best.json`), so the policy behind
+`score("best")` can be loaded (`load_policy(run, step="best")`, `shiftrl eval --step best`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -20,6 +24,7 @@ from flax import serialization
 from shiftrl.core.errors import ShiftRLError
 
 FORMAT_VERSION = 1
+BEST_FILE = "best.json"
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -39,7 +44,41 @@ def is_finite(tree: Any) -> bool:
     return True
 
 
-def save(run_dir: Path, step: int, carry: Any, keep: int = 2, finite: bool = True) -> Path:
+def best_step(run_dir: Path) -> int | None:
+    """The step of the best evaluation so far whose checkpoint exists, or None."""
+    best = Path(run_dir) / "checkpoints" / BEST_FILE
+    try:
+        step = int(json.loads(best.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if checkpoint_path(run_dir, step).exists() else None
+
+
+def _note_best(run_dir: Path, step: int, score: float | None) -> None:
+    if score is None or not math.isfinite(score):
+        return
+    best = Path(run_dir) / "checkpoints" / BEST_FILE
+    try:
+        old = json.loads(best.read_text())
+        if best_step(run_dir) is not None and float(old["normalized_score"]) >= score:
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    tmp = best.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"step": step, "normalized_score": score}) + "\n")
+    os.replace(tmp, best)
+
+
+def save(
+    run_dir: Path,
+    step: int,
+    carry: Any,
+    keep: int = 2,
+    finite: bool = True,
+    score: float | None = None,
+) -> Path:
+    """Write the checkpoint of `step` (its evaluation's mean normalized `score`, if any),
+    then rotate: the newest `keep` stay, and so do the newest finite one and the best one."""
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -55,11 +94,16 @@ def save(run_dir: Path, step: int, carry: Any, keep: int = 2, finite: bool = Tru
     else:
         note.write_text("this checkpoint holds inf / NaN values (the run diverged)\n")
     os.replace(tmp, path)  # atomic: a killed run never leaves a half-written checkpoint
+    if finite:
+        _note_best(run_dir, step, score)
     ckpts = list_checkpoints(run_dir)
     good = [p for p in ckpts if not _nonfinite_note(p).exists()]
-    protected = good[-1] if good else None  # the last finite one is never rotated away
+    protected = {good[-1]} if good else set()  # the last finite one is never rotated away
+    best = best_step(run_dir)
+    if best is not None:
+        protected.add(checkpoint_path(run_dir, best))
     for old in ckpts[:-keep]:
-        if old != protected:
+        if old not in protected:
             old.unlink(missing_ok=True)
             _nonfinite_note(old).unlink(missing_ok=True)
     return path

@@ -34,6 +34,8 @@ class Policy:
     ):
         self.learner, self.state, self.pre, self.config = learner, learner_state, pre, config
         self.references = references or {}
+        self.step: int | None = None
+        """The training step of the checkpoint it was loaded from (`load_policy`)."""
         self._act = jax.jit(learner.act)
 
     def unit_action(self, normalized_obs: np.ndarray) -> np.ndarray:
@@ -82,11 +84,12 @@ def build_learner(config: RunConfig, obs_dim: int, act_dim: int) -> Learner:
 
 
 def load_policy(
-    run_dir: str | Path, step: int | None = None, allow_nonfinite: bool = False
+    run_dir: str | Path, step: int | str | None = None, allow_nonfinite: bool = False
 ) -> Policy:
-    """The policy of a run folder, from its latest (or a given) checkpoint. A checkpoint
-    holding inf / NaN (a diverged run trained with the guard off) is refused unless
-    `allow_nonfinite` (research on divergence)."""
+    """The policy of a run folder: its latest checkpoint (`step` None or "latest"), the best
+    evaluation's ("best"), or a given step (the steps kept are `checkpoint_steps(run_dir)`).
+    `policy.step` says which was loaded. A checkpoint holding inf / NaN (a diverged run
+    trained with the guard off) is refused unless `allow_nonfinite` (research on divergence)."""
     from shiftrl.training import rundir
 
     run_dir = Path(run_dir)
@@ -101,20 +104,41 @@ def load_policy(
         ) from None
     addons = build_addons(config.addons, learner)
     template = init_carry(learner, addons, learner.spec, config.seed)
-    if step is not None:
+    kept = checkpoint_steps(run_dir)
+    if step == "best":
+        step = checkpoint.best_step(run_dir)
+        if step is None:
+            raise ShiftRLError(
+                f"{run_dir}: no best checkpoint recorded (no evaluation with a score); steps "
+                f"kept: {', '.join(map(str, kept)) or 'none'}"
+            )
+    if step is not None and step != "latest":
+        if isinstance(step, str) and not step.isdigit():
+            raise ShiftRLError(f"step must be a number, 'best' or 'latest', got '{step}'")
+        step = int(step)
         path = checkpoint.checkpoint_path(run_dir, step)
         if not path.exists():
-            raise ShiftRLError(f"{run_dir}: no checkpoint at step {step}")
-        _, carry = checkpoint.load(path, template)
+            raise ShiftRLError(
+                f"{run_dir}: no checkpoint at step {step}; steps kept: "
+                f"{', '.join(map(str, kept)) or 'none'} (and 'best', 'latest')"
+            )
+        loaded, carry = checkpoint.load(path, template)
     else:
-        _, carry = checkpoint.load_latest(run_dir, template, move_aside=False)
+        loaded, carry = checkpoint.load_latest(run_dir, template, move_aside=False)
     if not allow_nonfinite and not checkpoint.is_finite(carry.learner):
         raise ShiftRLError(
             f"{run_dir}: the checkpoint holds inf / NaN parameters (the run diverged); load an "
             "earlier step with load_policy(run_dir, step=...)"
         )
     refs = {k: tuple(v) for k, v in meta.get("references", {}).items()}
-    return Policy(learner, carry.learner, pre, config, refs)
+    policy = Policy(learner, carry.learner, pre, config, refs)
+    policy.step = int(loaded)
+    return policy
+
+
+def checkpoint_steps(run_dir: str | Path) -> list[int]:
+    """The steps whose checkpoints a run folder keeps."""
+    return [int(p.stem.split("_")[1]) for p in checkpoint.list_checkpoints(Path(run_dir))]
 
 
 def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:

@@ -469,7 +469,14 @@ class _Loop:
                         row["nonfinite"] = True
                     row["elapsed_s"] = time.perf_counter() - t0
                     logger.log(row)
-                    checkpoint.save(run_dir, step, own, cfg.keep_checkpoints, finite=finite)
+                    checkpoint.save(
+                        run_dir,
+                        step,
+                        own,
+                        cfg.keep_checkpoints,
+                        finite=finite,
+                        score=row.get("normalized_score"),
+                    )
                     rows.append(row)
                     for cb in callbacks:
                         cb({**row, "seed": cfg.seed} if self.stacked else row)
