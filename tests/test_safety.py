@@ -208,6 +208,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(point_rea
     assert len(done) == 1 and "final score n/a" in done[0] and "nan" not in done[0]
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert names == [
+        "best.json",  # the best evaluation: step 100, the only one with a score
         "step_0000000100.msgpack",
         "step_0000000200.msgpack",
         "step_0000000200.nonfinite",

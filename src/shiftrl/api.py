@@ -111,6 +111,7 @@ def _run_config(
     algo, dataset, sources, steps, seed, eval_envs, preset, addons, overrides, run_settings
 ):
     """The RunConfig of `train`'s arguments, with the loaded target and source datasets."""
+    from shiftrl.data.io import data_reference
     from shiftrl.training.config import apply_overrides, make_config
 
     target = _as_dataset(dataset)
@@ -118,12 +119,8 @@ def _run_config(
     config = make_config(
         algo,
         preset,
-        dataset=str(dataset)
-        if not isinstance(dataset, TransitionDataset)
-        else target.metadata.name,
-        sources=tuple(
-            str(s) if not isinstance(s, TransitionDataset) else s.metadata.name for s in sources
-        ),
+        dataset=data_reference(target),
+        sources=tuple(data_reference(s) for s in source_sets),
         steps=steps,
         seed=seed,
         eval_envs=tuple(eval_envs),

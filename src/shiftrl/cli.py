@@ -5,6 +5,7 @@ A user mistake surfaces as one line `shiftrl: error: ...` and a non-zero exit co
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -114,8 +115,8 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train an offline learner; writes a run folder with metrics, checkpoints and a plot."""
-    from shiftrl.api import load_dataset
     from shiftrl.bench.runner import parse_seeds
+    from shiftrl.data.io import data_reference, load_recorded
     from shiftrl.training.config import apply_overrides, make_config
     from shiftrl.training.run import train as run_train
     from shiftrl.training.run import train_seeds
@@ -155,8 +156,15 @@ def train(
         check_target(out)
         for d in [out] if group is None else [out / f"seed{s}" for s in group]:
             check_unlocked(d)
-    target = load_dataset(config.dataset)
-    sources = [load_dataset(s) for s in config.sources]
+    hint = "resume it from Python, passing the data again: shiftrl.train(..., resume=True)"
+    target = load_recorded(config.dataset, f"the run in {out}", hint)
+    sources = [load_recorded(s, f"the run in {out}", hint) for s in config.sources]
+    if not resume:  # record exactly what was loaded: canonical IDs, absolute paths
+        config = dataclasses.replace(
+            config,
+            dataset=data_reference(target),
+            sources=tuple(data_reference(s) for s in sources),
+        )
     if group is not None:
         runs = train_seeds(config, target, sources, group, out, resume, progress)
     else:

@@ -33,9 +33,52 @@ _MAX_HDF5_METADATA = 50  # D4RL 'metadata/' also holds policy weights; keep only
 
 
 # ---- dispatch -----------------------------------------------------------------------
+IN_MEMORY = "in-memory:"
+"""How a run records data it was handed as an object that no file or ID can give back."""
+
+
 def load_dataset(id_or_path: str) -> TransitionDataset:
     """Load a `.npz` / `.hdf5` file, a Minari dataset directory, a built-in dataset ID
-    (`shiftrl data list`), or a local Minari id."""
+    (`shiftrl data list`, size-qualified or not), or a local Minari id. The dataset remembers
+    where it came from (`data_reference`), so a run trained on it can load it again."""
+    ds = _load(id_or_path)
+    p = Path(id_or_path).expanduser()
+    if p.exists():
+        ds.metadata.provenance["loaded_from"] = str(p.resolve())
+    elif "dataset_id" not in ds.metadata.provenance:
+        ds.metadata.provenance["loaded_from"] = id_or_path  # a local Minari id
+    return ds
+
+
+def data_reference(ds: TransitionDataset) -> str:
+    """What a run records as the data it trained on, so resume and fine-tuning load exactly
+    that again: a built-in build's (size-qualified) ID, the file or Minari id it was loaded
+    from, or `in-memory:NAME` for data that exists only as an object."""
+    prov = ds.metadata.provenance
+    if {"dataset_id", "size", "seed"} <= set(prov):
+        from shiftrl.data.registry import is_registered, qualified_id
+
+        if is_registered(prov["dataset_id"]):
+            return qualified_id(prov["dataset_id"], int(prov["size"]), int(prov["seed"]))
+    if prov.get("loaded_from"):
+        return str(prov["loaded_from"])
+    return f"{IN_MEMORY}{ds.metadata.name}"
+
+
+def load_recorded(reference: str, what: str, hint: str) -> TransitionDataset:
+    """Load the data a run recorded (`data_reference`), or say in one line why it cannot be."""
+    if reference.startswith(IN_MEMORY):
+        raise DataError(
+            f"{what} trained on an in-memory dataset ('{reference[len(IN_MEMORY) :]}') that no "
+            f"file or ID gives back; {hint}"
+        )
+    try:
+        return load_dataset(reference)
+    except DataError as e:
+        raise DataError(f"{what}: the data it trained on cannot be loaded ({e})") from None
+
+
+def _load(id_or_path: str) -> TransitionDataset:
     p = Path(id_or_path).expanduser()
     suffix = p.suffix.lower()
     if p.is_dir():

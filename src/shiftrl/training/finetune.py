@@ -81,7 +81,7 @@ def finetune(
     warmup: int | None = None,
 ) -> FinetuneResult:
     from shiftrl.addons import build_addons
-    from shiftrl.api import load_dataset
+    from shiftrl.data.io import load_recorded
     from shiftrl.training.run import build_learner
 
     run_dir = Path(run_dir)
@@ -153,8 +153,13 @@ def finetune(
     if replay != "none":
         from shiftrl.training.run import select_target
 
-        target = select_target(config, load_dataset(config.dataset))
-        sources = [load_dataset(s) for s in config.sources]
+        hint = (
+            "fine-tune with --no-prefill (prefill=False), or save the data "
+            "(shiftrl.data.io.save_npz) and train from the file"
+        )
+        what = str(run_dir)
+        target = select_target(config, load_recorded(config.dataset, what, hint))
+        sources = [load_recorded(s, what, hint) for s in config.sources]
         from shiftrl.data.dataset import concatenate
 
         if [d.checksum() for d in (target, *sources)] != meta["checksums"]:
