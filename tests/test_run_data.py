@@ -47,3 +47,23 @@ def test_finetune_of_a_run_on_in_memory_data_says_why_it_cannot_prefill(tmp_path
     assert meta["config"]["dataset"] == f"{IN_MEMORY}point-reach/mixed"
     with pytest.raises(DataError, match=r"in-memory dataset \('point-reach/mixed'\).*--no-prefill"):
         shiftrl.finetune(run.dir, online_steps=1000, eval_episodes=2, progress=False)
+
+
+def test_data_naming_no_environment_warns_once_and_writes_no_empty_curve(
+    tmp_path, point_reach_data, capsys
+):
+    import dataclasses
+
+    ds = point_reach_data.take(range(len(point_reach_data)))
+    ds.metadata = dataclasses.replace(ds.metadata, env_id=None)
+    run = shiftrl.train(
+        "bc",
+        ds,
+        steps=20,
+        out=tmp_path / "run",
+        overrides=tiny_overrides("bc", eval_every=20, **FAST_RUN),
+        progress=False,
+    )
+    err = capsys.readouterr().err
+    assert err.count("training without evaluation") == 1 and "--eval-env" in err
+    assert not (run.dir / "learning_curve.png").exists() and run.rows[-1]["step"] == 20

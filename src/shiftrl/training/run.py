@@ -81,6 +81,15 @@ def resolve_eval_envs(config: RunConfig, target: TransitionDataset) -> list[str]
             envs = [check_env_id(target.metadata.env_id)]
         except ConfigError:
             envs = []  # data from an environment we cannot build: train without evaluation
+            _warn(
+                f"the data names the environment '{target.metadata.env_id}', which cannot be "
+                "built here: training without evaluation; pass --eval-env ENV_ID to evaluate"
+            )
+    elif not envs:  # said once, at the start, rather than a silent "final score n/a"
+        _warn(
+            f"'{target.metadata.name}' names no environment and no --eval-env was given: "
+            "training without evaluation (no scores); pass --eval-env ENV_ID (e.g. Hopper-v5)"
+        )
     resolved = [check_env_id(e) for e in envs]
     import gymnasium as gym
 
@@ -396,7 +405,8 @@ def _train_open(
         lg.close()
         rows = lg.rows()
         title = f"{c.algo} on {setup.datasets[0].metadata.name}"
-        plot_learning_curve(rows, d / "learning_curve.png", title)
+        if any(k.startswith("eval/") for r in rows for k in r):  # no evaluation: no curve
+            plot_learning_curve(rows, d / "learning_curve.png", title)
         runs.append(Run(d, c, rows, load_policy(d, allow_nonfinite=not c.divergence_guard)))
     return runs
 
