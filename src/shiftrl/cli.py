@@ -6,16 +6,15 @@ A user mistake surfaces as one line `shiftrl: error: ...` and a non-zero exit co
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from shiftrl.core.errors import ConfigError, ShiftRLError
+from shiftrl.core.cli_errors import user_errors
+from shiftrl.core.errors import ConfigError
 
 app = typer.Typer(
     name="shiftrl",
@@ -45,23 +44,6 @@ def _app_options(
     ] = False,
 ) -> None:
     """Offline RL under dynamics shift: train, evaluate, benchmark."""
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report a user mistake as one line and exit 2; interruptions exit 130."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ShiftRLError as e:
-            typer.echo(f"shiftrl: error: {e}", err=True)
-            raise typer.Exit(getattr(e, "exit_code", 2)) from None
-        except KeyboardInterrupt:
-            typer.echo("shiftrl: interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 @app.command()

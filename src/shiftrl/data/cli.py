@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+
+from shiftrl.core.cli_errors import user_errors
 
 data_app = typer.Typer(
     help="Built-in datasets (toy tasks and the behaviour-policy zoo): make, list, inspect.",
     no_args_is_help=True,
 )
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`shiftrl.cli.user_errors`, imported when called (shiftrl.cli imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from shiftrl.cli import user_errors
-
-        return user_errors(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 def resolve(dataset_id: str, size: int | None, seed: int) -> tuple[str, int | None, int]:
@@ -52,7 +40,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="collection seed")]
 
 
 @data_app.command("make")
-@_user_errors
+@user_errors
 def make(
     dataset_id: Annotated[str, typer.Argument(help="e.g. hopper-mass-2.0/medium-v0")],
     size: SizeOpt = None,
@@ -97,7 +85,7 @@ def make(
 
 
 @data_app.command("record")
-@_user_errors
+@user_errors
 def record_all(
     dataset_ids: Annotated[
         list[str] | None, typer.Argument(help="IDs to re-record (default: with --all)")
@@ -135,7 +123,7 @@ def record_all(
 
 
 @data_app.command("list")
-@_user_errors
+@user_errors
 def list_(
     pattern: Annotated[
         str | None, typer.Argument(help="only IDs containing this text, e.g. mass-2.0 or expert")
@@ -213,7 +201,7 @@ def list_rows() -> list[dict[str, Any]]:
 
 
 @data_app.command("info")
-@_user_errors
+@user_errors
 def info(
     dataset_id: Annotated[str, typer.Argument(help="e.g. hopper/medium-v0")],
     size: SizeOpt = None,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from shiftrl.core.cli_errors import user_errors
 
 dynamics_app = typer.Typer(
     help="Dynamics ensembles for model-based offline RL (MOPO, MOBILE): train, evaluate.",
@@ -16,20 +16,8 @@ dynamics_app = typer.Typer(
 )
 
 
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`shiftrl.cli.user_errors`, imported when called (shiftrl.cli imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from shiftrl.cli import user_errors
-
-        return user_errors(fn)(*args, **kwargs)
-
-    return wrapper
-
-
 @dynamics_app.command("train")
-@_user_errors
+@user_errors
 def train(
     dataset: Annotated[str, typer.Argument(help="dataset ID (e.g. hopper/medium-v0) or file")],
     out: Annotated[Path, typer.Option("--out", help="folder to save the trained model in")],
@@ -87,7 +75,7 @@ def record_mse(model) -> list[float]:
 
 
 @dynamics_app.command("eval")
-@_user_errors
+@user_errors
 def eval_(
     model_dir: Annotated[Path, typer.Argument(help="a folder written by `dynamics train`")],
     dataset: Annotated[str, typer.Option("--dataset", help="dataset ID or file to test on")],

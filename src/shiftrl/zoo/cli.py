@@ -23,7 +23,7 @@ def zoo_train(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
 ) -> None:
     """Train a behaviour policy with online SAC (checkpointed, resumable)."""
-    from shiftrl.cli import user_errors
+    from shiftrl.core.cli_errors import user_errors
     from shiftrl.zoo.train import train_behaviour
 
     user_errors(train_behaviour)(
@@ -57,7 +57,7 @@ def zoo_measure(
     episodes: Annotated[int, typer.Option("--episodes", help="episodes per snapshot")] = 10,
 ) -> None:
     """Measure the return of every shipped snapshot that has none yet (replay snapshots)."""
-    from shiftrl.cli import user_errors
+    from shiftrl.core.cli_errors import user_errors
     from shiftrl.zoo.export import measure_snapshots
 
     filled = user_errors(measure_snapshots)(variants, episodes)
