@@ -172,6 +172,7 @@ def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True
     with TrainProgress(steps, 0, enabled=progress, title=f"pretrain {names}") as bar:
         for start in range(0, steps, length):
             carry, _ = chunk(carry, data, length, start)
+            jax.block_until_ready(carry)  # the bar counts steps done, not steps dispatched
             bar.advance(length)
     return carry
 
@@ -462,6 +463,7 @@ class _Loop:
             while step < config.steps:
                 carry, metrics, health = self.train_chunk(carry, self.data, length)
                 self.check_health(health, step)
+                jax.block_until_ready(metrics)  # the bar counts steps done, not dispatched
                 step += length
                 window.append(metrics)
                 bar.advance(length)
