@@ -139,8 +139,8 @@ def train(
         for d in [out] if group is None else [out / f"seed{s}" for s in group]:
             check_unlocked(d)
     hint = "resume it from Python, passing the data again: shiftrl.train(..., resume=True)"
-    target = load_recorded(config.dataset, f"the run in {out}", hint)
-    sources = [load_recorded(s, f"the run in {out}", hint) for s in config.sources]
+    target = load_recorded(config.dataset, f"the run in {out}", hint, progress)
+    sources = [load_recorded(s, f"the run in {out}", hint, progress) for s in config.sources]
     if not resume:  # record exactly what was loaded: canonical IDs, absolute paths
         config = dataclasses.replace(
             config,

@@ -37,11 +37,11 @@ IN_MEMORY = "in-memory:"
 """How a run records data it was handed as an object that no file or ID can give back."""
 
 
-def load_dataset(id_or_path: str) -> TransitionDataset:
+def load_dataset(id_or_path: str, progress: bool = True) -> TransitionDataset:
     """Load a `.npz` / `.hdf5` file, a Minari dataset directory, a built-in dataset ID
     (`shiftrl data list`, size-qualified or not), or a local Minari id. The dataset remembers
     where it came from (`data_reference`), so a run trained on it can load it again."""
-    ds = _load(id_or_path)
+    ds = _load(id_or_path, progress)
     p = Path(id_or_path).expanduser()
     if p.exists():
         ds.metadata.provenance["loaded_from"] = str(p.resolve())
@@ -65,7 +65,7 @@ def data_reference(ds: TransitionDataset) -> str:
     return f"{IN_MEMORY}{ds.metadata.name}"
 
 
-def load_recorded(reference: str, what: str, hint: str) -> TransitionDataset:
+def load_recorded(reference: str, what: str, hint: str, progress: bool = True) -> TransitionDataset:
     """Load the data a run recorded (`data_reference`), or say in one line why it cannot be."""
     if reference.startswith(IN_MEMORY):
         raise DataError(
@@ -73,12 +73,12 @@ def load_recorded(reference: str, what: str, hint: str) -> TransitionDataset:
             f"file or ID gives back; {hint}"
         )
     try:
-        return load_dataset(reference)
+        return load_dataset(reference, progress)
     except DataError as e:
         raise DataError(f"{what}: the data it trained on cannot be loaded ({e})") from None
 
 
-def _load(id_or_path: str) -> TransitionDataset:
+def _load(id_or_path: str, progress: bool) -> TransitionDataset:
     p = Path(id_or_path).expanduser()
     suffix = p.suffix.lower()
     if p.is_dir():
@@ -100,7 +100,7 @@ def _load(id_or_path: str) -> TransitionDataset:
         from shiftrl.data import minari_io, registry
 
         if registry.is_registered(id_or_path):  # a built-in ID: cached, or made now
-            return registry.get_dataset(id_or_path)
+            return registry.get_dataset(id_or_path, progress=progress)
         if minari_io.is_local_minari_id(id_or_path):
             return minari_io.load_minari(id_or_path)
         if re.fullmatch(r"[^/\s]+/[-\w]+-v\d+", id_or_path):  # looks like a built-in ID
