@@ -68,6 +68,9 @@ class TransitionDataset:
     terminals: np.ndarray  # [N] bool
     timeouts: np.ndarray  # [N] bool
     metadata: DatasetMetadata = field(default_factory=DatasetMetadata)
+    loaded_from: str | None = field(default=None, compare=False, repr=False)
+    """The file (absolute path) or Minari id `load_dataset` read this exact data from, on this
+    machine; never saved with the data, and not carried over to subsets or concatenations."""
 
     # ---- shape -----------------------------------------------------------------
     def __len__(self) -> int:

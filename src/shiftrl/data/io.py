@@ -44,9 +44,9 @@ def load_dataset(id_or_path: str, progress: bool = True) -> TransitionDataset:
     ds = _load(id_or_path, progress)
     p = Path(id_or_path).expanduser()
     if p.exists():
-        ds.metadata.provenance["loaded_from"] = str(p.resolve())
+        ds.loaded_from = str(p.resolve())
     elif "dataset_id" not in ds.metadata.provenance:
-        ds.metadata.provenance["loaded_from"] = id_or_path  # a local Minari id
+        ds.loaded_from = id_or_path  # a local Minari id
     return ds
 
 
@@ -60,8 +60,8 @@ def data_reference(ds: TransitionDataset) -> str:
 
         if is_registered(prov["dataset_id"]):
             return qualified_id(prov["dataset_id"], int(prov["size"]), int(prov["seed"]))
-    if prov.get("loaded_from"):
-        return str(prov["loaded_from"])
+    if ds.loaded_from:
+        return ds.loaded_from
     return f"{IN_MEMORY}{ds.metadata.name}"
 
 
