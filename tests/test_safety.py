@@ -359,11 +359,7 @@ def test_data_mistakes_are_one_line_or_one_warning(point_reach_data, tmp_path, c
         fit_preprocessor([huge], config.learner)
 
     # a 1-row dataset and actions wider than the env's: a warning, not a refusal
-    arrays = {
-        f.name: getattr(point_reach_data, f.name)[:1]
-        for f in dataclasses.fields(TransitionDataset)
-        if f.name != "metadata"
-    }
+    arrays = {k: a[:1] for k, a in point_reach_data.arrays().items()}
     wide_meta = dataclasses.replace(point_reach_data.metadata, action_low=[-5.0], action_high=[5.0])
     tiny = TransitionDataset(**arrays, metadata=wide_meta)
     capsys.readouterr()
