@@ -66,3 +66,18 @@ def test_default_run_folders_name_add_ons_subsets_and_sources():
     )
     assert plain.name == "iql-pointreach_mixed-v0-s0"
     assert default_run_dir(dara, ds).name == "iql+dara-pointreach_mixed-v0-0.1T-from-source-s0"
+
+
+def test_missing_logger_is_refused_before_training_and_env_ids_get_suggestions(tmp_path):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "bc", "--dataset", "pointreach/mixed-v0", "--out", str(out)]
+    r = runner.invoke(app, [*argv, "--set", "wandb_project=x"])
+    assert r.exit_code == 2 and "pip install shiftrl[wandb]" in r.output and not out.exists()
+    r = runner.invoke(app, [*argv, "--eval-env", "Hoper-v5"])
+    assert r.exit_code == 2 and "did you mean Hopper-v5" in r.output

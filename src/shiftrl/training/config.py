@@ -250,6 +250,17 @@ def validate_config(c: RunConfig) -> None:
             raise ConfigError(msg)
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < 2**32:
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {c.seed}")
+    # optional loggers asked for but not installed: refuse before any training, not after
+    import importlib.util
+
+    for wanted, module, extra in (
+        (c.wandb_project, "wandb", "wandb"),
+        (c.tensorboard, "tensorboardX", "tensorboard"),
+    ):
+        if wanted and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"logging to {extra} needs `pip install shiftrl[{extra}]` ({module} is not installed)"
+            )
     validate_learner_config(c.learner)
 
 

@@ -75,7 +75,13 @@ def check_env_id(env_id: str) -> str:
         resolved = resolve_env_id(env_id)
         if resolved is not None:
             return resolved
-    raise ConfigError(f"unknown evaluation environment '{env_id}' (not a registered Gymnasium id)")
+    import difflib
+
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.75)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `shiftrl envs` lists variants"
+    raise ConfigError(
+        f"unknown evaluation environment '{env_id}' (not a registered Gymnasium id){hint}"
+    )
 
 
 def check_env_shape(env_id: str, obs_dim: int, act_dim: int) -> str:
