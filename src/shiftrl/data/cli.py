@@ -15,24 +15,6 @@ data_app = typer.Typer(
 )
 
 
-def resolve(dataset_id: str, size: int | None, seed: int) -> tuple[str, int | None, int]:
-    """(registered ID, size, seed) from an ID that may name its size and seed
-    (`hopper/medium-n100000-s1-v0`) and the --size/--seed options, which must agree with it."""
-    from shiftrl.core.errors import ConfigError
-    from shiftrl.data import registry
-
-    cid, id_size, id_seed = registry.parse_id(dataset_id)
-    if id_size is not None:
-        if size is not None and size != id_size:
-            raise ConfigError(f"'{dataset_id}' names size {id_size}; --size {size} disagrees")
-        size = id_size
-    if id_seed is not None:
-        if seed not in (0, id_seed):
-            raise ConfigError(f"'{dataset_id}' names seed {id_seed}; --seed {seed} disagrees")
-        seed = id_seed
-    return cid, size, seed
-
-
 SizeOpt = Annotated[
     int | None, typer.Option("--size", help="transitions (default: the dataset's default size)")
 ]
@@ -58,7 +40,7 @@ def make(
     """Make a dataset (deterministic from ID, size and seed) and cache it under $SHIFTRL_DATA."""
     from shiftrl.data import registry
 
-    cid, size, seed = resolve(dataset_id, size, seed)
+    cid, size, seed = registry.resolve_build(dataset_id, size, seed)
     if registry.is_made(cid, size, seed) and not force:
         ds = registry.get_dataset(cid, size, seed)
         typer.echo(f"already made: {registry.cache_dir(cid, size, seed)} (--force to remake)")
@@ -233,7 +215,7 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
         reference_source,
     )
 
-    cid, size, seed = resolve(dataset_id, size, seed)
+    cid, size, seed = registry.resolve_build(dataset_id, size, seed)
     spec = registry.REGISTRY[cid]
     n = spec.default_size if size is None else size
     out: dict[str, Any] = {"id": cid, "qualified_id": registry.qualified_id(cid, n, seed)}
@@ -262,15 +244,15 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
     from shiftrl.data import records, verify
 
     recorded = records.recorded_build(cid, n, seed)
-    here_versions, here_platform = records.versions(), verify.platform_fingerprint()
+    here_platform = verify.platform_fingerprint()
     recs = [r for r in records.records_for(cid, n, seed) if r.get("inputs_sha256") == spec.inputs()]
     out["platform_here"] = verify.describe_platform(here_platform)
     if not recs:
         out["reproducible"] = "no recorded build of this size and seed: nothing to check against"
-    elif any(not verify.differences(r, here_versions, here_platform) for r in recs):
+    elif records.is_recorded_here(cid, n, seed, spec.inputs()):
         out["reproducible"] = "bytes: a record was made on this platform with these versions"
     else:
-        differs = verify.differences(recs[0], here_versions, here_platform)
+        differs = verify.differences(recs[0], records.versions(), here_platform)
         out["reproducible"] = (
             f"statistics only (bytes differ by platform; differs from the record: "
             f"{', '.join(differs)})"

@@ -144,6 +144,21 @@ def parse_id(dataset_id: str) -> tuple[str, int | None, int | None]:
     raise DataError(unknown_id_message(dataset_id))
 
 
+def resolve_build(dataset_id: str, size: int | None, seed: int) -> tuple[str, int | None, int]:
+    """(registered ID, size, seed) of a build named by an ID that may carry its size and seed
+    (`parse_id`) and by `size`/`seed` arguments (`--size`/`--seed`), which must agree with it."""
+    cid, id_size, id_seed = parse_id(dataset_id)
+    if id_size is not None:
+        if size is not None and size != id_size:
+            raise DataError(f"'{dataset_id}' names size {id_size}; size {size} disagrees")
+        size = id_size
+    if id_seed is not None:
+        if seed not in (0, id_seed):
+            raise DataError(f"'{dataset_id}' names seed {id_seed}; seed {seed} disagrees")
+        seed = id_seed
+    return cid, size, seed
+
+
 def qualified_id(dataset_id: str, size: int | None = None, seed: int = 0) -> str:
     """The ID that names this build: the plain ID for the default size and seed 0, else the
     size-qualified form (`hopper-base/medium-n100000-s1-v0`)."""
@@ -299,25 +314,18 @@ def get_dataset(
 ) -> TransitionDataset:
     """The cached dataset, made (with a progress bar) and cached on first use. `dataset_id`
     may name its size and seed (`parse_id`); `size`/`seed` given as well must agree."""
-    cid, id_size, id_seed = parse_id(dataset_id)
-    if id_size is not None and size is not None and size != id_size:
-        raise DataError(f"'{dataset_id}' names size {id_size}, but size {size} was asked for")
-    if id_seed is not None and seed not in (0, id_seed):
-        raise DataError(f"'{dataset_id}' names seed {id_seed}, but seed {seed} was asked for")
-    size = id_size if id_size is not None else size
-    seed = id_seed if id_seed is not None else seed
+    cid, size, seed = resolve_build(dataset_id, size, seed)
     n = REGISTRY[cid].default_size if size is None else size
     _check_size_seed(n, seed)
     with _build_lock(cid, n, seed):  # another process making the same build: wait for it
         if is_made(cid, n, seed):
             try:
-                inputs = cached_provenance(cid, n, seed).get("inputs_sha256")
+                prov = cached_provenance(cid, n, seed)
             except DataError:  # a damaged cache entry of ours: build it again
                 _note(f"{cid}: the cached copy's metadata.json is damaged; making it again")
-                inputs = None
             else:
-                if inputs == REGISTRY[cid].inputs():
-                    return load_cached(cid, n, seed)
+                if prov.get("inputs_sha256") == REGISTRY[cid].inputs():
+                    return load_cached(cid, n, seed, provenance=prov)
                 _note(f"{cid}: the cached copy was made from other zoo weights; making it again")
             remove_cached(cid, n, seed)
         _note(
@@ -392,15 +400,24 @@ def save_cached(ds: TransitionDataset, dataset_id: str, size: int | None, seed: 
     return path
 
 
-def load_cached(dataset_id: str, size: int | None = None, seed: int = 0) -> TransitionDataset:
+def load_cached(
+    dataset_id: str,
+    size: int | None = None,
+    seed: int = 0,
+    *,
+    provenance: dict[str, Any] | None = None,
+) -> TransitionDataset:
     """Read a cached build (the flat copy, else the Minari files) and check its bytes against
-    the sha256 it was cached with (Minari's metadata.json): a cached copy that was changed
-    or damaged is an error that says how to make it again, never silently used."""
+    the sha256 it was cached with (Minari's metadata.json, or its `provenance` already read
+    from there): a cached copy that was changed or damaged is an error that says how to make
+    it again, never silently used."""
     from shiftrl.data.io import load_minari, load_npz
 
     path = cache_dir(dataset_id, size, seed)
     flat = path / FLAT_FILE
-    expected = cached_provenance(dataset_id, size, seed).get("sha256")
+    if provenance is None:
+        provenance = cached_provenance(dataset_id, size, seed)
+    expected = provenance.get("sha256")
     try:
         if flat.is_file():
             ds = load_npz(flat)
