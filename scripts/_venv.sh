@@ -1,5 +1,5 @@
 # Sourced by scripts/*.sh: make .venv (Python >= 3.11) if missing and install shiftrl into it
-# from the lock: requirements/base.lock for "", requirements/dev.lock for "[dev]" (every
+# from the lock: requirements.lock for "", requirements-dev.lock for "[dev]" (every
 # transitive version pinned, with hashes; scripts/lock.sh writes them). The versions are those
 # the recorded dataset checksums and the published figures were made with.
 # Usage: ensure_venv EXTRAS   (e.g. "" or "[dev]")
@@ -19,8 +19,8 @@ ensure_venv() {
     if [ -z "$py" ]; then echo "shiftrl needs Python >= 3.11 (none found on PATH)" >&2; exit 1; fi
     "$py" -m venv "$VENV"
   fi
-  local lock="$ROOT/requirements/base.lock"
-  if [ "$extras" = "[dev]" ]; then lock="$ROOT/requirements/dev.lock"; fi
+  local lock="$ROOT/requirements.lock"
+  if [ "$extras" = "[dev]" ]; then lock="$ROOT/requirements-dev.lock"; fi
   # reinstall only when pyproject.toml or the lock changed since the last install
   local stamp="$VENV/.shiftrl-install${extras//[^a-z]/-}"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$lock" -nt "$stamp" ]; then

@@ -346,7 +346,7 @@ def render() -> str:
         "applies and a cached copy made from the old weights is made again.",
         "",
         "The versions are locked: `bash scripts/test.sh` and `bash scripts/demo.sh` install "
-        "`requirements/dev.lock` / `requirements/base.lock` (every transitive version, with "
+        "`requirements-dev.lock` / `requirements.lock` (every transitive version, with "
         "hashes; the pins in `requirements/pins.txt` are the versions the records were made "
         "with). A dependency upgrade is a deliberate commit: `bash scripts/relock.sh "
         "[--upgrade]` rewrites the locks, reinstalls, re-makes and re-records every recorded "
