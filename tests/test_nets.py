@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -37,3 +38,22 @@ def test_cql_default_init_has_no_lapack_call():
     learner = CQL(CQL.Config(), SPEC)
     hlo = jax.jit(learner.init).lower(jax.random.PRNGKey(0)).as_text()
     assert "lapack" not in hlo.lower()
+
+
+def test_context_encoder_forgets_the_previous_episode_at_a_reset():
+    """MAPLE's GRU context: after a reset the embedding depends only on the new episode."""
+    from shiftrl.nets.context import ContextEncoder, encode_sequence
+
+    enc = ContextEncoder(hidden=8, embedding=4)
+    batch, steps = 3, 5
+    carry = enc.initial_carry((batch,))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (steps, batch, 2))
+    prev_action = jnp.zeros((steps, batch, 1))
+    reset = jnp.zeros((steps, batch), bool).at[0].set(True).at[3].set(True)
+    params = enc.init(jax.random.PRNGKey(0), carry, obs[0], prev_action[0], reset[0])
+    _, carries, z = encode_sequence(enc, params, carry, obs, prev_action, reset)
+    assert carries.shape == (steps, batch, 8) and z.shape == (steps, batch, 4)
+    other_past = obs.at[:3].set(0.0)
+    _, _, z_other = encode_sequence(enc, params, carry, other_past, prev_action, reset)
+    assert jnp.allclose(z[3:], z_other[3:])  # the new episode does not see the old one
+    assert not jnp.allclose(z[:3], z_other[:3])
