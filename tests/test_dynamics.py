@@ -278,3 +278,39 @@ def test_python_api_trains_saves_loads_and_evaluates(trained, data, tmp_path):
     assert loaded.config == TINY
     result = shiftrl.evaluate_dynamics(tmp_path / "m", data, horizon=3, windows=16)
     assert result["one_step"]["split"] == "held-out" and result["rollout"]["windows"] == 16
+
+
+def test_training_killed_mid_way_resumes_to_the_same_model(data, tmp_path):
+    """A kill during the dynamics phase loses at most `save_every_s` of it: the next call
+    continues from the saved loop state and ends with the uninterrupted result."""
+    from shiftrl.dynamics.ensemble import train_ensemble
+
+    config = EnsembleConfig(**{**TINY.to_json(), "max_epochs": 4})
+    arrays = (data.observations, data.actions, data.rewards, data.next_observations)
+    whole, _ = train_ensemble(*arrays, config, seed=3)
+
+    def killed_at_epoch_3(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt  # after epoch 2's state was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(
+            *arrays,
+            config,
+            seed=3,
+            on_epoch=killed_at_epoch_3,
+            resume_dir=tmp_path,
+            save_every_s=0.0,
+        )
+    epochs_run = []
+    resumed, report = train_ensemble(
+        *arrays,
+        config,
+        seed=3,
+        on_epoch=lambda row: epochs_run.append(row["epoch"]),
+        resume_dir=tmp_path,
+    )
+    assert epochs_run == [3, 4] and report.epochs == 4 and len(report.history) == 4
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(whole.elites), np.asarray(resumed.elites))

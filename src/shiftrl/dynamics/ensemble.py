@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -384,8 +385,16 @@ def train_ensemble(
     config: EnsembleConfig = EnsembleConfig(),
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
+    resume_dir: Path | None = None,
+    save_every_s: float = 60.0,
 ) -> tuple[DynamicsModel, TrainReport]:
-    """Fit the ensemble on transitions (raw, unnormalized arrays) and choose its elites."""
+    """Fit the ensemble on transitions (raw, unnormalized arrays) and choose its elites.
+
+    With `resume_dir`, the loop state is saved there every `save_every_s` seconds and
+    training continues from a state found there (`dynamics.partial`): a killed run resumes
+    where it was, with the same result as an uninterrupted one."""
+    from shiftrl.dynamics.partial import LoopState, load_state, save_state
+
     obs_dim, act_dim = observations.shape[1], actions.shape[1]
     inputs, targets = model_io(observations, actions, rewards, next_observations)
     rng = np.random.default_rng(seed)
@@ -409,7 +418,14 @@ def train_ensemble(
     best_layers = jax.tree.map(jnp.copy, params["layers"])
     best_mse = np.full(config.members, np.inf)
     history: list[dict[str, float]] = []
-    since_update, epoch, start, after_first = 0, 0, time.perf_counter(), None
+    since_update, epoch = 0, 0
+    fresh = LoopState(params, opt_state, best_layers, best_mse, since_update, epoch, key, history)
+    resumed = load_state(resume_dir, fresh)
+    if resumed is not None:
+        params, opt_state, best_layers = resumed.params, resumed.opt_state, resumed.best_layers
+        best_mse, since_update, epoch = resumed.best_mse, resumed.since_update, resumed.epoch
+        key, history = resumed.key, resumed.history
+    first_epoch, start, after_first, saved_at = epoch, time.perf_counter(), None, time.monotonic()
     while True:
         epoch += 1
         key, k_epoch = jax.random.split(key)
@@ -444,11 +460,18 @@ def train_ensemble(
         stop_early = since_update >= config.max_epochs_since_update
         if stop_early or (config.max_epochs is not None and epoch >= config.max_epochs):
             break
+        if resume_dir is not None and time.monotonic() - saved_at >= save_every_s:
+            state = LoopState(
+                params, opt_state, best_layers, best_mse, since_update, epoch, key, history
+            )
+            save_state(resume_dir, state)
+            saved_at = time.monotonic()
 
     seconds = time.perf_counter() - start
     steady = seconds - (after_first - start)
     per_epoch = (n_train // batch_size) * batch_size
-    samples_per_second = per_epoch * (epoch - 1) / steady if epoch > 1 and steady > 0 else 0.0
+    timed = epoch - first_epoch - 1  # epochs after this call's first (compiling) one
+    samples_per_second = per_epoch * timed / steady if timed > 0 and steady > 0 else 0.0
     elites = np.argsort(best_mse, kind="stable")[: config.elites]
     model = DynamicsModel(
         params={**params, "layers": best_layers},

@@ -45,4 +45,6 @@ class EpochProgress:
             f"held-out MSE {row['holdout_mse_elites']:.4g} (elites), "
             f"no gain {row['epochs_since_update']}/{self.config.max_epochs_since_update}"
         )
-        self._progress.update(self._task, advance=1, info=info)
+        self._progress.update(
+            self._task, completed=row["epoch"], info=info
+        )  # resumed: from its epoch

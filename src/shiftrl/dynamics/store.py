@@ -163,6 +163,8 @@ def fit_dynamics(
 
     from shiftrl.dynamics.progress import EpochProgress
 
+    # a killed training resumes from here (same data, settings and seed: same key)
+    partial = cache_root() / f".{key}.partial" if cache else None
     with EpochProgress(config, enabled=progress) as bar:
         model, report = train_ensemble(
             dataset.observations,
@@ -172,6 +174,7 @@ def fit_dynamics(
             config,
             seed=seed,
             on_epoch=bar.update,
+            resume_dir=partial,
         )
     record = make_record(dataset, config, seed, report, key)
     if cache:
@@ -183,4 +186,5 @@ def fit_dynamics(
             folder.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(folder, ignore_errors=True)  # a leftover without a model file
             os.replace(tmp, folder)
+        shutil.rmtree(partial, ignore_errors=True)
     return model, {**record, "reused": False, "cache_dir": str(folder) if cache else None}
