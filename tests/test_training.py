@@ -425,3 +425,37 @@ def test_addon_registry_round_trip(point_reach_data, tmp_path):
         assert meta["batch_counts"] == [32, 32]
     finally:
         ADDONS.pop("test_shift")
+
+
+@pytest.mark.parametrize(
+    "algo", ["bc", "td3bc", "iql", "cql", "bcq", "bear", "bracp", "awr", "sac"]
+)
+def test_initial_carry_has_no_weak_types(algo):
+    """A weakly typed leaf (a parameter or counter made from a Python scalar) comes back
+    strongly typed from the first update, and the changed input type compiles the train
+    chunk again: SAC and CQL compiled it three times per run before `strong_types`."""
+    from shiftrl.learners import get_learner
+
+    cls = get_learner(algo)
+    learner = cls(cls.Config(), LearnerSpec(3, 2, 1_000_000))
+    carry = jax.eval_shape(lambda: init_carry(learner, (), learner.spec, seed=0))
+    weak = [
+        jax.tree_util.keystr(path)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(carry)
+        if leaf.weak_type
+    ]
+    assert weak == []
+
+
+def test_sac_train_chunk_compiles_once():
+    from shiftrl.learners import get_learner
+
+    cls = get_learner("sac")
+    learner = cls(cls.Config(hidden=(8,)), LearnerSpec(4, 2, 100))
+    chunk = make_train_chunk(learner, (), SamplerSpec((8,), (TARGET,)))
+    carry = init_carry(learner, (), learner.spec, seed=0)
+    shapes = {"obs": (50, 4), "next_obs": (50, 4), "action": (50, 2), "reward": (50,)}
+    data = ({**{k: jnp.zeros(v) for k, v in shapes.items()}, "terminal": jnp.zeros(50)},)
+    for _ in range(3):
+        carry, _ = chunk(carry, data, 2)
+    assert chunk._cache_size() == 1

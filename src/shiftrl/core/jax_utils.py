@@ -16,6 +16,14 @@ def adam_state(params: Any, lr: Any) -> Any:
     return TrainState.create(apply_fn=None, params=params, tx=optax.adam(lr))
 
 
+def strong_types(tree: Any) -> Any:
+    """`tree` with no weakly typed leaves. A Python scalar made an array (a parameter built
+    from a float, an optimizer's step count) is weakly typed; the first update returns it
+    strongly typed, and the changed input type makes every jitted function that takes the
+    state compile again (SAC's train chunk compiled three times before this)."""
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(x)), tree)
+
+
 def polyak(target: Any, online: Any, tau: float) -> Any:
     """Soft target update: target <- (1 - tau) * target + tau * online."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)

@@ -69,9 +69,11 @@ class TanhGaussianActor(nn.Module):
     def setup(self):
         self.net = MLP(self.hidden, 2 * self.act_dim, self.orthogonal_init, last_layer_scale=1e-2)
         self.std_mult = self.param(
-            "log_std_multiplier", lambda _: jnp.array(self.log_std_multiplier)
+            "log_std_multiplier", lambda _: jnp.array(self.log_std_multiplier, jnp.float32)
         )
-        self.std_off = self.param("log_std_offset", lambda _: jnp.array(self.log_std_offset))
+        self.std_off = self.param(
+            "log_std_offset", lambda _: jnp.array(self.log_std_offset, jnp.float32)
+        )
 
     def dist(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean, raw_log_std = jnp.split(self.net(obs), 2, axis=-1)

@@ -22,6 +22,7 @@ import numpy as np
 from flax import struct
 
 from shiftrl.addons.base import AddOn, AddOnContext
+from shiftrl.core.jax_utils import strong_types
 from shiftrl.core.types import Batch
 from shiftrl.learners.base import Hooks, Learner, LearnerSpec
 
@@ -112,7 +113,10 @@ def init_carry(
         ad.name: jax.jit(ad.init, static_argnums=1)(jax.random.fold_in(k_addons, i), spec)
         for i, ad in enumerate(addons)
     }
-    return TrainCarry(jax.jit(learner.init)(k_learner), addon_states, rng, jnp.zeros((), jnp.int32))
+    carry = TrainCarry(
+        jax.jit(learner.init)(k_learner), addon_states, rng, jnp.zeros((), jnp.int32)
+    )
+    return strong_types(carry)  # else the first chunk's output types differ: a second compile
 
 
 def calibrate_carry(addons: tuple[AddOn, ...], carry: TrainCarry, pre: Any) -> TrainCarry:

@@ -28,6 +28,7 @@ import numpy as np
 from flax import serialization, struct
 
 from shiftrl.core.errors import ConfigError, DivergenceError
+from shiftrl.core.jax_utils import strong_types
 from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply
@@ -206,7 +207,7 @@ def train_online(
     run_dir = Path(out)
     rng = jax.random.PRNGKey(config.seed)
     rng, k_init = jax.random.split(rng)
-    state = init_state if init_state is not None else learner.init(k_init)
+    state = strong_types(init_state if init_state is not None else learner.init(k_init))
     replay = replay_init(config.buffer_size, learner.spec.obs_dim, learner.spec.act_dim)
     if prefill_data is not None:
         replay = prefill(replay, prefill_data, pre)
