@@ -120,3 +120,39 @@ def test_bench_exit_code_when_jobs_fail(monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert "1 failed" in result.output
     assert "pointreach-mixed.bc/seed0: unknown add-on 'dara'" in result.output
+
+
+def test_bench_throughput_measures_model_based_phases(monkeypatch):
+    """`--algo mopo|mobile` reports the three phases beside the fused loops (faked here:
+    measuring compiles paper-size programs), and a run's cost adds up from them."""
+    from shiftrl.bench.throughput_mb import run_cost
+
+    report = {
+        "algo": "mopo",
+        "machine": {"cores": 2, "backend": "cpu"},
+        "phases": [
+            {"phase": "dynamics training", "unit": "samples/s", "shiftrl": 10_000.0,
+             "fused": 12_500.0, "shiftrl_ratio": 0.8},
+            {"phase": "rollouts", "unit": "transitions/s", "shiftrl": 25_000.0,
+             "fused": 25_000.0, "shiftrl_ratio": 1.0},
+            {"phase": "policy updates", "unit": "updates/s", "shiftrl": 100.0,
+             "fused": 100.0, "shiftrl_ratio": 1.0},
+        ],
+    }  # fmt: skip
+    asked = []
+    monkeypatch.setattr(
+        "shiftrl.bench.throughput_mb.run_mb_throughput",
+        lambda algo, steps: asked.append((algo, steps)) or report,
+    )
+    result = run("bench", "throughput", "--algo", "mopo", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["phases"][0]["shiftrl_ratio"] == 0.8
+    assert asked == [("mopo", 500)]
+    result = run("bench", "throughput", "--algo", "mobile")
+    assert result.exit_code == 0 and "dynamics training" in result.output
+    assert "0.80x" in result.output
+    assert "--peers" in one_error_line(run("bench", "throughput", "--algo", "mopo", "--peers"))
+    # 30 epochs over 1M transitions, 10k steps with a rollout round every 1,000 (10 rounds)
+    cost = run_cost(report, transitions=1_000_000, model_epochs=30, steps=10_000)
+    assert (cost.dynamics, cost.rollouts, cost.policy) == (3000.0, 100.0, 100.0)
+    assert cost.total == 3200.0

@@ -14,6 +14,8 @@ import typer
 from shiftrl.core.errors import ConfigError
 
 THROUGHPUT = "throughput"
+MODEL_BASED = ("mopo", "mobile")
+"""`bench throughput --algo` values measured phase by phase (`bench/throughput_mb.py`)."""
 
 
 def bench(
@@ -55,7 +57,10 @@ def bench(
         bool | None, typer.Option("--progress/--no-progress", help="live table of jobs")
     ] = None,
     algo: Annotated[
-        str | None, typer.Option("--algo", help="throughput: td3bc | iql | cql | bc")
+        str | None,
+        typer.Option(
+            "--algo", help="throughput: td3bc | iql | cql | bc, or mopo | mobile (cost per phase)"
+        ),
     ] = None,
     steps: Annotated[
         int | None,
@@ -110,6 +115,9 @@ def bench(
     throughput_opts = {"--algo": algo, "--json": as_json, "--peers": peers}
     if suite == THROUGHPUT:
         _reject(suite_opts, "of suites, not of `bench throughput`")
+        if algo in MODEL_BASED:
+            _model_based_throughput(algo, steps, vmap_seeds, peers, as_json)
+            return
         from shiftrl.bench.throughput import print_report, run_throughput
 
         report = run_throughput(
@@ -198,3 +206,18 @@ def report(
         raise ConfigError("--reps must be at least 100")
     path = write_report(study_dir, fmt, reps)
     typer.echo(f"wrote {path} (plots in {path.parent / 'plots'})")
+
+
+def _model_based_throughput(algo: str, steps, vmap_seeds, peers, as_json) -> None:
+    """MOPO's / MOBILE's three phases beside fused loops of the same work."""
+    from shiftrl.core.errors import ConfigError
+
+    if vmap_seeds not in (None, 1) or peers:
+        raise ConfigError(f"--vmap-seeds and --peers are not measured for {algo}")
+    from shiftrl.bench.throughput_mb import print_mb_report, run_mb_throughput
+
+    report = run_mb_throughput(algo, steps or 500)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        print_mb_report(report)
