@@ -35,6 +35,13 @@ QUICK_100K = Budget(
     note="declared CPU budget: 10% of the papers' steps, same networks",
 )
 
+QUICK_MODEL_EPOCHS = 20
+"""The quick profiles' cap on a dynamics ensemble's training epochs (early stopping still
+applies): about 40 minutes on 1M hopper transitions on the 2-core CPU machine."""
+QUICK_MODEL_CAP = {name: {"model_max_epochs": QUICK_MODEL_EPOCHS} for name in ("mopo", "mobile")}
+"""Budget `addon_settings` capping the model-based add-ons' ensembles (runs without them
+ignore it)."""
+
 PAPER_STEPS = 1_000_000
 ADDON_STEPS = {
     # SSAR's official configs; beta's learning rate is set for 1M steps (`beta_lr_steps`:

@@ -36,7 +36,13 @@ columns a reviewer asks for to tell a dynamics-aware gain from another one:
 
 from dataclasses import replace
 
-from shiftrl.bench.suites.common import ENVS, QUICK_100K, dataset_id, learner_steps
+from shiftrl.bench.suites.common import (
+    ENVS,
+    QUICK_100K,
+    QUICK_MODEL_CAP,
+    dataset_id,
+    learner_steps,
+)
 from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
 
 ROBOTS = {r: ENVS[r] for r in ("hopper", "walker2d", "halfcheetah")}
@@ -55,6 +61,13 @@ BASES = {
     "AWR": "awr",
     "IQL": "iql",
 }
+MODEL_BASED = {"MOPO": "mopo"}
+"""The paper's model-based block: the `mopo` recipe (SAC + MOPO's rollouts, the dataset's
+horizon and penalty), body-mass sources only. With a source, the dynamics ensemble is
+trained on the target and source data together (`mopo.model_data=all`; with 10% of the
+target, the source carries most of the coverage) and DARA corrects the source rows of
+every batch; model rows are left alone. DARA's MOPO code is not public: this is our reading
+of "reward augmentation on the source data" for a model-based learner (docs/methods.md)."""
 PHASED = ("bracp", "bear")
 """Learners with a first phase of their own (BRAC-p's behaviour cloning, BEAR's warm-up),
 kept at the papers' share of the run: 30% and 2% (`common.learner_steps`)."""
@@ -166,6 +179,31 @@ def _cells():
                         )
 
 
+def _model_based_cells():
+    for base, algo in MODEL_BASED.items():
+        for robot, env in ROBOTS.items():
+            for level in LEVELS:
+                template = Cell(
+                    name="template",
+                    learner=Learner(algo),
+                    target=dataset_id(robot, level),
+                    eval_envs=(env,),
+                    row=f"{robot}-{level}",
+                    block=block_name(base, "body mass x2"),
+                )
+                source = (dataset_id(robot, level, PAPER_SHIFT),)
+                for column, (suffix, fraction, with_source, addons) in COLUMNS.items():
+                    yield _cell(
+                        template,
+                        suffix,
+                        column,
+                        addons,
+                        {"mopo.model_data": "all"} if with_source else None,
+                        sources=source if with_source else (),
+                        target_fraction=fraction,
+                    )
+
+
 SUITE = Suite(
     name="dara",
     description=(
@@ -174,7 +212,7 @@ SUITE = Suite(
         "sources as in the paper, gravity x0.5 and friction x0.5 sources too; controls on "
         "IQL: a constant penalty, D∪D' mixing, a same-dynamics source."
     ),
-    cells=tuple(_cells()),
+    cells=(*_cells(), *_model_based_cells()),
     profiles={
         "paper": replace(
             QUICK_100K,
@@ -183,13 +221,20 @@ SUITE = Suite(
             note="ODRL's DARA protocol: 1M steps, eval every 10k steps x 10 episodes",
             learner_settings=learner_steps(1_000_000, *PHASED),
         ),
-        "quick": replace(QUICK_100K, learner_settings=learner_steps(QUICK_100K.steps, *PHASED)),
+        "quick": replace(
+            QUICK_100K,
+            learner_settings=learner_steps(QUICK_100K.steps, *PHASED),
+            addon_settings=QUICK_MODEL_CAP,
+        ),
     },
     layout=TableLayout(
         title="DARA (target: unshifted dynamics)",
         rows=tuple(f"{r}-{lvl}" for r in ROBOTS for lvl in LEVELS),
         columns=(*COLUMNS, *CONTROLS, *SAME_DYNAMICS),
-        blocks=tuple(block_name(b, s) for s in SOURCE_SHIFTS for b in BASES),
+        blocks=(
+            *(block_name(b, s) for s in SOURCE_SHIFTS for b in BASES),
+            *(block_name(b, "body mass x2") for b in MODEL_BASED),
+        ),
         arrows={
             "1T+10S DARA": "1T+10S w/o aug",
             "1T+10S DARA const": "1T+10S DARA",
