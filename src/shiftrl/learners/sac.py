@@ -52,6 +52,15 @@ class SACConfig(CommonConfig):
     """LayerNorm after each critic hidden layer (SSAR's CQL)."""
     clip_target_at_zero: bool = False
     """Clamp the TD target at >= 0 (MOBILE, which assumes non-negative returns)."""
+    log_std_min: float = -20.0
+    """Lower clip of the policy's log sigma (OfflineRL-Kit's MOPO / MOBILE: -5)."""
+    log_std_offset: float = -1.0
+    """Initial offset of the policy's log sigma (CORL's -1; OfflineRL-Kit: 0)."""
+    alpha_max: float | None = None
+    """Clamp the temperature at this value (OfflineRL-Kit clamps alpha to [0, 1])."""
+    actor_lr_cosine: bool = False
+    """Cosine-anneal the actor's learning rate to 0 over the run (OfflineRL-Kit's MOPO /
+    MOBILE: CosineAnnealingLR over all epochs)."""
 
 
 class SACState(struct.PyTreeNode):
@@ -73,16 +82,37 @@ class SAC(Learner):
         "default": SACConfig(),
         "zoo": SACConfig(hidden=(128, 128)),
         # MOPO / MOBILE's SAC (OfflineRL-Kit): actor and temperature lr 1e-4, critics 3e-4
-        "mopo": SACConfig(policy_lr=1e-4, qf_lr=3e-4),
-        # MOBILE (official gym configs): deterministic backup, TD target clamped at 0
+        # (alpha's lr too), log sigma in [-5, 2] from 0, alpha <= 1, actor lr cosine-annealed
+        "mopo": SACConfig(
+            policy_lr=1e-4,
+            qf_lr=3e-4,
+            log_std_min=-5.0,
+            log_std_offset=0.0,
+            alpha_max=1.0,
+            actor_lr_cosine=True,
+        ),
+        # MOBILE (official gym configs): as mopo, deterministic backup, TD target clamped at 0
         "mobile": SACConfig(
-            policy_lr=1e-4, qf_lr=3e-4, backup_entropy=False, clip_target_at_zero=True
+            policy_lr=1e-4,
+            qf_lr=3e-4,
+            log_std_min=-5.0,
+            log_std_offset=0.0,
+            alpha_max=1.0,
+            actor_lr_cosine=True,
+            backup_entropy=False,
+            clip_target_at_zero=True,
         ),
     }
 
     def __init__(self, config: SACConfig, spec):
         super().__init__(config, spec)
-        self.actor_net = TanhGaussianActor(spec.act_dim, config.hidden, config.orthogonal_init)
+        self.actor_net = TanhGaussianActor(
+            spec.act_dim,
+            config.hidden,
+            config.orthogonal_init,
+            log_std_offset=config.log_std_offset,
+            log_std_min=config.log_std_min,
+        )
         self.critic_net = CriticEnsemble(
             2, config.hidden, config.orthogonal_init, 1e-2, config.critic_layer_norm
         )
@@ -95,7 +125,7 @@ class SAC(Learner):
         act = jnp.zeros((1, self.spec.act_dim))
         critic_params = self.critic_net.init(k_q, obs, act)["params"]
         return SACState(
-            actor=adam_state(self.actor_net.init(k_a, obs, k_s)["params"], c.policy_lr),
+            actor=adam_state(self.actor_net.init(k_a, obs, k_s)["params"], self.actor_lr()),
             critic=adam_state(critic_params, c.qf_lr),
             log_alpha=adam_state({"value": jnp.zeros(())}, c.policy_lr),
             critic_target=copy_params(critic_params),
@@ -105,6 +135,15 @@ class SAC(Learner):
 
     def init_extra(self) -> dict:
         return {}
+
+    def actor_lr(self):
+        """The actor's learning rate: constant, or cosine-annealed over the run."""
+        c = self.config
+        if not c.actor_lr_cosine:
+            return c.policy_lr
+        import optax
+
+        return optax.cosine_decay_schedule(c.policy_lr, max(self.spec.total_steps, 1))
 
     # -- networks ---------------------------------------------------------------------
     def sample(self, actor_params, obs, rng):
@@ -131,7 +170,10 @@ class SAC(Learner):
         return self.q(state.critic.params, obs, self.act(state, obs)).min(0)
 
     def alpha(self, state: SACState) -> jax.Array:
-        return jnp.exp(state.log_alpha.params["value"]) * self.config.alpha_multiplier
+        alpha = jnp.exp(state.log_alpha.params["value"]) * self.config.alpha_multiplier
+        if self.config.alpha_max is not None:
+            alpha = jnp.minimum(alpha, self.config.alpha_max)
+        return alpha
 
     # -- losses -----------------------------------------------------------------------
     def policy_q_term(self, actor_params, state, batch: Batch, q_pi: jax.Array) -> jax.Array:

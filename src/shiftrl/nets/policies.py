@@ -65,6 +65,8 @@ class TanhGaussianActor(nn.Module):
     orthogonal_init: bool = False
     log_std_multiplier: float = 1.0
     log_std_offset: float = -1.0
+    log_std_min: float = LOG_STD_MIN
+    """Lower clip of log sigma (CORL: -20; OfflineRL-Kit's MOPO / MOBILE actor: -5)."""
 
     def setup(self):
         self.net = MLP(self.hidden, 2 * self.act_dim, self.orthogonal_init, last_layer_scale=1e-2)
@@ -77,7 +79,8 @@ class TanhGaussianActor(nn.Module):
 
     def dist(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean, raw_log_std = jnp.split(self.net(obs), 2, axis=-1)
-        log_std = jnp.clip(self.std_mult * raw_log_std + self.std_off, LOG_STD_MIN, LOG_STD_MAX)
+        log_std = self.std_mult * raw_log_std + self.std_off
+        log_std = jnp.clip(log_std, self.log_std_min, LOG_STD_MAX)
         return mean, log_std
 
     def __call__(self, obs: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
