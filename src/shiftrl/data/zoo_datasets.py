@@ -18,6 +18,9 @@
   frozen within each window (the run updated it every 1000 transitions), and each window
   ends with a cut episode (a timeout) where the run's episodes carried on.
 
+NeoRL-style levels (`neorl-low`, `neorl-medium`, `neorl-high`, sizes in trajectories, the
+NeoRL observation with the x-position) are registered here too; see `shiftrl.data.neorl`.
+
 Base variants also answer to a short alias: `hopper/medium-v0` == `hopper-base/medium-v0`
 (unless a built-in toy dataset already has that ID, as `pendulum/medium-v0` does).
 
@@ -55,16 +58,19 @@ _synced: tuple[Any, ...] | None = None
 
 
 def sync() -> None:
-    """Register the zoo's datasets, again whenever the manifest file changed."""
+    """Register the zoo's datasets, again whenever the manifest file (or the NeoRL levels'
+    `neorl_behaviour.json`) changed."""
     global _synced
     from shiftrl import zoo
+    from shiftrl.data import neorl
 
-    path = zoo.manifest_path()
-    try:
-        st = path.stat()
-        key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size)
-    except OSError:
-        key = (str(path), None, None)
+    key: tuple[Any, ...] = ()
+    for path in (zoo.manifest_path(), neorl.CHOICES_FILE):
+        try:
+            st = path.stat()
+            key += (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key += (str(path), None, None)
     if key == _synced:
         return
     for old in [i for i, s in REGISTRY.items() if s.origin == "zoo"]:
@@ -72,6 +78,9 @@ def sync() -> None:
     for variant, entry in sorted(zoo.manifest()["policies"].items()):
         for level in available_levels(entry):
             register(zoo_spec(variant, entry, level), aliases=_aliases(variant, level))
+    for variant in neorl.neorl_variants():
+        for level in neorl.LEVEL_FRACTIONS:
+            register(neorl.neorl_spec(variant, level), aliases=_aliases(variant, level))
     _synced = key
 
 
