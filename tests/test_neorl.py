@@ -155,3 +155,17 @@ def test_same_seed_same_bytes_and_first_n_trajectories(three):
     np.testing.assert_array_equal(three.actions[:n], two.actions)
     other = registry.make_dataset(ID, 2, 1)
     assert other.checksum() != two.checksum()
+
+
+def test_builds_sized_in_trajectories_are_checked_with_fixed_episodes(three):
+    """Elsewhere than the recorded platform a build is checked statistically: for NeoRL-style
+    builds the episode count is fixed and the transitions vary, not the other way round."""
+    from shiftrl.data.verify import build_statistics, compare
+
+    other = registry.make_dataset(ID, 3, 1)  # a diverged build is a build with another seed
+    rec, here = build_statistics(three), build_statistics(other)
+    assert rec["transitions"] != here["transitions"]
+    checks = {c.figure: c for c in compare(rec, here, other.episode_returns(), "trajectories")}
+    assert checks["episodes"].tolerance == 0 and checks["episodes"].ok
+    assert checks["transitions"].tolerance > 0 and checks["transitions"].ok
+    assert other.metadata.provenance["size_unit"] == "trajectories"

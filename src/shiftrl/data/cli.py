@@ -101,7 +101,9 @@ def record_all(
         f"{len(todo)} build(s) to re-record here ({records.fmt_versions(records.versions())})"
     )
     for i, (did, size, seed) in enumerate(todo, 1):
-        with registry.MakeProgress(f"{did} [{i}/{len(todo)}]", size, enabled=progress) as bar:
+        unit = registry.spec_of(did).size_unit
+        label = f"{did} [{i}/{len(todo)}]"
+        with registry.MakeProgress(label, size, enabled=progress, unit=unit) as bar:
             ds = registry.make_dataset(did, size, seed, progress=bar.update, verify=True)
         rec = records.record_build(ds)
         result = ds.metadata.provenance["verification"]["result"]

@@ -401,7 +401,9 @@ def render() -> str:
         "- a record was made on this platform with these versions and the sha256 differs: an "
         "error (the build changed; `--no-verify` keeps it);",
         "- otherwise it is compared with the reference record statistically: transitions "
-        "exactly; episode count and mean episode return (and the normalized score) within 5 "
+        "exactly (NeoRL-style builds, sized in trajectories: episodes exactly, transitions "
+        "within 5 standard errors, sqrt(2 x episodes) x std(length)); episode count and mean "
+        "episode return (and the normalized score) within 5 "
         "standard errors of the difference (mean: sqrt(2) x std / sqrt(episodes); episode "
         "count, a renewal count over N transitions: sqrt(2 N var(length) / mean(length)^3)); "
         "at most 20 episodes beyond the recorded minimum or maximum return (a "

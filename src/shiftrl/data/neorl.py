@@ -302,7 +302,7 @@ def _maker(did: str, variant: str, level: str):
             "behaviour_return": lvl["return_mean"],
             "fraction_of_best": lvl["fraction_of_best"],
             "sampling": f"Gaussian mean with probability {MEAN_PROBABILITY}, else a sample",
-            "trajectories": size,
+            "size_unit": "trajectories",  # what verify.compare holds fixed
             "observation": "NeoRL: x-position at index 0",
         }
         meta = _metadata(did, variant, level, extra)
