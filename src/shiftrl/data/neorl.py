@@ -243,8 +243,10 @@ class MeanOrSample:
 
 def collect_trajectory(env: Any, policy: MeanOrSample, seed: int) -> dict[str, np.ndarray]:
     """One whole episode (up to the time limit) from `env.reset(seed=seed)`, the policy's
-    randomness from `default_rng(seed)`: a function of `seed` alone."""
-    rng = np.random.default_rng(seed)
+    randomness from `default_rng([seed, 1])`: a function of `seed` alone. (Not
+    `default_rng(seed)`: Gymnasium seeds the env's generator from `SeedSequence(seed)`, the
+    same stream, so the policy's coin flips would repeat the reset noise.)"""
+    rng = np.random.default_rng([seed, 1])
     obs = np.asarray(env.reset(seed=seed)[0], np.float32)
     rows: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
     low, high = env.action_space.low, env.action_space.high
