@@ -235,8 +235,9 @@ class MeanOrSample:
     def __call__(self, neorl_obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         obs = np.asarray(neorl_obs, np.float32)[None, 1:]
         use_mean = rng.random() < self.mean_probability
-        sample = self.actor.unit_action(obs, rng)  # drawn always: one stream per trajectory
-        unit = self.actor.unit_action(obs, None) if use_mean else sample
+        # the sample is drawn either way, so the stream's use does not depend on the coin
+        mean, sample = self.actor.unit_mean_and_sample(obs, rng)
+        unit = mean if use_mean else sample
         a = self.actor
         return (a.low + (unit + np.float32(1.0)) * np.float32(0.5) * (a.high - a.low))[0]
 

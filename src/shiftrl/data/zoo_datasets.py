@@ -254,13 +254,28 @@ class NumpyBehaviour:
         return cls(params, policy.entry["action_low"], policy.entry["action_high"], deterministic)
 
     def unit_action(self, obs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        mean, raw = self._head(obs)
+        if self.deterministic or rng is None:
+            return np.tanh(mean)
+        return self._sample(mean, raw, rng)
+
+    def unit_mean_and_sample(
+        self, obs: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(tanh(mean), a tanh-Gaussian sample) from one forward pass; the sample draws from
+        `rng` exactly as `unit_action` does."""
+        mean, raw = self._head(obs)
+        return np.tanh(mean), self._sample(mean, raw, rng)
+
+    def _head(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(obs, np.float32)
         for w, b in self.layers[:-1]:
             x = np.maximum(x @ w + b, np.float32(0.0))
         w, b = self.layers[-1]
         mean, raw = np.split(x @ w + b, 2, axis=-1)
-        if self.deterministic or rng is None:
-            return np.tanh(mean)
+        return mean, raw
+
+    def _sample(self, mean: np.ndarray, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         log_std = np.clip(self.mult * raw + self.offset, np.float32(-20.0), np.float32(2.0))
         eps = rng.standard_normal(mean.shape, dtype=np.float32)
         return np.tanh(mean + np.exp(log_std) * eps)
