@@ -278,7 +278,7 @@ def neorl_section() -> list[str]:
         for c in neorl.choices().get("variants", {}).values()
         for level, lv in c["levels"].items()
     ]
-    close = sum(abs(got - want) <= 0.1 for got, want in chosen)
+    close = sum(abs(got - want) <= neorl.OFF_TARGET for got, want in chosen)
     lines += [
         "",
         f"{close} of {len(chosen)} levels are within 10 points of their target fraction; "

@@ -41,6 +41,8 @@ from shiftrl.data.registry import DatasetSpec, Progress
 
 LEVEL_FRACTIONS = {"neorl-low": 0.25, "neorl-medium": 0.5, "neorl-high": 0.75}
 """Dataset level -> target fraction of the best snapshot's deterministic return."""
+OFF_TARGET = 0.1
+"""A chosen snapshot further than this from its fraction is flagged in the description."""
 MEAN_PROBABILITY = 0.8
 DEFAULT_TRAJECTORIES = 1000
 CHOICES_FILE = Path(__file__).with_name("neorl_behaviour.json")
@@ -189,6 +191,8 @@ def neorl_spec(variant: str, level: str) -> DatasetSpec:
         f"{lvl['return_mean']:.0f} = {100 * lvl['fraction_of_best']:.0f}% of the best, target "
         f"{100 * frac:.0f}%), mean {100 * MEAN_PROBABILITY:.0f}% of steps, else sampled"
     )
+    if abs(lvl["fraction_of_best"] - frac) > OFF_TARGET:
+        behaviour += "; off target: the zoo ships no snapshot nearer"
     info = {
         "variant": variant,
         "level": level,
