@@ -303,6 +303,10 @@ def envs(
             f"robots: {', '.join(robots)}; shifts: {', '.join(kinds)} "
             "(`shiftrl envs hopper --shift mass`; --wide for full descriptions)"
         )
+        typer.echo(
+            "hopper, walker2d and halfcheetah variants also come with NeoRL's observation "
+            "(x-position first) and reward: shiftrl/NAME-neorl-v0 (docs/datasets.md)"
+        )
 
 
 @app.command()

@@ -16,7 +16,11 @@ data_app = typer.Typer(
 
 
 SizeOpt = Annotated[
-    int | None, typer.Option("--size", help="transitions (default: the dataset's default size)")
+    int | None,
+    typer.Option(
+        "--size",
+        help="transitions (trajectories for neorl-* levels; default: the dataset's default size)",
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="collection seed")]
 
@@ -97,7 +101,9 @@ def record_all(
         f"{len(todo)} build(s) to re-record here ({records.fmt_versions(records.versions())})"
     )
     for i, (did, size, seed) in enumerate(todo, 1):
-        with registry.MakeProgress(f"{did} [{i}/{len(todo)}]", size, enabled=progress) as bar:
+        unit = registry.spec_of(did).size_unit
+        label = f"{did} [{i}/{len(todo)}]"
+        with registry.MakeProgress(label, size, enabled=progress, unit=unit) as bar:
             ds = registry.make_dataset(did, size, seed, progress=bar.update, verify=True)
         rec = records.record_build(ds)
         result = ds.metadata.provenance["verification"]["result"]
@@ -234,6 +240,11 @@ def dataset_info(dataset_id: str, size: int | None = None, seed: int = 0) -> dic
     d4rl = D4RL_REFERENCE.get(variant.base_env_id) if variant is not None else None
     if d4rl is not None:  # published numbers of the same robot, to compare with papers
         out["d4rl_reference_scores"] = {"random": d4rl[0], "expert": d4rl[1]}
+    if variant is not None and variant.observation == "neorl":
+        from shiftrl.envs.reference import NEORL_REFERENCE
+
+        lo, hi = NEORL_REFERENCE[variant.robot]
+        out["neorl_reference_scores"] = {"min": lo, "max": hi}
     beh = spec.info.get("behaviour_return")
     if ref and isinstance(beh, int | float):
         out["behaviour_normalized"] = round(normalized_score(beh, ref), 2)

@@ -58,6 +58,7 @@ def rows() -> list[dict[str, Any]]:
                 "level": spec.info.get("level", ""),
                 "behaviour_return": _behaviour_return(spec),
                 "size": spec.default_size,
+                "size_unit": spec.size_unit,
                 "episodes": rec.get("episodes"),
                 "returns": (
                     f"{_fmt(rec['return_mean'])} / {_fmt(rec['return_min'])} / "
@@ -202,9 +203,94 @@ def reference_section() -> list[str]:
     ]
 
 
+def neorl_section() -> list[str]:
+    """NeoRL-like levels: what matches NeoRL, what differs, and the snapshots chosen."""
+    from shiftrl.data import neorl
+    from shiftrl.envs.reference import NEORL_REFERENCE
+
+    lines = [
+        "## NeoRL-like data",
+        "",
+        "NeoRL (Qin et al., 2022) is the benchmark where MOREC reports its largest gains. Its "
+        "data cannot be downloaded here, so the project makes NeoRL-style data from the zoo "
+        "(`shiftrl.data.neorl`): `<variant>/neorl-low-v0`, `neorl-medium-v0`, "
+        "`neorl-high-v0` for every hopper, walker2d and halfcheetah variant of the zoo "
+        "(`hopper/neorl-medium-v0` = `hopper-base/neorl-medium-v0`).",
+        "",
+        "What matches NeoRL:",
+        "",
+        "- behaviour policies: SAC checkpoints whose deterministic return is closest to 25% "
+        "(low), 50% (medium), 75% (high) of the best checkpoint's;",
+        "- acting: the Gaussian mean with probability 0.8, else a sample of the policy "
+        "(NeoRL's `-noise` files);",
+        "- observation: the x-position at index 0 (`exclude_current_positions_from_observation"
+        "=False`; 12 dims for hopper, 18 for walker2d and halfcheetah); the data's env is "
+        "`shiftrl/<variant>-neorl-v0`, where a policy trained on it is evaluated;",
+        "- reward: NeoRL's reward functions exactly, (x' - x)/0.008 + 1 - 1e-3 ||a||^2 "
+        "(hopper, walker2d), (x' - x)/0.05 - 0.1 ||a||^2 (halfcheetah). Gymnasium v5's reward "
+        "is the same except that hopper and walker2d drop the healthy bonus on the step that "
+        "terminates (v5 gives `is_healthy` x 1, NeoRL's v3 always 1), so the `-neorl` envs "
+        "add it back: checked to 1e-15 per step, the v5 return being lower by exactly the "
+        "number of terminations (`shiftrl.envs.neorl`);",
+        "- size in trajectories (`--size`, NeoRL's `train_num`; default 1,000, the size "
+        "model-based papers use), whole episodes of at most 1,000 steps; trajectory k comes "
+        "from seeds of (ID, seed, k) alone, so `--size 100` is exactly the first 100 "
+        "trajectories of the 1,000 (NeoRL's first-N semantics);",
+        "- termination: `termination_fn('hopper-neorl')` (chosen from the env id by MOPO, "
+        "MOBILE, ...) is the hopper's function on the observation without x.",
+        "",
+        "What differs:",
+        "",
+        "- Gymnasium v5 MuJoCo models (NeoRL: Gym v3; walker2d v5 has both feet at friction "
+        "0.9, v3's left foot 1.9), and the zoo's SAC runs (2x128 actors) rather than "
+        "NeoRL's;",
+        "- the checkpoints: the zoo ships the expert and every 10k-step snapshot up to the "
+        "medium one (for medium-replay), nothing between medium and expert, so a level can "
+        "be far from its fraction and two levels can share a snapshot (the table below "
+        "gives the fraction reached; `shiftrl data info` too);",
+        "- no validation file (NeoRL ships 10% extra trajectories): make one with another "
+        "`--seed`;",
+        "- normalized scores use the zoo's references of the variant (as every other "
+        "dataset), measured with v5's reward (at most 1 lower per episode). NeoRL's "
+        "(min, max), as MOREC's trainer uses them, for comparison with papers: "
+        + ", ".join(f"{r} ({lo:g}, {hi:g})" for r, (lo, hi) in NEORL_REFERENCE.items())
+        + ";",
+        "- the shifted-dynamics variants, which NeoRL does not have.",
+        "",
+        "`scripts/measure_neorl_levels.py` measures every snapshot's deterministic return "
+        "(Gaussian mean, NeoRL env and reward, "
+        f"{neorl.choices().get('episodes', neorl.MEASURE_EPISODES)} episodes) and writes the "
+        "choice into `src/shiftrl/data/neorl_behaviour.json` (with each snapshot file's "
+        "sha256: a build from re-exported weights stops and asks to measure again):",
+        "",
+        "| variant | best (return) | low: snapshot (return, % of best) | medium | high |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, c in sorted(neorl.choices().get("variants", {}).items()):
+        cells = [
+            f"{lv['snapshot']} ({_fmt(lv['return_mean'], 0)}, {100 * lv['fraction_of_best']:.0f}%)"
+            for lv in (c["levels"][level] for level in neorl.LEVEL_FRACTIONS)
+        ]
+        best = f"{c['best']['snapshot']} ({_fmt(c['best']['return_mean'], 0)})"
+        lines.append(f"| {variant} | {best} | {' | '.join(cells)} |")
+    chosen = [
+        (lv["fraction_of_best"], neorl.LEVEL_FRACTIONS[level])
+        for c in neorl.choices().get("variants", {}).values()
+        for level, lv in c["levels"].items()
+    ]
+    close = sum(abs(got - want) <= neorl.OFF_TARGET for got, want in chosen)
+    lines += [
+        "",
+        f"{close} of {len(chosen)} levels are within 10 points of their target fraction; "
+        "the others need snapshots the zoo does not ship yet (between its medium and "
+        "expert), after which the script chooses again.",
+    ]
+    return [*lines, ""]
+
+
 def render() -> str:
     from shiftrl import zoo
-    from shiftrl.data import zoo_datasets
+    from shiftrl.data import neorl, zoo_datasets
 
     variants = sorted(zoo.manifest()["policies"])
     mujoco = [v for v in variants if v.split("-")[0] in MUJOCO_ROBOTS]
@@ -251,6 +337,10 @@ def render() -> str:
         "2,000,000 |",
         "| `medium-replay` | the SAC replay buffer up to the medium snapshot, regenerated "
         "(below) | the medium snapshot's training steps |",
+        "| `neorl-low`, `neorl-medium`, `neorl-high` | NeoRL-style (hopper, walker2d, "
+        "halfcheetah): the snapshot near 25/50/75% of the best return, its mean 80% of the "
+        "time, NeoRL's observation and reward ([NeoRL-like data](#neorl-like-data)) | 1,000 "
+        "trajectories |",
         "",
         "`--size N` sets the number of transitions (episodes are whole except the last one, "
         "cut at N and marked as a timeout). Data is collected in 1-16 environments side by "
@@ -311,7 +401,9 @@ def render() -> str:
         "- a record was made on this platform with these versions and the sha256 differs: an "
         "error (the build changed; `--no-verify` keeps it);",
         "- otherwise it is compared with the reference record statistically: transitions "
-        "exactly; episode count and mean episode return (and the normalized score) within 5 "
+        "exactly (NeoRL-style builds, sized in trajectories: episodes exactly, transitions "
+        "within 5 standard errors, sqrt(2 x episodes) x std(length)); episode count and mean "
+        "episode return (and the normalized score) within 5 "
         "standard errors of the difference (mean: sqrt(2) x std / sqrt(episodes); episode "
         "count, a renewal count over N transitions: sqrt(2 N var(length) / mean(length)^3)); "
         "at most 20 episodes beyond the recorded minimum or maximum return (a "
@@ -369,6 +461,7 @@ def render() -> str:
         *zoo_section(zoo.manifest()),
         *snapshot_section(zoo.manifest()),
         *reference_section(),
+        *neorl_section(),
         "## Every dataset",
         "",
         "Default size, seed 0. Behaviour return: the zoo's measurement of the behaviour policy "
@@ -382,8 +475,9 @@ def render() -> str:
     ]
     for r in rows():
         level = r["level"] + "".join(f" (= `{a}`)" for a in r["aliases"])
+        size = _fmt(r["size"]) + (" traj." if r["size_unit"] == "trajectories" else "")
         lines.append(
-            f"| {r['variant']} | {level} | {r['behaviour_return']} | {_fmt(r['size'])} | "
+            f"| {r['variant']} | {level} | {r['behaviour_return']} | {size} | "
             f"{_fmt(r['episodes'])} | {r['returns']} | {_fmt(r['normalized'])} | "
             f"{r['sha256']} | {r['command']} |"
         )
@@ -399,7 +493,8 @@ def render() -> str:
     zoo_note = ", ".join(variants) or "none"
     lines += [
         f"Zoo variants with behaviour policies: {zoo_note}. Levels per variant: "
-        f"{', '.join(zoo_datasets.LEVELS)}. Cache: `$SHIFTRL_DATA`; recorded builds: "
+        f"{', '.join(zoo_datasets.LEVELS)}; and {', '.join(neorl.LEVEL_FRACTIONS)} for "
+        f"hopper, walker2d and halfcheetah. Cache: `$SHIFTRL_DATA`; recorded builds: "
         f"{_count_builds()}.",
         "",
     ]

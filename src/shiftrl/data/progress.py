@@ -17,8 +17,10 @@ PLAIN_EVERY_S = 30.0
 class MakeProgress:
     """Progress of making one dataset (on stderr); a no-op when disabled."""
 
-    def __init__(self, dataset_id: str, total: int, enabled: bool = True):
-        self.enabled, self.dataset_id, self.total = enabled, dataset_id, total
+    def __init__(
+        self, dataset_id: str, total: int, enabled: bool = True, unit: str = "transitions"
+    ):
+        self.enabled, self.dataset_id, self.total, self.unit = enabled, dataset_id, total, unit
         self._progress: Any = None
         self._task: Any = None
         self._plain = enabled and not sys.stderr.isatty()
@@ -65,7 +67,7 @@ class MakeProgress:
         rate = done / elapsed if elapsed > 0 else 0.0
         left = f", about {(self.total - done) / rate:.0f} s left" if rate > 0 else ""
         print(
-            f"shiftrl: making {self.dataset_id}: {done:,}/{self.total:,} transitions "
+            f"shiftrl: making {self.dataset_id}: {done:,}/{self.total:,} {self.unit} "
             f"({100 * done / self.total:.0f}%), {rate:,.0f}/s, {elapsed:.0f} s{left}",
             file=sys.stderr,
             flush=True,

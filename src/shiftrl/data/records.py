@@ -153,7 +153,8 @@ def check_build(
         )
     reference = recs[0]
     differs = differences(reference, here_versions, here_platform)
-    checks = compare(reference, build_statistics(ds), ds.episode_returns())
+    unit = ds.metadata.provenance.get("size_unit", "transitions")
+    checks = compare(reference, build_statistics(ds), ds.episode_returns(), unit)
     failed = [c for c in checks if not c.ok]
     if failed:
         raise DataError(

@@ -49,7 +49,8 @@ from shiftrl.data.verify import platform_fingerprint
 
 Progress = Callable[[int], None]
 Maker = Callable[[int, int, Progress | None], TransitionDataset]
-"""(size, seed, progress) -> dataset; `progress(n)` reports transitions collected so far."""
+"""(size, seed, progress) -> dataset; `progress(n)` reports how much of `size` is collected
+(transitions, or trajectories for a spec whose `size_unit` says so)."""
 
 FLAT_FILE = "shiftrl-flat.npz"
 MINARI_NAMESPACE = "shiftrl"
@@ -71,6 +72,9 @@ class DatasetSpec:
     """Fingerprint of what the build depends on besides (size, seed): for zoo datasets the
     sha256 of the snapshot files and manifest fields used. A recorded checksum is checked
     only against a build from the same inputs (re-exported weights make new data)."""
+    size_unit: str = "transitions"
+    """What `size` counts: 'transitions', or 'trajectories' for NeoRL-style levels (whole
+    episodes, NeoRL's `train_num`)."""
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
@@ -106,7 +110,16 @@ def _ensure_builtins() -> None:
 def dataset_ids() -> list[str]:
     """Registered IDs, by variant then level (D4RL's order: random ... medium-expert)."""
     _ensure_builtins()
-    order = ("random", "medium", "medium-replay", "expert", "medium-expert")
+    order = (
+        "random",
+        "medium",
+        "medium-replay",
+        "expert",
+        "medium-expert",
+        "neorl-low",
+        "neorl-medium",
+        "neorl-high",
+    )
 
     def key(did: str) -> tuple:
         variant, _, rest = did.partition("/")
@@ -328,11 +341,12 @@ def get_dataset(
                     return load_cached(cid, n, seed, provenance=prov)
                 _note(f"{cid}: the cached copy was made from other zoo weights; making it again")
             remove_cached(cid, n, seed)
+        unit = REGISTRY[cid].size_unit
         _note(
-            f"{qualified_id(cid, n, seed)} is not cached here: making it now ({n:,} transitions"
+            f"{qualified_id(cid, n, seed)} is not cached here: making it now ({n:,} {unit}"
             f"{estimate(cid, n)}), then caching it under {data_root()}"
         )
-        with MakeProgress(cid, n, enabled=progress) as bar:
+        with MakeProgress(cid, n, enabled=progress, unit=unit) as bar:
             ds = make_dataset(cid, n, seed, progress=bar.update, verify=verify)
             bar.saving()
             save_cached(ds, cid, n, seed)
@@ -352,17 +366,26 @@ how often episodes end, as every reset costs)."""
 
 
 def estimate(dataset_id: str, size: int) -> str:
-    """', about 1.4 min on the project's 2-core machine' (empty for robots not measured)."""
-    variant = str(REGISTRY[canonical(dataset_id)].info.get("variant", dataset_id))
+    """', about 1.4 min on the project's 2-core machine' (empty for robots not measured).
+    Sizes in trajectories are costed at their longest, 1000 steps each ('up to')."""
+    spec = REGISTRY[canonical(dataset_id)]
+    variant = str(spec.info.get("variant", dataset_id))
     rate = SECONDS_PER_TRANSITION.get(variant.split("-")[0].split("/")[0])
     if rate is None:
         return ""
+    if spec.size_unit == "trajectories":
+        rate *= TRAJECTORY_STEPS
     seconds = rate * size
     if seconds < 1:
         took = "under a second"
     else:
         took = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-    return f", about {took} on the project's 2-core CPU machine"
+    about = "up to" if spec.size_unit == "trajectories" else "about"
+    return f", {about} {took} on the project's 2-core CPU machine"
+
+
+TRAJECTORY_STEPS = 1000
+"""The MuJoCo time limit: the longest trajectory of a size given in trajectories."""
 
 
 @contextlib.contextmanager

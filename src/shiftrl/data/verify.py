@@ -13,7 +13,8 @@ same distribution. Hence:
   the BLAS kernel) and same library versions as the record: the sha256 must match; a
   mismatch is an error (the build is broken, not foreign).
 - otherwise: the build is compared with the record statistically (`compare`): transitions
-  exactly, episode count and mean episode return within `Z_LIMIT` standard errors, and at
+  exactly (episodes, for a build sized in trajectories), episode count (transitions) and
+  mean episode return within `Z_LIMIT` standard errors, and at
   most `BEYOND_LIMIT` episodes beyond the recorded minimum or maximum return. Agreement
   keeps the build (cached with its own sha256, a one-line warning saying what differs);
   disagreement is an error naming the figures.
@@ -188,13 +189,20 @@ class Check:
         )
 
 
-def compare(recorded: dict[str, Any], here: dict[str, Any], returns: np.ndarray) -> list[Check]:
+def compare(
+    recorded: dict[str, Any],
+    here: dict[str, Any],
+    returns: np.ndarray,
+    size_unit: str = "transitions",
+) -> list[Check]:
     """The statistical checks of a build (`build_statistics`, and its episode returns) against
     its record.
 
     Standard errors use this build's own spread, which under agreement estimates the
     record's: mean return: sqrt(2) * std / sqrt(episodes); episode count, a renewal count over
-    a fixed number of transitions N: sqrt(2 * N * var(length) / mean(length)^3).
+    a fixed number of transitions N: sqrt(2 * N * var(length) / mean(length)^3). A build sized
+    in trajectories (`size_unit`, NeoRL-style) fixes the episodes instead, and its transitions
+    are a sum of episode lengths: sqrt(2 * episodes) * std(length).
     """
     n_eps = max(int(here["episodes"]), 1)
     std = float(here["return_std"])
@@ -203,9 +211,24 @@ def compare(recorded: dict[str, Any], here: dict[str, Any], returns: np.ndarray)
     se_eps = math.sqrt(2.0 * here["transitions"] * sd_len**2 / mu_len**3) if mu_len > 0 else 0.0
     rounding = 1e-3  # checksums.json keeps three decimals
     lo, hi = recorded["return_min"] - rounding, recorded["return_max"] + rounding
+    if size_unit == "trajectories":
+        se_transitions = math.sqrt(2.0 * n_eps) * sd_len
+        counts = [
+            Check(
+                "transitions",
+                recorded["transitions"],
+                here["transitions"],
+                math.ceil(Z_LIMIT * se_transitions),
+            ),
+            Check("episodes", recorded["episodes"], here["episodes"], 0),
+        ]
+    else:
+        counts = [
+            Check("transitions", recorded["transitions"], here["transitions"], 0),
+            Check("episodes", recorded["episodes"], here["episodes"], math.ceil(Z_LIMIT * se_eps)),
+        ]
     checks = [
-        Check("transitions", recorded["transitions"], here["transitions"], 0),
-        Check("episodes", recorded["episodes"], here["episodes"], math.ceil(Z_LIMIT * se_eps)),
+        *counts,
         Check(
             "return mean",
             recorded["return_mean"],

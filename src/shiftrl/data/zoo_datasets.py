@@ -18,6 +18,9 @@
   frozen within each window (the run updated it every 1000 transitions), and each window
   ends with a cut episode (a timeout) where the run's episodes carried on.
 
+NeoRL-style levels (`neorl-low`, `neorl-medium`, `neorl-high`, sizes in trajectories, the
+NeoRL observation with the x-position) are registered here too; see `shiftrl.data.neorl`.
+
 Base variants also answer to a short alias: `hopper/medium-v0` == `hopper-base/medium-v0`
 (unless a built-in toy dataset already has that ID, as `pendulum/medium-v0` does).
 
@@ -55,16 +58,19 @@ _synced: tuple[Any, ...] | None = None
 
 
 def sync() -> None:
-    """Register the zoo's datasets, again whenever the manifest file changed."""
+    """Register the zoo's datasets, again whenever the manifest file (or the NeoRL levels'
+    `neorl_behaviour.json`) changed."""
     global _synced
     from shiftrl import zoo
+    from shiftrl.data import neorl
 
-    path = zoo.manifest_path()
-    try:
-        st = path.stat()
-        key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size)
-    except OSError:
-        key = (str(path), None, None)
+    key: tuple[Any, ...] = ()
+    for path in (zoo.manifest_path(), neorl.CHOICES_FILE):
+        try:
+            st = path.stat()
+            key += (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key += (str(path), None, None)
     if key == _synced:
         return
     for old in [i for i, s in REGISTRY.items() if s.origin == "zoo"]:
@@ -72,6 +78,9 @@ def sync() -> None:
     for variant, entry in sorted(zoo.manifest()["policies"].items()):
         for level in available_levels(entry):
             register(zoo_spec(variant, entry, level), aliases=_aliases(variant, level))
+    for variant in neorl.neorl_variants():
+        for level in neorl.LEVEL_FRACTIONS:
+            register(neorl.neorl_spec(variant, level), aliases=_aliases(variant, level))
     _synced = key
 
 
@@ -245,13 +254,28 @@ class NumpyBehaviour:
         return cls(params, policy.entry["action_low"], policy.entry["action_high"], deterministic)
 
     def unit_action(self, obs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        mean, raw = self._head(obs)
+        if self.deterministic or rng is None:
+            return np.tanh(mean)
+        return self._sample(mean, raw, rng)
+
+    def unit_mean_and_sample(
+        self, obs: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(tanh(mean), a tanh-Gaussian sample) from one forward pass; the sample draws from
+        `rng` exactly as `unit_action` does."""
+        mean, raw = self._head(obs)
+        return np.tanh(mean), self._sample(mean, raw, rng)
+
+    def _head(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(obs, np.float32)
         for w, b in self.layers[:-1]:
             x = np.maximum(x @ w + b, np.float32(0.0))
         w, b = self.layers[-1]
         mean, raw = np.split(x @ w + b, 2, axis=-1)
-        if self.deterministic or rng is None:
-            return np.tanh(mean)
+        return mean, raw
+
+    def _sample(self, mean: np.ndarray, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         log_std = np.clip(self.mult * raw + self.offset, np.float32(-20.0), np.float32(2.0))
         eps = rng.standard_normal(mean.shape, dtype=np.float32)
         return np.tanh(mean + np.exp(log_std) * eps)

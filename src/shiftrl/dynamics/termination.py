@@ -16,6 +16,8 @@ v5 environment from the observation alone, for the default observation layout
 
 with z = obs[0], angle = obs[1]. Shifted variants (`hopper-gravity-0.5`, ...) build the
 stock env class with its default health ranges, so they share their robot's function.
+The NeoRL-observation variants (`hopper-base-neorl`, x-position first) have their own
+entries (`hopper-neorl`, ...): the same functions of the observation without its first column.
 
 One place where the observation cannot reproduce the environment exactly: Hopper-v5 checks
 |qvel| < 100, but its observation clips qvel to [-10, 10]; a real velocity above 100 (a
@@ -62,27 +64,41 @@ def ant(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
     return ~healthy
 
 
+def without_x(fn: TerminationFn) -> TerminationFn:
+    """`fn` for NeoRL's observation layout: drop the x-position (column 0) first."""
+
+    def neorl(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+        return fn(obs[..., 1:], action, next_obs[..., 1:])
+
+    return neorl
+
+
 TERMINATION_FNS: dict[str, TerminationFn] = {
     "hopper": hopper,
     "walker2d": walker2d,
     "halfcheetah": never,
+    "hopper-neorl": without_x(hopper),
+    "walker2d-neorl": without_x(walker2d),
+    "halfcheetah-neorl": never,
     "ant": ant,
     "pendulum": never,
     "pointreach": never,
     "never": never,
 }
-"""By robot name (the `Robot.name` of `shiftrl.envs.ROBOTS`, plus the toy tasks and "never"
+"""By robot name (the `Robot.name` of `shiftrl.envs.ROBOTS`, `<robot>-neorl` for NeoRL's
+observation layout, plus the toy tasks and "never"
 for a user's own data from an environment that does not terminate)."""
 
 
 def robot_of_env(env_id: str) -> str | None:
-    """The robot behind a Gymnasium id, a shiftrl variant name or id; None if unknown."""
+    """The robot behind a Gymnasium id, a shiftrl variant name or id; None if unknown.
+    NeoRL-observation variants answer `<robot>-neorl` (their termination functions differ)."""
     from shiftrl.envs import ROBOTS, variant_of
     from shiftrl.envs.toy import POINT_REACH_ID
 
     variant = variant_of(env_id)
     if variant is not None:
-        return variant.robot
+        return variant.robot + ("-neorl" if variant.observation == "neorl" else "")
     by_base = {r.base_env_id: name for name, r in ROBOTS.items()}
     by_base[POINT_REACH_ID] = "pointreach"
     return by_base.get(env_id)

@@ -2,6 +2,7 @@
 
     from shiftrl.envs import make_env, list_variants
     env = make_env("hopper-gravity-0.5")      # or "shiftrl/hopper-gravity-0.5-v0"
+    env = make_env("hopper-gravity-0.5-neorl")  # NeoRL's observation (x first) and reward
 
 Importing this package (which `import shiftrl` does) registers every variant and the toy
 tasks with Gymnasium, so `gymnasium.make("shiftrl/hopper-gravity-0.5-v0")` works after
@@ -12,6 +13,7 @@ models are built only when an env is made. All registrations live in
 """
 
 from shiftrl.envs.registry import (
+    NEORL_VARIANTS,
     ROBOTS,
     VARIANTS,
     Robot,
@@ -41,6 +43,7 @@ register_toy_envs()  # shiftrl/PointReach-v0
 register_all()
 
 __all__ = [
+    "NEORL_VARIANTS",
     "ROBOTS",
     "VARIANTS",
     "DampingShift",

@@ -6,7 +6,10 @@ actions in that variant, and the `expert` snapshot's `return_mean`). D4RL's publ
 values are kept for the plain Gymnasium ids (`Hopper-v5`) so users can compare with
 papers, and are the fallback for a base variant (`shiftrl/hopper-base-v0`) the zoo has
 not measured. A dataset whose metadata carries its own reference scores always wins for
-its own env.
+its own env. A NeoRL-observation variant (`hopper-base-neorl`) uses the references of its
+dynamics (`hopper-base`): the zoo measured them with Gymnasium v5's reward, which differs
+from NeoRL's by the healthy bonus of the one terminating step (at most 1 per episode).
+NeoRL's own (min, max) returns are kept in `NEORL_REFERENCE` to compare with papers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ D4RL_REFERENCE: dict[str, tuple[float, float]] = {
     "HalfCheetah-v5": (-280.178953, 12135.0),
     "Walker2d-v5": (1.629008, 4592.3),
     "Ant-v5": (-325.6, 3879.7),
+}
+
+# NeoRL's normalisation (min, max) returns, as MOREC's trainer uses them (Gym v3 envs,
+# NeoRL's SAC); keyed by robot. Shown beside the zoo's references, never used for scores.
+NEORL_REFERENCE: dict[str, tuple[float, float]] = {
+    "halfcheetah": (-298.0, 12284.0),
+    "hopper": (5.0, 3294.0),
+    "walker2d": (1.0, 5143.0),
 }
 
 # Measured by the project (random policy / best policy), see docs/datasets.md.
@@ -59,12 +70,12 @@ def reference_scores(env_id: str) -> tuple[float, float] | None:
 
 def _borrowed_expert(variant) -> tuple[float, float] | None:
     """(the variant's own random return, its robot's base-dynamics expert return)."""
-    if variant is None or variant.name not in random_returns():
+    if variant is None or variant.physics not in random_returns():
         return None
     base = reference_scores(f"{variant.robot}-base")
     if base is None:
         return None
-    return float(random_returns()[variant.name]["random_return"]), base[1]
+    return float(random_returns()[variant.physics]["random_return"]), base[1]
 
 
 def reference_source(env_id: str) -> str:
@@ -96,7 +107,7 @@ def zoo_reference(env_id: str) -> tuple[float, float] | None:
         return None
     from shiftrl.zoo import manifest
 
-    entry = manifest()["policies"].get(variant.name)
+    entry = manifest()["policies"].get(variant.physics)
     if not entry or entry.get("random_return") is None:
         return None
     expert = next((s for s in entry["snapshots"] if s["name"] == "expert"), None)

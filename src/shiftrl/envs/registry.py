@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shiftrl.core.errors import ConfigError
@@ -39,6 +39,7 @@ from shiftrl.envs.shifts import (
 
 __all__ = [
     "NAMESPACE",
+    "NEORL_VARIANTS",
     "ROBOTS",
     "VARIANTS",
     "Robot",
@@ -81,15 +82,24 @@ class Variant:
     kind: str = "base"
     level: str = ""
     max_episode_steps: int | None = None
+    observation: str = "standard"
+    """'standard' (Gymnasium v5's default observation) or 'neorl' (NeoRL's layout: the
+    x-position first, and NeoRL's reward; see `NEORL_VARIANTS`)."""
 
     @property
     def gym_id(self) -> str:
         return f"{NAMESPACE}/{self.name}-v{VERSION}"
 
     @property
+    def physics(self) -> str:
+        """The standard-observation variant with the same dynamics: 'hopper-mass-2.0' for
+        both 'hopper-mass-2.0' and 'hopper-mass-2.0-neorl' (its zoo policies, references)."""
+        return self.name.removesuffix(NEORL_SUFFIX) if self.observation == "neorl" else self.name
+
+    @property
     def dynamics(self) -> str:
-        """The name without the robot: 'mass-2.0', 'base' (a dataset's `dynamics` field)."""
-        return self.name[len(self.robot) + 1 :]
+        """The physics without the robot: 'mass-2.0', 'base' (a dataset's `dynamics` field)."""
+        return self.physics[len(self.robot) + 1 :]
 
 
 # Joint names are the compiled models' names in Gymnasium's v5 XMLs.
@@ -139,6 +149,9 @@ ROBOTS: dict[str, Robot] = {
 }
 
 MUJOCO_ROBOTS = ("hopper", "walker2d", "halfcheetah", "ant")
+NEORL_ROBOTS = ("hopper", "walker2d", "halfcheetah")
+"""The robots of NeoRL's MuJoCo tasks (HalfCheetah-v3, Hopper-v3, Walker2d-v3)."""
+NEORL_SUFFIX = "-neorl"
 GRAVITY_LEVELS = (0.1, 0.5, 2.0, 5.0)
 FRICTION_LEVELS = (0.1, 0.5, 2.0, 5.0)
 MASS_LEVELS = (0.5, 2.0)
@@ -227,6 +240,29 @@ def _build_variants() -> dict[str, Variant]:
 
 
 VARIANTS: dict[str, Variant] = _build_variants()
+"""Every dynamics variant, with Gymnasium's standard observation."""
+
+
+def _build_neorl_variants() -> dict[str, Variant]:
+    out = {}
+    for v in VARIANTS.values():
+        if v.robot in NEORL_ROBOTS:
+            name = v.name + NEORL_SUFFIX
+            description = f"{v.description}; NeoRL observation (x-position first) and reward"
+            out[name] = replace(v, name=name, description=description, observation="neorl")
+    return out
+
+
+NEORL_VARIANTS: dict[str, Variant] = _build_neorl_variants()
+"""NeoRL's observation over every hopper/walker2d/halfcheetah variant:
+`shiftrl/hopper-gravity-0.5-neorl-v0` has the dynamics of `hopper-gravity-0.5`, the
+observation `exclude_current_positions_from_observation=False` (x-position at index 0, as
+NeoRL's `gym.make(task, exclude_current_positions_from_observation=False)`: 12 / 18 / 18
+dims), and NeoRL's reward: on hopper and walker2d the healthy bonus 1 on every step, also
+the step that terminates (Gymnasium v5 gives 0 there; NeoRL, built on v3, gives 1), so the
+reward is (x' - x)/dt + 1 - 1e-3 ||a||^2 exactly; halfcheetah's v5 reward already is NeoRL's.
+Kept apart from `VARIANTS` (the dynamics) so listings and per-variant tables stay one row
+per dynamics."""
 
 
 # --------------------------------------------------------------------------- lookup
@@ -244,16 +280,19 @@ def _strip_id(env_id: str) -> str | None:
 
 def variant_of(env_id: str) -> Variant | None:
     """The variant behind a name ('hopper-gravity-0.5') or id ('shiftrl/...-v0'); else None."""
-    if env_id in VARIANTS:
-        return VARIANTS[env_id]
+    for table in (VARIANTS, NEORL_VARIANTS):
+        if env_id in table:
+            return table[env_id]
     name = _strip_id(env_id)
-    return VARIANTS.get(name) if name is not None else None
+    if name is None:
+        return None
+    return VARIANTS.get(name) or NEORL_VARIANTS.get(name)
 
 
 def _unknown(name: str) -> ConfigError:
     stripped = _strip_id(name)
     query = stripped if stripped is not None else name
-    close = difflib.get_close_matches(query, list(VARIANTS), n=4, cutoff=0.6)
+    close = difflib.get_close_matches(query, [*VARIANTS, *NEORL_VARIANTS], n=4, cutoff=0.6)
     if close:
         hint = "did you mean " + ", ".join(close) + "?"
     else:
@@ -345,10 +384,16 @@ def make_variant_env(**kwargs: Any) -> Any:
         raise _unknown(name)
     base = gym_spec(variant.base_env_id)
     creator = base.entry_point if callable(base.entry_point) else load_env_creator(base.entry_point)
+    if variant.observation == "neorl":
+        kwargs = {"exclude_current_positions_from_observation": False, **kwargs}
     with _no_mujoco_logfile(variant.robot != "pendulum"):
         env = creator(**{**base.kwargs, **kwargs})
     apply_shifts(env, variant.shifts)
     env.unwrapped.shiftrl_variant = variant.name
+    if variant.observation == "neorl" and variant.robot in ("hopper", "walker2d"):
+        from shiftrl.envs.neorl import NeoRLHealthyReward
+
+        env = NeoRLHealthyReward(env)
     return env
 
 
@@ -357,7 +402,7 @@ def register_all() -> list[str]:
     import gymnasium
 
     ids = []
-    for v in VARIANTS.values():
+    for v in [*VARIANTS.values(), *NEORL_VARIANTS.values()]:
         ids.append(v.gym_id)
         if v.gym_id in gymnasium.registry:
             continue
