@@ -382,11 +382,13 @@ def _register_subcommands() -> None:
     from shiftrl.bench import cli as bench_cli
     from shiftrl.data.cli import data_app
     from shiftrl.dynamics.cli import dynamics_app
+    from shiftrl.dynamics.reward.cli import reward_app
     from shiftrl.zoo.cli import zoo_app
 
     app.add_typer(zoo_app, name="zoo")
     app.add_typer(data_app, name="data")
     app.add_typer(dynamics_app, name="dynamics")
+    app.add_typer(reward_app, name="dynamics-reward")
     app.command("bench")(user_errors(bench_cli.bench))
     app.command("report")(user_errors(bench_cli.report))
 
