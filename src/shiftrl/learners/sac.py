@@ -78,6 +78,8 @@ class SAC(Learner):
         "mobile": SACConfig(
             policy_lr=1e-4, qf_lr=3e-4, backup_entropy=False, clip_target_at_zero=True
         ),
+        # MOREC's MOBILE runs (polixir/morec): deterministic_backup=False, target clamped at 0
+        "morec-mobile": SACConfig(policy_lr=1e-4, qf_lr=3e-4, clip_target_at_zero=True),
     }
 
     def __init__(self, config: SACConfig, spec):

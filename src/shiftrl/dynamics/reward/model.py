@@ -282,7 +282,9 @@ def snapshot_logits(model: DynamicsReward, obs, action, next_obs, z=None) -> jax
     if z is None and model.config.z_dim:
         z = jnp.zeros((*obs.shape[:-1], model.config.z_dim), obs.dtype)
     state_in, delta = model.scaling.inputs(obs, action, next_obs, z)
-    return jax.vmap(discriminator_logit, in_axes=(0, None, None))(model.snapshots, state_in, delta)
+    # one snapshot at a time: 40 snapshots x 10 candidates x a rollout batch of hidden
+    # activations would not fit in memory at once; the [K, ...] logits are small
+    return jax.lax.map(lambda params: discriminator_logit(params, state_in, delta), model.snapshots)
 
 
 def merge_logits(

@@ -1,0 +1,217 @@
+"""MOREC: the dynamics reward's merge and calibration by hand, the selection rules on fixed
+candidates, r_D ranking true next states above perturbed ones on a toy system (on the
+data and in a held-out region), the filter on the rollout path (candidates, threshold
+stops flagged terminal, metrics), and `morec-mopo` / `morec-mobile` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shiftrl.addons import MORECMOPO
+from shiftrl.addons.morec import preset_settings
+from shiftrl.core.errors import ConfigError
+from shiftrl.dynamics.reward import (
+    RewardConfig,
+    dynamics_reward,
+    load_reward,
+    merge_logits,
+    save_reward,
+    select_candidates,
+    train_dynamics_reward,
+)
+from shiftrl.dynamics.reward.evaluate import auc
+from shiftrl.learners import LearnerSpec, get_learner
+
+sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+
+
+def test_merge_calibrates_each_snapshot_then_averages_probabilities():
+    # three snapshots: expert / learner calibration values; the third is uncalibrated
+    expert, learner = jnp.array([2.0, 1.0, -1.0]), jnp.array([-2.0, 0.0, 1.0])
+    mask = jnp.array([True, True, False])
+    logits = jnp.array([[0.0, 5.0, -9.0], [0.25, 0.5, 0.0], [3.0, 3.0, 3.0]])  # [K=3, B=3]
+    got = np.asarray(merge_logits(logits, expert, learner, mask, d_clip=1.0))
+    # by hand: clip to [learner, expert], map learner -> -1, expert -> +1
+    p = np.array(
+        [
+            [sigmoid(0.0), sigmoid(1.0), sigmoid(-1.0)],  # (x + 2) / 4 * 2 - 1, clipped
+            [sigmoid(-0.5), sigmoid(0.0), sigmoid(-1.0)],  # x * 2 - 1
+        ]
+    )
+    np.testing.assert_allclose(got, -np.log(1.0 - p.mean(0)), rtol=1e-6)
+    # range [-log(1 - sigmoid(-1)), -log(1 - sigmoid(1))] = [0.313, 1.313]
+    assert (
+        abs(-np.log(1 - sigmoid(-1.0)) - 0.3133) < 1e-4
+        and abs(-np.log(1 - sigmoid(1.0)) - 1.3133) < 1e-4
+    )
+    # d_clip caps each snapshot's probability before the mean
+    capped = np.asarray(merge_logits(logits, expert, learner, mask, d_clip=0.6))
+    np.testing.assert_allclose(capped, -np.log(1.0 - np.minimum(p, 0.6).mean(0)), rtol=1e-6)
+
+
+def test_selection_rules_on_fixed_candidates():
+    scores = jnp.array([[0.4, 1.2], [1.0, 0.3], [0.9, 1.25]])  # [C=3, B=2]
+    np.testing.assert_array_equal(
+        select_candidates(scores, "select", jax.random.PRNGKey(0)), [1, 2]
+    )
+    # softmax(r / 0.1): column 0 -> probabilities ~ e^[4, 10, 9] / sum
+    draws = jax.vmap(lambda k: select_candidates(scores, "softmax", k, kappa=0.1))(
+        jax.random.split(jax.random.PRNGKey(1), 4000)
+    )
+    want = np.exp(np.array([4.0, 10.0, 9.0]))
+    freq = np.bincount(np.asarray(draws[:, 0]), minlength=3) / 4000
+    np.testing.assert_allclose(freq, want / want.sum(), atol=0.03)
+    with pytest.raises(ConfigError, match="selection rule"):
+        select_candidates(scores, "max", jax.random.PRNGKey(0))
+
+
+def toy_step(s: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A smooth 2-d system with a 1-d action."""
+    return 0.9 * s + 0.2 * a * np.array([1.0, -1.0]) + 0.05 * np.sin(3 * s[:, ::-1])
+
+
+TINY_REWARD = RewardConfig(
+    state_encoder=(64, 32),
+    delta_encoder=(64, 16),
+    discriminator=(64, 64),
+    generator=(64, 64),
+    iterations=2000,
+    snapshot_every=50,
+    batch_size=128,
+)
+
+
+@pytest.fixture(scope="module")
+def toy_reward():
+    """r_D learned on states in [-1, 1]^2 minus the square [-0.4, 0.4]^2 (held out)."""
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-1, 1, (12_000, 2))
+    s = s[np.abs(s).max(1) > 0.4][:4000].astype(np.float32)
+    a = rng.uniform(-1, 1, (4000, 1)).astype(np.float32)
+    nxt = (toy_step(s, a) + 0.01 * rng.normal(size=s.shape)).astype(np.float32)
+    model, report = train_dynamics_reward(s, a, nxt, TINY_REWARD, seed=0)
+    return model, report
+
+
+@pytest.mark.parametrize("region", [(-1.0, 1.0), (-0.4, 0.4)], ids=["data", "held-out"])
+def test_dynamics_reward_ranks_true_next_states_above_perturbed(toy_reward, region):
+    model, report = toy_reward
+    assert report.snapshots == 40 and report.calibrated >= 10
+    rng = np.random.default_rng(1)
+    s = rng.uniform(*region, (500, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, (500, 1)).astype(np.float32)
+    true = toy_step(s, a).astype(np.float32)
+    offset = rng.normal(size=true.shape)
+    offset *= 0.2 / np.linalg.norm(offset, axis=1, keepdims=True)  # |s' - s| is ~0.1-0.3
+    r_true = np.asarray(dynamics_reward(model, s, a, true))
+    r_off = np.asarray(dynamics_reward(model, s, a, (true + offset).astype(np.float32)))
+    assert auc(r_true, r_off) >= 0.9, auc(r_true, r_off)
+    assert r_true.min() >= 0.31 and r_true.max() <= 1.32
+
+
+def test_dynamics_reward_round_trips(toy_reward, tmp_path):
+    model, _ = toy_reward
+    save_reward(model, tmp_path / "r", {"note": "x"})
+    loaded, record = load_reward(tmp_path / "r")
+    x = np.zeros((3, 2), np.float32)
+    a = np.zeros((3, 1), np.float32)
+    np.testing.assert_allclose(
+        dynamics_reward(loaded, x, a, x + 0.1), dynamics_reward(model, x, a, x + 0.1), rtol=1e-6
+    )
+    assert record == {"note": "x"} and loaded.config == model.config
+
+
+def test_filter_picks_the_candidate_the_reward_prefers_and_stops_below_threshold(toy_reward):
+    """On the rollout path (MOPO's model_step hook): a hand-made ensemble whose two elites
+    predict the true toy step and a wrong one; "select" takes the true one every time and
+    the threshold ends rollouts whose chosen candidate scores below it (row kept, terminal)."""
+    from shiftrl.addons.rollouts import Prepared
+    from shiftrl.dynamics.ensemble import DynamicsModel, EnsembleConfig, init_params
+
+    reward, _ = toy_reward
+    config = EnsembleConfig(members=2, elites=2, hidden=(4,))
+    params = jax.tree.map(jnp.zeros_like, init_params(config, 2, 1, jax.random.PRNGKey(0)))
+    # zero weights: each member predicts its bias, a constant delta (member 0: +0.3, member 1: 0)
+    last = params["layers"][-1]
+    last["b"] = jnp.array(
+        [[0.3, 0.3, 0.0, -30.0, -30.0, -30.0], [0.0, 0.0, 0.0, -30.0, -30.0, -30.0]]
+    )
+    params["min_logvar"] = jnp.full(3, -40.0)
+    model = DynamicsModel(params, jnp.zeros(3), jnp.ones(3), jnp.array([0, 1], jnp.int32),
+                          jnp.zeros(2), config, 2, 1)  # fmt: skip
+    # at s = 0.6 (data region), a = 0: the true delta is -0.06 + 0.05 sin(1.8) ~ -0.011 per dim,
+    # so "delta 0" (member 1) is right and "delta 0.3" (member 0) is wrong
+    filt = MORECMOPO(selection="select", resamples=1, threshold=0.6, horizon=3, rollout_batch=4,
+                     retain_epochs=1, penalty=0.0)  # fmt: skip
+    object.__setattr__(filt, "_prepared", Prepared(model, np.zeros(2, np.float32),
+                       np.ones(2, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32),
+                       1.0, 0.0, "never", {}))  # fmt: skip
+    state = {"model": model, "reward_model": reward}
+    obs = jnp.full((4, 2), 0.6)
+    act = jnp.zeros((4, 1))
+    nxt, rew, unc, stop, info = filt.model_step(state, obs, act, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(np.asarray(nxt), 0.6, atol=1e-4)  # member 1's candidate
+    assert not np.asarray(stop).any() and np.all(np.asarray(info["dynamics_reward"]) >= 0.6)
+    strict = MORECMOPO(selection="select", resamples=1, threshold=1.4)  # above r_D's maximum
+    object.__setattr__(strict, "_prepared", filt.prepared)
+    assert np.asarray(strict.model_step(state, obs, act, jax.random.PRNGKey(0))[3]).all()
+
+
+def test_presets_and_checks():
+    assert preset_settings("morec-mopo", "hopper/medium-v0") == {
+        "penalty": 15.0,
+        "selection": "softmax",
+    }
+    assert preset_settings("morec-mopo", "halfcheetah/medium-v0")["selection"] == "select"
+    assert preset_settings("morec-mobile", "walker2d/medium-replay-v0") == {
+        "beta": 0.1,
+        "real_ratio": 0.05,
+    }
+    assert MORECMOPO().horizon == 100 and MORECMOPO().rollout_batch == 2000
+    sac = get_learner("sac")(get_learner("sac").Config(), LearnerSpec(3, 1, 100))
+    with pytest.raises(ConfigError, match="selection"):
+        MORECMOPO(selection="best").bind(sac)
+
+
+def test_morec_mopo_and_mobile_train_end_to_end(point_reach_data, tmp_path):
+    import shiftrl
+    from shiftrl.envs.toy import POINT_REACH_ID
+
+    for algo in ("morec-mopo", "morec-mobile"):
+        settings = {
+            "rollout_batch": 32,
+            "rollout_every": 25,
+            "horizon": 5,
+            "model_hidden": (16,),  # test_mopo's ensemble: reused from the cache
+            "model_members": 3,
+            "model_elites": 2,
+            "model_max_epochs": 3,
+            "reward_hidden": (16,),
+            "reward_iterations": 100,
+            "reward_snapshot_every": 50,
+        }
+        overrides = {"hidden": (32, 32), "batch_size": 64, "eval_every": 50, "eval_episodes": 3}
+        overrides.update({f"{algo}.{k}": v for k, v in settings.items()})
+        if algo == "morec-mobile":
+            overrides.update({"clip_target_at_zero": False, f"{algo}.num_samples": 2})
+        run = shiftrl.train(
+            algo,
+            point_reach_data,
+            steps=50,
+            eval_envs=[POINT_REACH_ID],
+            out=tmp_path / algo,
+            overrides=overrides,
+            progress=False,
+        )
+        row = run.rows[-1]
+        key = f"addon/{algo}/"
+        assert row[key + "buffer_size"] > 0 and np.isfinite(row["critic/q"])
+        assert 0.3 <= row[key + "dynamics_reward"] <= 1.32
+        assert 0.0 <= row[key + "filter_ended"] <= 1.0
+        recorded = json.loads((tmp_path / algo / "config.json").read_text())["config"]
+        assert recorded["addons"][0]["name"] == algo
