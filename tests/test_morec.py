@@ -5,6 +5,7 @@ stops flagged terminal, metrics), and `morec-mopo` / `morec-mobile` end to end."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -178,40 +179,85 @@ def test_presets_and_checks():
         MORECMOPO(selection="best").bind(sac)
 
 
-def test_morec_mopo_and_mobile_train_end_to_end(point_reach_data, tmp_path):
-    import shiftrl
-    from shiftrl.envs.toy import POINT_REACH_ID
+def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
+    """`shiftrl train --algo morec-mopo`: the ensemble (test_mopo's settings: reused from the
+    cache), a tiny dynamics reward, then SAC on real + filtered model rows."""
+    from typer.testing import CliRunner
 
-    for algo in ("morec-mopo", "morec-mobile"):
-        settings = {
-            "rollout_batch": 32,
-            "rollout_every": 25,
-            "horizon": 5,
-            "model_hidden": (16,),  # test_mopo's ensemble: reused from the cache
-            "model_members": 3,
-            "model_elites": 2,
-            "model_max_epochs": 3,
-            "reward_hidden": (16,),
-            "reward_iterations": 100,
-            "reward_snapshot_every": 50,
-        }
-        overrides = {"hidden": (32, 32), "batch_size": 64, "eval_every": 50, "eval_episodes": 3}
-        overrides.update({f"{algo}.{k}": v for k, v in settings.items()})
-        if algo == "morec-mobile":
-            overrides.update({"clip_target_at_zero": False, f"{algo}.num_samples": 2})
-        run = shiftrl.train(
-            algo,
-            point_reach_data,
-            steps=50,
-            eval_envs=[POINT_REACH_ID],
-            out=tmp_path / algo,
-            overrides=overrides,
-            progress=False,
-        )
-        row = run.rows[-1]
-        key = f"addon/{algo}/"
-        assert row[key + "buffer_size"] > 0 and np.isfinite(row["critic/q"])
-        assert 0.3 <= row[key + "dynamics_reward"] <= 1.32
-        assert 0.0 <= row[key + "filter_ended"] <= 1.0
-        recorded = json.loads((tmp_path / algo / "config.json").read_text())["config"]
-        assert recorded["addons"][0]["name"] == algo
+    from shiftrl.cli import app
+    from shiftrl.data.io import save_dataset
+
+    data = tmp_path / "pr.npz"
+    save_dataset(point_reach_data, data)
+    settings = {
+        "hidden": "32,32",
+        "batch_size": 64,
+        "eval_every": 40,
+        "eval_episodes": 2,
+        "morec-mopo.rollout_batch": 32,
+        "morec-mopo.rollout_every": 20,
+        "morec-mopo.horizon": 5,
+        "morec-mopo.model_hidden": "16",
+        "morec-mopo.model_members": 3,
+        "morec-mopo.model_elites": 2,
+        "morec-mopo.model_max_epochs": 3,
+        "morec-mopo.reward_hidden": "16",
+        "morec-mopo.reward_iterations": 100,
+        "morec-mopo.reward_snapshot_every": 50,
+    }
+    args = ["train", "--algo", "morec-mopo", "--dataset", str(data), "--steps", "40"]
+    args += ["--out", str(tmp_path / "run"), "--no-progress"]
+    for k, v in settings.items():
+        args += ["--set", f"{k}={v}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    row = rows[-1]
+    key = "addon/morec-mopo/"
+    assert row[key + "buffer_size"] > 0 and np.isfinite(row["critic/q"])
+    assert 0.3 <= row[key + "dynamics_reward"] <= 1.32
+    assert 0.0 <= row[key + "filter_ended"] <= 1.0
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert recorded["addons"][0]["name"] == "morec-mopo"
+
+
+def test_morec_mobile_recipe_composes_mobile_with_the_filter():
+    from shiftrl.addons import MOBILE, build_addons
+    from shiftrl.addons.morec import TransitionFilter
+    from shiftrl.training.config import make_config
+
+    config = make_config("morec-mobile", dataset="hopper/medium-replay-v0")
+    assert config.algo == "sac" and config.preset == "morec-mobile"
+    assert config.learner.backup_entropy and config.learner.clip_target_at_zero
+    record = config.addons[0]
+    assert (record["name"], record["beta"], record["penalty"], record["horizon"]) == (
+        "morec-mobile", 0.5, 0.0, 100,
+    )  # fmt: skip
+    (addon,) = build_addons(config.addons)
+    assert isinstance(addon, MOBILE) and isinstance(addon, TransitionFilter)
+    assert addon.selection == "softmax" and addon.use_every == 4
+
+
+def test_filter_lowers_rollout_error_on_the_refrigerator():
+    """MOREC's synthetic task, small: models fitted on the behaviour controller's data, rolled
+    out under the test controller (colder than the data); choosing among the elites'
+    candidates by r_D gives a lower mean error than a random elite's sample."""
+    from shiftrl.demo_morec import QUICK, fit_models, rollout_errors
+    from shiftrl.dynamics.ensemble import EnsembleConfig
+    from shiftrl.envs import refrigerator as fridge
+
+    settings = dataclasses.replace(
+        QUICK,
+        test_steps=300,
+        horizon=20,
+        ensemble=EnsembleConfig(members=4, elites=3, hidden=(32, 32), max_epochs=40),
+        reward=dataclasses.replace(QUICK.reward, iterations=1000),
+    )
+    data = fridge.offline_data(settings.episodes, settings.steps, settings.seed)
+    test = fridge.run(fridge.test_controller, settings.test_steps, settings.seed + 1000)
+    assert test["temperature"].min() < data["obs"].min() - 3  # the test visits unseen states
+    model, reward, _ = fit_models(data, settings)
+    errors = rollout_errors(model, reward, test, settings, modes=("plain", "filtered"))
+    assert errors["filtered"].mean() < errors["plain"].mean(), {
+        m: float(e.mean()) for m, e in errors.items()
+    }

@@ -308,13 +308,27 @@ def envs(
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out")] = Path("shiftrl-demo"),
-    steps: Annotated[int, typer.Option("--steps")] = 10_000,
+    which: Annotated[
+        str,
+        typer.Argument(
+            help="'offline' (the default): offline RL and a dynamics-shift study on the "
+            "pendulum; 'morec': MOREC's refrigerator experiment"
+        ),
+    ] = "offline",
+    out: Annotated[Path | None, typer.Option("--out")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="offline demo: gradient steps")] = 10_000,
 ) -> None:
     """Make a dataset, train learners, evaluate them, print scores and write a plot."""
+    if which == "morec":
+        from shiftrl.demo_morec import run_morec_demo
+
+        run_morec_demo(out or Path("shiftrl-demo-morec"))
+        return
+    if which != "offline":
+        raise ConfigError(f"unknown demo '{which}'; choose offline or morec")
     from shiftrl.demo import run_demo
 
-    run_demo(out, steps=steps)
+    run_demo(out or Path("shiftrl-demo"), steps=steps)
 
 
 @app.command()
