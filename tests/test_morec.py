@@ -67,6 +67,13 @@ def test_selection_rules_on_fixed_candidates():
     want = np.exp(np.array([4.0, 10.0, 9.0]))
     freq = np.bincount(np.asarray(draws[:, 0]), minlength=3) / 4000
     np.testing.assert_allclose(freq, want / want.sum(), atol=0.03)
+    # ties for the maximum (saturated r_D) are broken at random, not by the first index
+    tied = jnp.array([[1.3, 0.2], [0.5, 0.2], [1.3, 0.2]])
+    picks = jax.vmap(lambda k: select_candidates(tied, "select", k))(
+        jax.random.split(jax.random.PRNGKey(2), 400)
+    )
+    assert set(np.asarray(picks[:, 0]).tolist()) == {0, 2}
+    assert set(np.asarray(picks[:, 1]).tolist()) == {0, 1, 2}
     with pytest.raises(ConfigError, match="selection rule"):
         select_candidates(scores, "max", jax.random.PRNGKey(0))
 
@@ -180,8 +187,9 @@ def test_presets_and_checks():
 
 
 def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
-    """`shiftrl train --algo morec-mopo`: the ensemble (test_mopo's settings: reused from the
-    cache), a tiny dynamics reward, then SAC on real + filtered model rows."""
+    """`shiftrl dynamics-reward train / eval`, then `shiftrl train --algo morec-mopo` with that
+    reward: the ensemble (test_mopo's settings: reused from the cache), then SAC on real +
+    filtered model rows."""
     from typer.testing import CliRunner
 
     from shiftrl.cli import app
@@ -189,7 +197,22 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
 
     data = tmp_path / "pr.npz"
     save_dataset(point_reach_data, data)
+    reward_dir = tmp_path / "reward"
+    sizes = ["state_encoder=16,64", "delta_encoder=16,16", "discriminator=16", "generator=16"]
+    args = ["dynamics-reward", "train", str(data), "--out", str(reward_dir), "--iterations", "100"]
+    args += ["--no-progress", "--no-cache", "--set", "snapshot_every=50"]
+    for item in sizes:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "of 2 snapshots calibrated" in result.output
+    evaluated = CliRunner().invoke(
+        app, ["dynamics-reward", "eval", str(reward_dir), "--dataset", str(data), "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert len(json.loads(evaluated.output)["perturbations"]) == 3
     settings = {
+        "morec-mopo.reward_dir": str(reward_dir),
         "hidden": "32,32",
         "batch_size": 64,
         "eval_every": 40,
@@ -201,9 +224,6 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
         "morec-mopo.model_members": 3,
         "morec-mopo.model_elites": 2,
         "morec-mopo.model_max_epochs": 3,
-        "morec-mopo.reward_hidden": "16",
-        "morec-mopo.reward_iterations": 100,
-        "morec-mopo.reward_snapshot_every": 50,
     }
     args = ["train", "--algo", "morec-mopo", "--dataset", str(data), "--steps", "40"]
     args += ["--out", str(tmp_path / "run"), "--no-progress"]

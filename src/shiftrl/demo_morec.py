@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shiftrl.dynamics.ensemble import DynamicsModel, EnsembleConfig, predict, train_ensemble
-from shiftrl.dynamics.reward import DynamicsReward, RewardConfig, dynamics_reward
+from shiftrl.dynamics.reward import DynamicsReward, RewardConfig, dynamics_reward, select_candidates
 from shiftrl.dynamics.reward.train import train_dynamics_reward
 from shiftrl.envs import refrigerator as fridge
 
@@ -124,10 +124,8 @@ def model_rollouts(model, reward, starts, doors, rng, mode: str, horizon: int, r
             pick = jax.random.randint(k_pick, temp.shape, 0, mean.shape[0])
         else:
             scores = dynamics_reward(reward, obs[None], power[None], cands, z=door[None, :, None])
-            if mode == "filtered":
-                pick = jnp.argmax(scores, axis=0)
-            else:
-                pick = jax.random.categorical(k_pick, scores / 0.1, axis=0)
+            rule = "select" if mode == "filtered" else "softmax"
+            pick = select_candidates(scores, rule, k_pick, kappa=0.1)
         nxt = cands[pick, jnp.arange(temp.shape[0]), 0]
         return nxt, nxt
 
@@ -271,7 +269,11 @@ def plot_results(out: Path, model, reward, data, test, errors, settings: DemoSet
                 color="w",
                 alpha=0.15,
             )
-        ax.set(xlabel="T (C)", title=f"r_D(T, u = {power:g}, T'), door closed")
+        ax.set(
+            xlabel="T (C)",
+            title=f"r_D(T, u = {power:g}, T'), door closed",
+            ylim=(nexts[0], nexts[-1]),
+        )
     axes[0].set_ylabel("T' (C)")
     axes[0].legend(fontsize=7, loc="upper left")
     fig.colorbar(im, ax=axes, label="r_D")

@@ -40,6 +40,7 @@ from shiftrl.core.errors import ConfigError
 
 Params = dict[str, Any]
 SELECTION_RULES = ("select", "softmax")
+TIE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -317,9 +318,15 @@ def select_candidates(
 ) -> jax.Array:
     """Per column, the chosen candidate index from scores [C, B] -> [B]: the highest
     ("select", MOREC's select_elite) or a draw from softmax(scores / kappa) ("softmax",
-    softmax_elite; the released code's factor 10 is kappa = 0.1)."""
+    softmax_elite; the released code's factor 10 is kappa = 0.1).
+
+    Ties for the highest score are broken uniformly at random. They are common: every
+    snapshot's logit is clipped at its expert value, so candidates at least as plausible as
+    the typical data transition all score the maximum, and a first-index argmax (the
+    released code's) would then always pick the first elite's sample."""
     if rule == "select":
-        return jnp.argmax(scores, axis=0)
+        best = scores >= jnp.max(scores, axis=0, keepdims=True) - TIE_TOLERANCE
+        return jax.random.categorical(rng, jnp.where(best, 0.0, -jnp.inf), axis=0)
     if rule == "softmax":
         return jax.random.categorical(rng, scores / kappa, axis=0)
     raise ConfigError(f"unknown selection rule {rule!r}; choose from {', '.join(SELECTION_RULES)}")
