@@ -110,7 +110,8 @@ def _controller(temperature: jax.Array) -> jax.Array:
 @partial(jax.jit, static_argnames=("mode", "horizon", "resamples"))
 def model_rollouts(model, reward, starts, doors, rng, mode: str, horizon: int, resamples: int):
     """Temperatures [S, horizon] predicted from `starts` [S] under the test controller, the
-    door schedule `doors` [S, horizon] given; one step = `mode` (see the module doc)."""
+    door schedule `doors` [S, horizon] given, one step = `mode` (see the module doc), and
+    the r_D of each chosen transition [S, horizon] (for "plain" too)."""
 
     def step(temp, inputs):
         door, key = inputs
@@ -120,24 +121,33 @@ def model_rollouts(model, reward, starts, doors, rng, mode: str, horizon: int, r
         mean, std = mean[model.elites, :, :1], jnp.exp(0.5 * logvar[model.elites, :, :1])
         cands = mean + std * jax.random.normal(k_noise, (resamples, *mean.shape))
         cands = cands.reshape(-1, *mean.shape[1:])  # [C, S, 1]
+        scores = dynamics_reward(reward, obs[None], power[None], cands, z=door[None, :, None])
         if mode == "plain":  # a random elite's sample (the first resample of each elite)
             pick = jax.random.randint(k_pick, temp.shape, 0, mean.shape[0])
         else:
-            scores = dynamics_reward(reward, obs[None], power[None], cands, z=door[None, :, None])
             rule = "select" if mode == "filtered" else "softmax"
             pick = select_candidates(scores, rule, k_pick, kappa=0.1)
-        nxt = cands[pick, jnp.arange(temp.shape[0]), 0]
-        return nxt, nxt
+        rows = jnp.arange(temp.shape[0])
+        nxt = cands[pick, rows, 0]
+        return nxt, (nxt, scores[pick, rows])
 
     keys = jax.random.split(rng, horizon)
-    _, temps = jax.lax.scan(step, starts, (doors.T, keys))
-    return temps.T
+    _, (temps, chosen) = jax.lax.scan(step, starts, (doors.T, keys))
+    return temps.T, chosen.T
 
 
 def rollout_errors(
     model, reward, test: dict, settings: DemoSettings, modes=MODES
 ) -> dict[str, np.ndarray]:
     """Per mode, |T_model(h) - T_true(h)| [starts, horizon] along the test trajectory."""
+    return {k: v for k, v in rollouts_with_reward(model, reward, test, settings, modes).items()
+            if "/" not in k}  # fmt: skip
+
+
+def rollouts_with_reward(model, reward, test, settings: DemoSettings, modes=MODES, threshold=0.6):
+    """`rollout_errors` plus, per mode, "<mode>/alive" [starts, horizon]: whether MOREC's
+    threshold (r_D >= `threshold` at every earlier step) would still be rolling that start
+    out at step h (the demo's rollouts run on regardless, to show where they go)."""
     h = settings.horizon
     t0 = np.arange(0, len(test["power"]) - h, settings.start_every)
     idx = t0[:, None] + np.arange(h)[None]
@@ -145,14 +155,23 @@ def rollout_errors(
     truth = test["temperature"][idx + 1]
     out = {}
     for i, mode in enumerate(modes):
-        pred = model_rollouts(model, reward, jnp.asarray(starts), jnp.asarray(doors),
-                              jax.random.PRNGKey(settings.seed + i), mode, h, settings.resamples)  # fmt: skip
+        pred, chosen = model_rollouts(model, reward, jnp.asarray(starts), jnp.asarray(doors),
+                                      jax.random.PRNGKey(settings.seed + i), mode, h,
+                                      settings.resamples)  # fmt: skip
         out[mode] = np.abs(np.asarray(pred) - truth)
+        ok = np.asarray(chosen) >= threshold
+        # alive at step h: no step before h ended the rollout (step h itself is kept)
+        out[f"{mode}/alive"] = np.concatenate(
+            [np.ones((len(t0), 1), bool), np.cumprod(ok, axis=1)[:, :-1].astype(bool)], axis=1
+        )
     return out
 
 
-def run_morec_demo(out: Path, settings: DemoSettings = DemoSettings(), console=None) -> dict:
-    """Run the experiment, write figures and `results.json` into `out`; returns the numbers."""
+def run_morec_demo(
+    out: Path, settings: DemoSettings = DemoSettings(), console=None, models=None
+) -> dict:
+    """Run the experiment, write figures and `results.json` into `out`; returns the numbers.
+    `models`: an (ensemble, dynamics reward) pair fitted before, instead of fitting them."""
     from rich.console import Console
 
     console = console or Console()
@@ -166,10 +185,31 @@ def run_morec_demo(out: Path, settings: DemoSettings = DemoSettings(), console=N
         f"power <= {test['power'].max():.1f}"
     )
     console.print("fitting the dynamics ensemble and the dynamics reward ...")
-    model, reward, timing = fit_models(data, settings)
-    errors = rollout_errors(model, reward, test, settings)
+    if models is None:
+        from shiftrl.dynamics.reward import save_reward
+        from shiftrl.dynamics.store import save_model
+
+        model, reward, timing = fit_models(data, settings)
+        # kept for inspection and re-runs: load_model / load_reward, then models=(...)
+        save_model(model, out / "models" / "ensemble", {"demo": "morec", **timing})
+        save_reward(reward, out / "models" / "dynamics-reward", {"demo": "morec", **timing})
+    else:
+        (model, reward), timing = models, {}
+    full = rollouts_with_reward(model, reward, test, settings)
+    errors = {k: v for k, v in full.items() if "/" not in k}
     shown = [h for h in SHOWN_HORIZONS if h <= settings.horizon]
     mae = {mode: {h: float(e[:, h - 1].mean()) for h in shown} for mode, e in errors.items()}
+    median = {m: {h: float(np.median(e[:, h - 1])) for h in shown} for m, e in errors.items()}
+    alive = {m: {h: float(full[f"{m}/alive"][:, h - 1].mean()) for h in shown} for m in errors}
+    mae_alive = {
+        m: {
+            h: float(e[full[f"{m}/alive"][:, h - 1], h - 1].mean())
+            if full[f"{m}/alive"][:, h - 1].any()
+            else None
+            for h in shown
+        }
+        for m, e in errors.items()
+    }
     results = {
         "settings": {
             "episodes": settings.episodes,
@@ -182,6 +222,9 @@ def run_morec_demo(out: Path, settings: DemoSettings = DemoSettings(), console=N
         "data_range": [float(data["obs"].min()), float(data["obs"].max())],
         "test_range": [float(test["temperature"].min()), float(test["temperature"].max())],
         "mae": mae,
+        "median_abs_error": median,
+        "alive": alive,
+        "mae_alive": mae_alive,
         "mae_all_horizons": {m: float(e.mean()) for m, e in errors.items()},
         **timing,
     }
@@ -195,6 +238,13 @@ def run_morec_demo(out: Path, settings: DemoSettings = DemoSettings(), console=N
         table.add_column(f"h={h}", justify="right")
     for mode in MODES:
         table.add_row(mode, *[f"{mae[mode][h]:.2f}" for h in shown])
+    for mode in MODES:
+        table.add_row(
+            f"{mode}, alive only",
+            *[f"{v:.2f}" if (v := mae_alive[mode][h]) is not None else "-" for h in shown],
+        )
+    for mode in MODES:
+        table.add_row(f"{mode}, share alive", *[f"{alive[mode][h]:.2f}" for h in shown])
     console.print(table)
     console.print(f"figures and results.json in {out}")
     return results
@@ -214,7 +264,7 @@ def plot_results(out: Path, model, reward, data, test, errors, settings: DemoSet
         np.arange(h + 1), test["temperature"][: h + 1], "k", lw=2, label="true (test controller)"
     )
     for i, mode in enumerate(MODES):
-        pred = model_rollouts(model, reward, jnp.asarray(test["temperature"][:1]),
+        pred, _ = model_rollouts(model, reward, jnp.asarray(test["temperature"][:1]),
                               jnp.asarray(test["door"][None, :h]), jax.random.PRNGKey(settings.seed + i),
                               mode, h, settings.resamples)  # fmt: skip
         ax.plot(np.arange(h + 1), np.r_[test["temperature"][0], np.asarray(pred)[0]],

@@ -10,7 +10,8 @@ Model rollouts run inside the compiled train loop, on the add-on path:
   step (`dynamics.sample_step`); a row stops after the environment's termination function
   fires. Rewards are penalized r - penalty * max_k ||sigma_k||_2 (MOPO's aleatoric
   uncertainty, all members). Live rows are written into a device-side ring buffer of
-  rollout_batch * horizon * retain_epochs transitions;
+  rollout_batch * horizon * retain_epochs transitions. One model transition per row is
+  the `model_step` hook, which a transition filter overrides (MOREC, addons/morec.py);
 - `transform_batch` keeps round(real_ratio * B) of the batch's dataset rows (evenly spread,
   so target and source rows keep their shares) and fills the rest with transitions drawn
   uniformly from the buffer, labelled `MODEL`, so batch shapes stay static and other
