@@ -229,7 +229,8 @@ def run_morec_demo(
         **timing,
     }
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot_results(out, model, reward, data, test, errors, settings)
+    alive_steps = {m: full[f"{m}/alive"] for m in errors}
+    plot_results(out, model, reward, data, test, errors, alive_steps, settings)
     from rich.table import Table
 
     table = Table(title="MAE (C) of model rollouts under the test controller, by horizon")
@@ -250,7 +251,9 @@ def run_morec_demo(
     return results
 
 
-def plot_results(out: Path, model, reward, data, test, errors, settings: DemoSettings) -> None:
+def plot_results(
+    out: Path, model, reward, data, test, errors, alive, settings: DemoSettings
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,12 +284,16 @@ def plot_results(out: Path, model, reward, data, test, errors, settings: DemoSet
     fig.tight_layout()
     fig.savefig(out / "trajectory.png", dpi=120)
     plt.close(fig)
-    # 2. MAE per horizon
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    # 2. MAE per horizon, and the share of rollouts MOREC's threshold would keep
+    fig, (ax, ax_alive) = plt.subplots(1, 2, figsize=(11, 3.5))
     for mode, e in errors.items():
         ax.plot(np.arange(1, h + 1), e.mean(0), color=colors[mode], label=mode)
+        ax_alive.plot(np.arange(1, h + 1), alive[mode].mean(0), color=colors[mode], label=mode)
+    starts = len(next(iter(errors.values())))
     ax.set(xlabel="horizon (steps)", ylabel="MAE (C)", yscale="log",
-           title=f"Model rollouts under the test controller ({len(next(iter(errors.values())))} starts)")  # fmt: skip
+           title=f"Rollouts under the test controller ({starts} starts)")  # fmt: skip
+    ax_alive.set(xlabel="horizon (steps)", ylabel="share", ylim=(0, 1.05),
+                 title="Rollouts not yet ended by r_D < 0.6")  # fmt: skip
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "mae.png", dpi=120)
