@@ -317,7 +317,8 @@ def plot_results(
         )
         ax.plot(temps, np.asarray(mean[model.elites, :, 0]).mean(0), color="tab:red", lw=1.5,
                 label="ensemble (elite mean)")  # fmt: skip
-        ax.plot(temps, nexts[np.argmax(r, axis=0)], color="orange", lw=1, label="argmax r_D")
+        ax.contour(temps, nexts, r, levels=[0.6], colors="orange", linewidths=1)
+        ax.plot([], [], color="orange", lw=1, label="r_D = 0.6 (threshold)")
         seen = (data["action"][:, 0] > power - 0.25) & (data["action"][:, 0] < power + 0.25)
         if seen.any():
             ax.axvspan(
