@@ -248,6 +248,15 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     assert recorded["addons"][0]["name"] == "morec-mopo"
 
 
+def test_demo_names_are_checked():
+    from typer.testing import CliRunner
+
+    from shiftrl.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "refrigerator"])
+    assert result.exit_code != 0 and "choose offline or morec" in result.output
+
+
 def test_morec_mobile_recipe_composes_mobile_with_the_filter():
     from shiftrl.addons import MOBILE, build_addons
     from shiftrl.addons.morec import TransitionFilter
