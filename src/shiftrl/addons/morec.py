@@ -186,8 +186,8 @@ def template_reward(config, spec: LearnerSpec, rng: jax.Array):
 class MORECMOPO(TransitionFilter, MOPO):
     name: ClassVar[str] = "morec-mopo"
     description: ClassVar[str] = (
-        "MOPO's rollouts filtered by a learned dynamics reward (best of 10 candidates, "
-        "ended below r_D 0.6)"
+        "MOPO's rollouts filtered by a learned dynamics reward (one of 10 candidates by "
+        "argmax or softmax of r_D; rollouts of 100 ended below r_D 0.6)"
     )
     horizon: int = 100
     rollout_batch: int = 2000
