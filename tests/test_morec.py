@@ -285,7 +285,7 @@ def test_filter_lowers_rollout_error_on_the_refrigerator():
     from shiftrl.envs import refrigerator as fridge
 
     data = fridge.offline_data(QUICK.episodes, QUICK.steps, seed=0)
-    test = fridge.run(fridge.test_controller, 200, seed=1000)
+    test = fridge.run(fridge.evaluation_controller, 200, seed=1000)
     assert test["temperature"].min() < data["obs"].min() - 3  # the test visits unseen states
     reward, _ = train_dynamics_reward(
         data["obs"], data["action"], data["next_obs"], QUICK.reward, seed=0, z=data["door"]

@@ -104,7 +104,7 @@ def fit_models(data: dict, settings: DemoSettings) -> tuple[DynamicsModel, Dynam
 
 
 def _controller(temperature: jax.Array) -> jax.Array:
-    return jnp.clip(0.5 * (temperature + 8.0), 0.0, fridge.U_MAX)  # fridge.test_controller
+    return jnp.clip(0.5 * (temperature + 8.0), 0.0, fridge.U_MAX)  # fridge.evaluation_controller
 
 
 @partial(jax.jit, static_argnames=("mode", "horizon", "resamples"))
@@ -177,7 +177,7 @@ def run_morec_demo(
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     data = fridge.offline_data(settings.episodes, settings.steps, settings.seed)
-    test = fridge.run(fridge.test_controller, settings.test_steps, settings.seed + 1000)
+    test = fridge.run(fridge.evaluation_controller, settings.test_steps, settings.seed + 1000)
     console.print(
         f"[bold]refrigerator[/]: {len(data['obs'])} behaviour transitions, T in "
         f"[{data['obs'].min():.1f}, {data['obs'].max():.1f}], power <= {data['action'].max():.1f}; "

@@ -17,8 +17,9 @@ the one the next step starts from), so a transition (T, u, T') is Markov in what
 Controllers (u clipped to [0, 10]):
 - behaviour: the reference's `SamplingPolicy`, u = 0.2 (T - (-3.75)) + N(0, 0.1^2); it
   keeps the temperature in about [-2.5, 10] (then near -2 C);
-- test: u = 0.5 (T - (-8)), a colder set-point and a stronger gain, so it drives the
-  temperature to about -7 C and powers up to 10, states and actions the data never holds.
+- evaluation (the paper's "test policy"): u = 0.5 (T - (-8)), a colder set-point and a
+  stronger gain, so it drives the temperature to about -7 C and uses powers up to 9,
+  states and actions the data never holds.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def behaviour_controller(temperature: np.ndarray, rng: np.random.Generator) -> n
     )
 
 
-def test_controller(temperature: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+def evaluation_controller(
+    temperature: np.ndarray, rng: np.random.Generator | None = None
+) -> np.ndarray:
     return np.clip(0.5 * (temperature + 8.0), 0.0, U_MAX)
 
 
