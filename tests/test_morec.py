@@ -199,6 +199,7 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     filtered model rows."""
     from typer.testing import CliRunner
 
+    import shiftrl
     from shiftrl.cli import app
     from shiftrl.data.io import save_dataset
 
@@ -246,6 +247,18 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     assert 0.0 <= row[key + "filter_ended"] <= 1.0
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert recorded["addons"][0]["name"] == "morec-mopo"
+    policy = shiftrl.load_policy(tmp_path / "run")  # the checkpoint restores into init's state
+    assert policy.act(np.zeros((1, point_reach_data.obs_dim), np.float32)).shape == (1, 1)
+    # a run without reward_dir restores into a template shaped as the reward it would learn
+    from shiftrl.addons.morec import template_reward
+
+    same = MORECMOPO(reward_hidden=(16,), reward_iterations=100, reward_snapshot_every=50)
+    spec = LearnerSpec(point_reach_data.obs_dim, point_reach_data.act_dim, 100)
+    template = template_reward(same.reward_config, spec, jax.random.PRNGKey(0))
+    loaded, _ = load_reward(reward_dir)
+    assert template.config == loaded.config
+    shapes = lambda tree: [x.shape for x in jax.tree.leaves(tree)]  # noqa: E731
+    assert shapes(template) == shapes(loaded)
 
 
 def test_demo_names_are_checked():
