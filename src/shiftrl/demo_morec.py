@@ -71,26 +71,35 @@ QUICK = DemoSettings(
 """Small networks and few steps (tests)."""
 
 
-def fit_models(data: dict, settings: DemoSettings) -> tuple[DynamicsModel, DynamicsReward, dict]:
+def fit_models(
+    data: dict, settings: DemoSettings, progress: bool = False
+) -> tuple[DynamicsModel, DynamicsReward, dict]:
     """The ensemble (inputs T and (u, door)) and r_D (z = door), with their training times."""
+    from shiftrl.dynamics.progress import EpochProgress
+    from shiftrl.dynamics.reward.progress import RewardProgress
+
     t0 = time.perf_counter()
-    model, _ = train_ensemble(
-        data["obs"],
-        np.concatenate([data["action"], data["door"]], axis=1),
-        data["reward"],
-        data["next_obs"],
-        settings.ensemble,
-        seed=settings.seed,
-    )
+    with EpochProgress(settings.ensemble, enabled=progress) as bar:
+        model, _ = train_ensemble(
+            data["obs"],
+            np.concatenate([data["action"], data["door"]], axis=1),
+            data["reward"],
+            data["next_obs"],
+            settings.ensemble,
+            seed=settings.seed,
+            on_epoch=bar.update,
+        )
     t1 = time.perf_counter()
-    reward, report = train_dynamics_reward(
-        data["obs"],
-        data["action"],
-        data["next_obs"],
-        settings.reward,
-        settings.seed,
-        z=data["door"],
-    )
+    with RewardProgress(settings.reward, enabled=progress) as bar:
+        reward, report = train_dynamics_reward(
+            data["obs"],
+            data["action"],
+            data["next_obs"],
+            settings.reward,
+            settings.seed,
+            z=data["door"],
+            on_chunk=bar.update,
+        )
     t2 = time.perf_counter()
     return (
         model,
@@ -168,7 +177,11 @@ def rollouts_with_reward(model, reward, test, settings: DemoSettings, modes=MODE
 
 
 def run_morec_demo(
-    out: Path, settings: DemoSettings = DemoSettings(), console=None, models=None
+    out: Path,
+    settings: DemoSettings = DemoSettings(),
+    console=None,
+    models=None,
+    progress: bool = True,
 ) -> dict:
     """Run the experiment, write figures and `results.json` into `out`; returns the numbers.
     `models`: an (ensemble, dynamics reward) pair fitted before, instead of fitting them."""
@@ -189,7 +202,7 @@ def run_morec_demo(
         from shiftrl.dynamics.reward import save_reward
         from shiftrl.dynamics.store import save_model
 
-        model, reward, timing = fit_models(data, settings)
+        model, reward, timing = fit_models(data, settings, progress=progress)
         # kept for inspection and re-runs: load_model / load_reward, then models=(...)
         save_model(model, out / "models" / "ensemble", {"demo": "morec", **timing})
         save_reward(reward, out / "models" / "dynamics-reward", {"demo": "morec", **timing})
