@@ -317,12 +317,15 @@ def demo(
     ] = "offline",
     out: Annotated[Path | None, typer.Option("--out")] = None,
     steps: Annotated[int, typer.Option("--steps", help="offline demo: gradient steps")] = 10_000,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="morec: small networks, short rollouts (~1-2 min)")
+    ] = False,
 ) -> None:
     """Make a dataset, train learners, evaluate them, print scores and write a plot."""
     if which == "morec":
-        from shiftrl.demo_morec import run_morec_demo
+        from shiftrl.demo_morec import QUICK, DemoSettings, run_morec_demo
 
-        run_morec_demo(out or Path("shiftrl-demo-morec"))
+        run_morec_demo(out or Path("shiftrl-demo-morec"), QUICK if quick else DemoSettings())
         return
     if which != "offline":
         raise ConfigError(f"unknown demo '{which}'; choose offline or morec")
