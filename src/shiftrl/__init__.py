@@ -11,9 +11,11 @@ from shiftrl.api import (  # noqa: E402
     evaluate_dynamics,
     load_dataset,
     load_dynamics,
+    load_dynamics_reward,
     load_policy,
     train,
     train_dynamics,
+    train_dynamics_reward,
     train_seeds,
 )
 from shiftrl.data.dataset import DatasetMetadata, TransitionDataset  # noqa: E402
@@ -30,8 +32,10 @@ __all__ = [
     "finetune",
     "load_dataset",
     "load_dynamics",
+    "load_dynamics_reward",
     "load_policy",
     "train",
     "train_dynamics",
+    "train_dynamics_reward",
     "train_seeds",
 ]

@@ -230,3 +230,39 @@ def evaluate_dynamics(
     if isinstance(model_or_path, str | Path):
         model, record = load_model(model_or_path)
     return evaluate_model(model, _as_dataset(dataset), record, horizon=horizon, **kw)
+
+
+def train_dynamics_reward(
+    dataset: TransitionDataset | str | Path,
+    *,
+    out: str | Path | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool = True,
+    **settings: Any,
+):
+    """Learn (or reuse from the cache) MOREC's dynamics reward r_D(s, a, s') on `dataset`.
+
+    `settings` are `shiftrl.dynamics.reward.RewardConfig` fields (iterations=10_000,
+    snapshot_every=250, ensemble_size=40, discriminator=(256, 256), ...). Cached under
+    $SHIFTRL_DATA/dynamics-reward by data, settings and seed; with `out`, also saved there
+    (`load_dynamics_reward(out)`, or `--set morec-mopo.reward_dir=OUT`)."""
+    from shiftrl.dynamics.reward import RewardConfig, fit_dynamics_reward, save_reward
+
+    config = RewardConfig.from_json({**RewardConfig().to_json(), **settings})
+    model, record = fit_dynamics_reward(
+        _as_dataset(dataset), config, seed=seed, cache=cache, progress=progress
+    )
+    if out is not None:
+        save_reward(
+            model, out, {k: v for k, v in record.items() if k not in ("reused", "cache_dir")}
+        )
+    return model
+
+
+def load_dynamics_reward(path: str | Path):
+    """A dynamics reward saved by `train_dynamics_reward(out=...)` or `shiftrl dynamics-reward
+    train`; score transitions with `shiftrl.dynamics.reward.dynamics_reward(model, s, a, s')`."""
+    from shiftrl.dynamics.reward import load_reward
+
+    return load_reward(path)[0]

@@ -312,13 +312,30 @@ def envs(
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out")] = Path("shiftrl-demo"),
-    steps: Annotated[int, typer.Option("--steps")] = 10_000,
+    which: Annotated[
+        str,
+        typer.Argument(
+            help="'offline' (the default): offline RL and a dynamics-shift study on the "
+            "pendulum; 'morec': MOREC's refrigerator experiment"
+        ),
+    ] = "offline",
+    out: Annotated[Path | None, typer.Option("--out")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="offline demo: gradient steps")] = 10_000,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="morec: small networks, short rollouts (~1-2 min)")
+    ] = False,
 ) -> None:
     """Make a dataset, train learners, evaluate them, print scores and write a plot."""
+    if which == "morec":
+        from shiftrl.demo_morec import QUICK, DemoSettings, run_morec_demo
+
+        run_morec_demo(out or Path("shiftrl-demo-morec"), QUICK if quick else DemoSettings())
+        return
+    if which != "offline":
+        raise ConfigError(f"unknown demo '{which}'; choose offline or morec")
     from shiftrl.demo import run_demo
 
-    run_demo(out, steps=steps)
+    run_demo(out or Path("shiftrl-demo"), steps=steps)
 
 
 @app.command()
@@ -386,11 +403,13 @@ def _register_subcommands() -> None:
     from shiftrl.bench import cli as bench_cli
     from shiftrl.data.cli import data_app
     from shiftrl.dynamics.cli import dynamics_app
+    from shiftrl.dynamics.reward.cli import reward_app
     from shiftrl.zoo.cli import zoo_app
 
     app.add_typer(zoo_app, name="zoo")
     app.add_typer(data_app, name="data")
     app.add_typer(dynamics_app, name="dynamics")
+    app.add_typer(reward_app, name="dynamics-reward")
     app.command("bench")(user_errors(bench_cli.bench))
     app.command("report")(user_errors(bench_cli.report))
 

@@ -26,6 +26,15 @@ def _mobile_settings(dataset: str) -> dict[str, Any]:
     return preset_settings(dataset)
 
 
+def _morec_settings(algo: str) -> Callable[[str], dict[str, Any]]:
+    def settings(dataset: str) -> dict[str, Any]:
+        from shiftrl.addons.morec import preset_settings
+
+        return preset_settings(algo, dataset)
+
+    return settings
+
+
 def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
     def settings(dataset: str) -> dict[str, Any]:
         from shiftrl.addons.ssar import preset_settings
@@ -102,6 +111,26 @@ RECIPES: dict[str, Recipe] = {
             "Q'(s', a') (h, beta per dataset)",
             "Sun, Zhang, Jia, Zhang, Yu & Yu, ICML 2023",
             _mobile_settings,
+        ),
+        Recipe(
+            "morec-mopo",
+            "sac",
+            "mopo",
+            "morec-mopo",
+            "MOPO with MOREC's transition filter: model candidates chosen by a learned dynamics "
+            "reward, rollouts of 100 ended below r_D 0.6 (lambda, rule per dataset)",
+            "Luo, Xu, Cao & Yu, ICLR 2024",
+            _morec_settings("morec-mopo"),
+        ),
+        Recipe(
+            "morec-mobile",
+            "sac",
+            "morec-mobile",
+            "morec-mobile",
+            "MOBILE with MOREC's transition filter (softmax over candidates by a learned "
+            "dynamics reward; beta per dataset)",
+            "Luo, Xu, Cao & Yu, ICLR 2024",
+            _morec_settings("morec-mobile"),
         ),
     )
 }

@@ -1,7 +1,7 @@
 """Add-ons: shift methods and regularizers that plug into any learner (see base.py).
 
 The registry maps a name to a factory taking the recorded settings; method issues
-(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE; MOREC next) add their entries here.
+(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MOREC-MOPO, MOREC-MOBILE) add their entries here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.addons.dara import DARA
 from shiftrl.addons.mobile import MOBILE
+from shiftrl.addons.morec import MORECMOBILE, MORECMOPO
 from shiftrl.addons.rollouts import MOPO
 from shiftrl.addons.spot import SPOT
 from shiftrl.addons.srpo import SRPO
@@ -19,7 +20,7 @@ from shiftrl.addons.ssar import SSAR
 from shiftrl.core.errors import ConfigError
 
 ADDONS: dict[str, Callable[..., AddOn]] = {
-    cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE)
+    cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MORECMOPO, MORECMOBILE)
 }
 
 
@@ -46,7 +47,10 @@ def build_addons(specs: Sequence[dict[str, Any]], learner: Any = None) -> tuple[
 __all__ = [
     "ADDONS",
     "DARA",
+    "MOBILE",
     "MOPO",
+    "MORECMOBILE",
+    "MORECMOPO",
     "SPOT",
     "SRPO",
     "SSAR",

@@ -10,7 +10,8 @@ Model rollouts run inside the compiled train loop, on the add-on path:
   step (`dynamics.sample_step`); a row stops after the environment's termination function
   fires. Rewards are penalized r - penalty * max_k ||sigma_k||_2 (MOPO's aleatoric
   uncertainty, all members). Live rows are written into a device-side ring buffer of
-  rollout_batch * horizon * retain_epochs transitions;
+  rollout_batch * horizon * retain_epochs transitions. One model transition per row is
+  the `model_step` hook, which a transition filter overrides (MOREC, addons/morec.py);
 - `transform_batch` keeps round(real_ratio * B) of the batch's dataset rows (evenly spread,
   so target and source rows keep their shares) and fills the rest with transitions drawn
   uniformly from the buffer, labelled `MODEL`, so batch shapes stay static and other
@@ -32,6 +33,7 @@ import numpy as np
 
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.core.errors import ConfigError
+from shiftrl.core.jax_utils import nan_like
 from shiftrl.core.types import MODEL, Batch
 from shiftrl.dynamics.ensemble import UNCERTAINTY_MODES
 from shiftrl.learners.base import Learner, LearnerSpec
@@ -213,14 +215,26 @@ class MOPO(AddOn):
         return {"model": model, "buffer": buffer, "ptr": zero, "size": zero, "step": zero}
 
     # -- rollouts ---------------------------------------------------------------------------
+    def model_step(self, state: dict, raw_obs: jax.Array, raw_action: jax.Array, rng: jax.Array):
+        """One model transition per row, in raw units: (next_obs [B, d], reward [B],
+        uncertainty [B], stop [B] bool: the rollout ends here, row kept and flagged terminal,
+        info: per-row arrays logged as their mean over live rows). MOPO: a random elite's
+        sample, never stops; a transition filter (MOREC) overrides this."""
+        from shiftrl.dynamics import sample_step
+
+        next_obs, reward, uncertainty = sample_step(
+            state["model"], raw_obs, raw_action, rng, self.uncertainty
+        )
+        return next_obs, reward, uncertainty, jnp.zeros(raw_obs.shape[0], bool), {}
+
     def rollout(self, state: dict, ctx: AddOnContext, rng: jax.Array) -> tuple[dict, dict]:
         """One round: `rollout_batch` rollouts of `horizon` steps, live rows into the buffer."""
-        from shiftrl.dynamics import sample_step, termination_fn
+        from shiftrl.dynamics import termination_fn
 
         p = self.prepared
         if p is None:
             raise RuntimeError("mopo: prepare() must run before training")
-        model, done_fn = state["model"], termination_fn(p.termination)
+        done_fn = termination_fn(p.termination)
         data = ctx.data[0]
         k_start, k_steps = jax.random.split(rng)
         rows = jax.random.randint(k_start, (self.rollout_batch,), 0, data["obs"].shape[0])
@@ -231,10 +245,10 @@ class MOPO(AddOn):
             action = ctx.learner.explore(ctx.learner_state, obs, k_act)
             raw_obs = obs * p.obs_std + p.obs_mean
             raw_action = p.act_center + p.act_half * jnp.clip(action, -1.0, 1.0)
-            raw_next, raw_reward, uncertainty = sample_step(
-                model, raw_obs, raw_action, k_model, self.uncertainty
+            raw_next, raw_reward, uncertainty, stop, info = self.model_step(
+                state, raw_obs, raw_action, k_model
             )
-            done = done_fn(raw_obs, raw_action, raw_next)
+            done = done_fn(raw_obs, raw_action, raw_next) | stop
             penalized = raw_reward - self.penalty * uncertainty
             next_obs = (raw_next - p.obs_mean) / p.obs_std
             out = {
@@ -244,25 +258,24 @@ class MOPO(AddOn):
                 "next_obs": next_obs,
                 "terminal": done.astype(jnp.float32),
             }
-            return (next_obs, alive & ~done), (out, alive, uncertainty)
+            return (next_obs, alive & ~done), (out, alive, uncertainty, info)
 
         start = (data["obs"][rows], jnp.ones(self.rollout_batch, bool))
-        _, (out, alive, uncertainty) = jax.lax.scan(
+        _, (out, alive, uncertainty, info) = jax.lax.scan(
             step, start, jax.random.split(k_steps, self.horizon)
         )
         state = write_rows(state, out, alive, self.capacity)
         live = alive.astype(jnp.float32)
+        per_live = {"uncertainty": uncertainty, "model_reward": out["reward"], **info}
         metrics = {
             "rollout_length": live.sum(0).mean(),
-            "uncertainty": (uncertainty * live).sum() / jnp.maximum(live.sum(), 1.0),
-            "model_reward": (out["reward"] * live).sum() / jnp.maximum(live.sum(), 1.0),
+            **{k: (v * live).sum() / jnp.maximum(live.sum(), 1.0) for k, v in per_live.items()},
         }
         return state, metrics
 
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
-        def skip(state):
-            nan = jnp.full((), jnp.nan)
-            return state, {"rollout_length": nan, "uncertainty": nan, "model_reward": nan}
+        def skip(state):  # NaN metrics shaped as a round's (nanmean when logged)
+            return state, nan_like(jax.eval_shape(lambda s: self.rollout(s, ctx, rng)[1], state))
 
         state, metrics = jax.lax.cond(
             state["step"] % self.rollout_every == 0,

@@ -10,7 +10,7 @@ online and is the base CQL extends (`cql.py` adds the conservative term).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -267,3 +267,8 @@ class SAC(Learner):
             extra=extra,
         )
         return new, {**m_actor, **m_critic, **m_extra}
+
+
+# MOREC's MOBILE runs (polixir/morec): MOBILE's SAC with deterministic_backup=False (the
+# entropy term stays in the TD target), target still clamped at 0
+SAC.PRESETS["morec-mobile"] = replace(SAC.PRESETS["mobile"], backup_entropy=True)

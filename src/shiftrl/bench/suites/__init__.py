@@ -23,7 +23,7 @@ from shiftrl.bench.suites.spec import (
 )
 from shiftrl.core.errors import ConfigError
 
-SUITE_MODULES = ("smoke", "locomotion", "dara", "srpo", "spot", "ssar", "o2o", "mb")
+SUITE_MODULES = ("smoke", "locomotion", "dara", "srpo", "spot", "ssar", "o2o", "mb", "morec")
 
 
 def suite_names() -> list[str]:

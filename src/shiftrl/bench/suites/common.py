@@ -38,7 +38,10 @@ QUICK_100K = Budget(
 QUICK_MODEL_EPOCHS = 20
 """The quick profiles' cap on a dynamics ensemble's training epochs (early stopping still
 applies): about 40 minutes on 1M hopper transitions on the 2-core CPU machine."""
-QUICK_MODEL_CAP = {name: {"model_max_epochs": QUICK_MODEL_EPOCHS} for name in ("mopo", "mobile")}
+QUICK_MODEL_CAP = {
+    name: {"model_max_epochs": QUICK_MODEL_EPOCHS}
+    for name in ("mopo", "mobile", "morec-mopo", "morec-mobile")
+}
 """Budget `addon_settings` capping the model-based add-ons' ensembles (runs without them
 ignore it)."""
 

@@ -1,0 +1,181 @@
+"""Saving, loading and reusing learned dynamics rewards (as `dynamics/store.py` does for
+ensembles): a folder holds `reward.msgpack` (flax msgpack: arrays, numbers, strings; nothing
+executes on load) and `dynamics_reward.json`, its readable record. `fit_dynamics_reward`
+caches under `$SHIFTRL_DATA/dynamics-reward/<key>`, keyed by the data's checksum, every
+setting and the seed, so MOREC-MOPO and MOREC-MOBILE runs on the same data share one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from shiftrl.core.errors import ConfigError, DataError
+from shiftrl.data.dataset import TransitionDataset
+from shiftrl.dynamics.reward.model import (
+    DynamicsReward,
+    RewardConfig,
+    Scaling,
+    init_discriminator,
+)
+from shiftrl.dynamics.reward.train import train_dynamics_reward
+
+FORMAT = "shiftrl-dynamics-reward"
+FORMAT_VERSION = 1
+MODEL_FILE = "reward.msgpack"
+RECORD_FILE = "dynamics_reward.json"
+
+
+def cache_key(checksum: str, config: RewardConfig, seed: int) -> str:
+    blob = json.dumps(
+        {"data": checksum, "config": config.to_json(), "seed": seed, "format": FORMAT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cache_root() -> Path:
+    from shiftrl.data.registry import data_root
+
+    return data_root() / "dynamics-reward"
+
+
+def save_reward(model: DynamicsReward, directory: str | Path, record: dict[str, Any]) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sc = model.scaling
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_json()),
+        "obs_dim": model.obs_dim,
+        "act_dim": model.act_dim,
+        "snapshots": serialization.to_state_dict(jax.device_get(model.snapshots)),
+        "expert": np.asarray(model.expert),
+        "learner": np.asarray(model.learner),
+        "scaling": {
+            k: np.asarray(getattr(sc, k)) for k in ("obs_low", "obs_high", "act_low", "act_high")
+        },
+        "record": json.dumps(record),
+    }
+    for name, data in (
+        (MODEL_FILE, serialization.msgpack_serialize(payload)),
+        (RECORD_FILE, (json.dumps(record, indent=1) + "\n").encode()),
+    ):
+        tmp = directory / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, directory / name)
+    return directory / MODEL_FILE
+
+
+def load_reward(path: str | Path) -> tuple[DynamicsReward, dict[str, Any]]:
+    """A saved dynamics reward (its folder or its `reward.msgpack`) and its record."""
+    path = Path(path)
+    file = path / MODEL_FILE if path.is_dir() else path
+    if not file.exists():
+        raise DataError(f"{path}: no learned dynamics reward here (expected {MODEL_FILE})")
+    try:
+        payload = serialization.msgpack_restore(file.read_bytes())
+        if payload.get("format") != FORMAT:
+            raise ValueError("not a dynamics reward")
+        if int(payload["format_version"]) > FORMAT_VERSION:
+            raise ValueError("written by a newer shiftrl")
+        config = RewardConfig.from_json(json.loads(payload["config"]))
+        obs_dim, act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
+        k = len(np.atleast_1d(payload["expert"]))
+        one = jax.eval_shape(
+            lambda: init_discriminator(jax.random.PRNGKey(0), config, obs_dim, act_dim)
+        )
+        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct((k, *x.shape), x.dtype), one)
+        snapshots = serialization.from_state_dict(template, payload["snapshots"])
+        for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(snapshots), strict=True):
+            if tuple(want.shape) != tuple(np.shape(got)):
+                raise ValueError("parameter shapes do not match the recorded settings")
+        scaling = Scaling(
+            **{k: jnp.asarray(v, jnp.float32) for k, v in payload["scaling"].items()},
+            obs_scale=config.obs_scale,
+        )
+        model = DynamicsReward(
+            snapshots=jax.tree.map(jnp.asarray, snapshots),
+            expert=jnp.asarray(np.atleast_1d(payload["expert"]), jnp.float32),
+            learner=jnp.asarray(np.atleast_1d(payload["learner"]), jnp.float32),
+            scaling=scaling,
+            config=config,
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+        )
+        return model, json.loads(payload["record"])
+    except (ValueError, KeyError, TypeError, ConfigError) as e:
+        raise DataError(f"{file}: not a readable shiftrl dynamics reward ({e})") from None
+
+
+def fit_dynamics_reward(
+    dataset: TransitionDataset,
+    config: RewardConfig = RewardConfig(),
+    *,
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool = True,
+) -> tuple[DynamicsReward, dict[str, Any]]:
+    """A dynamics reward for `dataset`: from the cache when the same data, settings and seed
+    were learned before (record["reused"] is True), else learned now and cached."""
+    if config.z_dim:
+        raise ConfigError(
+            "dynamics-reward: datasets carry no hidden factor z; train with z_dim=0, or call "
+            "train_dynamics_reward with z for your own data"
+        )
+    checksum = dataset.checksum()
+    key = cache_key(checksum, config, seed)
+    folder = cache_root() / key
+    if cache and (folder / MODEL_FILE).exists():
+        model, record = load_reward(folder)
+        return model, {**record, "reused": True, "cache_dir": str(folder)}
+
+    from shiftrl.dynamics.reward.progress import RewardProgress
+
+    with RewardProgress(config, enabled=progress) as bar:
+        model, report = train_dynamics_reward(
+            dataset.observations,
+            dataset.actions,
+            dataset.next_observations,
+            config,
+            seed=seed,
+            on_chunk=bar.update,
+        )
+    meta = dataset.metadata
+    record = {
+        "key": key,
+        "config": config.to_json(),
+        "seed": seed,
+        "dataset": {
+            "name": meta.name,
+            "env_id": meta.env_id,
+            "checksum": checksum,
+            "transitions": len(dataset),
+        },
+        "iterations": report.iterations,
+        "snapshots": report.snapshots,
+        "calibrated": report.calibrated,
+        "seconds": round(report.seconds, 3),
+        "iterations_per_second": round(report.iterations_per_second, 1),
+        "device": jax.devices()[0].platform,
+        "history": report.history,
+    }
+    if cache:
+        tmp = cache_root() / f".{key}.{os.getpid()}.tmp"
+        save_reward(model, tmp, record)
+        if (folder / MODEL_FILE).exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+    return model, {**record, "reused": False, "cache_dir": str(folder) if cache else None}
