@@ -246,7 +246,7 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     bases = ["BEAR", "BRAC-p", "BCQ", "CQL", "AWR", "IQL"]
     assert [b.rsplit(": ", 1)[1] for b in blocks] == [
         f"{b}, source {s}" for s in ("body mass x2", "gravity x0.5", "friction x0.5") for b in bases
-    ]
+    ] + ["MOPO, source body mass x2"]  # the paper's model-based block
     iql = lines.index(blocks[5])  # IQL with the paper's body-mass source
     final = lines.index("### Final score", iql) + 2
     assert "\n".join(lines[final : final + 10]) == DARA_FINAL
@@ -272,7 +272,7 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     assert [x.split(" / ")[1].split(" | ")[0] for x in rows] == ["1T+10S w/o aug", "1T+10S DARA"]
     iqm_, mean_, gap = (c.strip() for c in rows[1].split("|")[4:7])
     assert iqm_.startswith("37.5 [") and mean_.startswith("40.0 [") and gap.startswith("60.0 [")
-    assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1416." in text
+    assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1512." in text
     for png in ("scores.png", "aggregates.png", "curves/hopper-medium.iql.10T.png"):
         assert (dara_study / "plots" / png).stat().st_size > 1000
     assert not (dara_study / "plots" / "curves" / "walker2d-medium.iql.10T.png").exists()
@@ -305,7 +305,7 @@ def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
     text = write_report(tmp_path, reps=200).read_text()
     # the body-mass block's four cells, three controls and two same-dynamics cells, and the
     # gravity / friction blocks' two cells and three controls each
-    assert "**Cells:** 19 of the suite's 708" in text and "**Runs finished:** 19 of 19." in text
+    assert "**Cells:** 19 of the suite's 756" in text and "**Runs finished:** 19 of 19." in text
     assert [x for x in text.splitlines() if x.startswith("## DARA")] == [
         f"## DARA (target: unshifted dynamics): IQL, source {s}"
         for s in ("body mass x2", "gravity x0.5", "friction x0.5")
