@@ -262,9 +262,10 @@ def envs(
 
     from shiftrl.core.errors import ConfigError
     from shiftrl.envs import list_variants
+    from shiftrl.envs.randomized import list_randomized
     from shiftrl.envs.reference import reference_scores, reference_source
 
-    rows = list_variants()
+    rows = list_variants() + list_randomized()
     robots = sorted({r["robot"] for r in rows})
     kinds = sorted({r["kind"] for r in rows})
     if robot is not None and robot not in robots:
