@@ -3,8 +3,9 @@
 Optimal policies of structurally similar MDPs with different dynamics share a stationary
 state distribution. SRPO regularizes towards it through the reward:
 
-    1. rank the batch's states by the learner's own value estimate (`learner.value`:
-       V(s) for IQL, min_i Q_i(s, pi(s)) for TD3+BC / CQL / SAC), label the top `rho`
+    1. rank the batch's states by the learner's own value estimate (`learner.batch_value`:
+       V(s) for IQL, min_i Q_i(s, pi(s)) for TD3+BC / CQL / SAC, with each transition's own
+       inferred context for context SAC), label the top `rho`
        fraction high-value (1) and the rest low-value (0);
     2. train a state discriminator D(s) = sigmoid(logit(s)) on those labels (BCE);
     3. rewards become r + lambda * log(clip(logit(s), 0.1, 10)), what the released code
@@ -118,7 +119,8 @@ class SRPO(AddOn):
 
     # -- the add-on protocol ------------------------------------------------------------------
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
-        values = jax.lax.stop_gradient(ctx.learner.value(ctx.learner_state, batch.obs))
+        # the learner's value of each state (a context learner: with the state's own context)
+        values = jax.lax.stop_gradient(ctx.learner.batch_value(ctx.learner_state, batch))
         labels = self.labels_for(values, rng)
 
         def loss_fn(params):
