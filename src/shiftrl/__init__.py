@@ -14,6 +14,7 @@ from shiftrl.api import (  # noqa: E402
     load_policy,
     train,
     train_dynamics,
+    train_online,
     train_seeds,
 )
 from shiftrl.data.dataset import DatasetMetadata, TransitionDataset  # noqa: E402
@@ -33,5 +34,6 @@ __all__ = [
     "load_policy",
     "train",
     "train_dynamics",
+    "train_online",
     "train_seeds",
 ]

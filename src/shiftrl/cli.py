@@ -379,6 +379,78 @@ def finetune(
     )
 
 
+@app.command("train-online")
+@user_errors
+def train_online(
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="online context learner: sac-context")
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="Gymnasium id or variant, e.g. shiftrl/hopper-randomized-mass-v0 "
+            "(`shiftrl envs --shift randomized`)",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="environment steps")] = 1_000_000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="run folder")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="named hyperparameter preset")
+    ] = None,
+    addon: Annotated[
+        list[str] | None, typer.Option("--addon", help="add-on, e.g. srpo (repeatable)")
+    ] = None,
+    eval_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval-env", help="evaluate here (repeatable; default: every dynamics of --env)"
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: key=value (repeatable)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train a context learner online on an env whose dynamics change per episode."""
+    from shiftrl.training.context_run import train_online as run_online
+    from shiftrl.training.rundir import check_target, check_unlocked
+
+    if out is None:
+        raise ConfigError("train-online needs --out RUN_DIR")
+    check_target(out)
+    check_unlocked(out)
+    resuming = resume and (out / "config.json").exists()
+    if resume and not resuming and (algo is None or env is None):
+        raise ConfigError("--resume needs --out pointing at an existing online run folder")
+    if not resuming and (algo is None or env is None):
+        raise ConfigError("train-online needs --algo and --env (or --resume --out RUN_DIR)")
+    rows = run_online(
+        algo or "",
+        env or "",
+        out,
+        steps=steps,
+        seed=seed,
+        preset=preset,
+        addons=tuple(addon or ()),
+        overrides=list(set_ or []),
+        eval_envs=tuple(eval_env or ()) or None,
+        resume=resume,
+        progress=progress,
+    )
+    last = rows[-1] if rows else {}
+    score = last.get("normalized_score")
+    typer.echo(
+        f"done: {out}  step {last.get('step', 0):,}  mean return over the dynamics "
+        f"{last.get('return', float('nan')):.1f}  mean normalized score "
+        f"{_score(score if score is not None else float('nan'))}"
+    )
+
+
 def _register_subcommands() -> None:
     from shiftrl.bench import cli as bench_cli
     from shiftrl.data.cli import data_app

@@ -40,6 +40,7 @@ faithful but not bit-identical (as `online.py`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -136,6 +137,18 @@ def sample_windows(replay: SequenceReplay, rng: jax.Array, batch_size: int, wind
     )
 
 
+def strong_types(tree: Any) -> Any:
+    """`tree` with Python scalars and weakly typed leaves (what an eager init leaves, e.g.
+    an optimizer's step count) made strongly typed arrays: the update burst returns strong
+    types, and a weak leaf in its first input would compile the burst a second time."""
+
+    def strong(x):
+        x = jnp.asarray(x)
+        return jnp.asarray(x, x.dtype) if x.weak_type else x
+
+    return jax.tree.map(strong, tree)
+
+
 class ContextCarry(struct.PyTreeNode):
     learner: Any
     addons: dict[str, Any]
@@ -174,6 +187,26 @@ def make_context_burst(learner, addons: tuple[AddOn, ...], batch_size: int):
         return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
 
     return burst
+
+
+def compiled_functions(learner, addons: tuple[AddOn, ...], batch_size: int):
+    """(update burst, jitted explore_step, jitted act_step) for a learner, shared by runs
+    with an equal learner config, spec and add-ons in one process (a resumed run, tests,
+    a sweep of seeds), so each compiles once."""
+    try:
+        return _compiled(type(learner), learner.config, learner.spec, tuple(addons), batch_size)
+    except TypeError:  # an add-on that cannot be hashed: compile for this run alone
+        return _make_compiled(learner, tuple(addons), batch_size)
+
+
+def _make_compiled(learner, addons, batch_size):
+    burst = make_context_burst(learner, addons, batch_size)
+    return burst, jax.jit(learner.explore_step), jax.jit(learner.act_step)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(cls, config, spec, addons, batch_size):
+    return _make_compiled(cls(config, spec), addons, batch_size)
 
 
 # -- evaluation of a recurrent policy -------------------------------------------------------
@@ -259,6 +292,7 @@ def train_context_online(
     carry = ContextCarry(
         jax.jit(learner.init)(k_init), states, replay, rng, jnp.zeros((), jnp.int32)
     )
+    carry = strong_types(carry)  # one compilation of the update burst, not two
     run_dir = Path(out)
     rundir.check_target(run_dir)
     foreign = run_dir.exists() and not rundir.is_empty(run_dir) and not rundir.is_marked(run_dir)
@@ -291,6 +325,7 @@ def train_context_online(
             (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
         elif checkpoint.latest(run_dir) is not None:
             _, carry = checkpoint.load_latest(run_dir, carry)
+            carry = strong_types(carry)
         logger = RunLogger(run_dir)
         start = int(carry.env_steps)
         logger.truncate_after(start)
@@ -312,10 +347,10 @@ class _ContextLoop:
     logger: RunLogger
 
     def __post_init__(self):
-        self.explore_step = jax.jit(self.learner.explore_step)
-        self.act_step = jax.jit(self.learner.act_step)
+        self.burst, self.explore_step, self.act_step = compiled_functions(
+            self.learner, self.addons, self.config.batch_size
+        )
         self.finite = jax.jit(all_finite)
-        self.burst = make_context_burst(self.learner, self.addons, self.config.batch_size)
 
     def run(self, carry: ContextCarry, start: int, progress: bool, callbacks) -> None:
         c, n, act_dim = self.config, self.config.num_envs, self.learner.spec.act_dim
