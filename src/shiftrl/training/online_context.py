@@ -190,23 +190,27 @@ def make_context_burst(learner, addons: tuple[AddOn, ...], batch_size: int):
 
 
 def compiled_functions(learner, addons: tuple[AddOn, ...], batch_size: int):
-    """(update burst, jitted explore_step, jitted act_step) for a learner, shared by runs
-    with an equal learner config, spec and add-ons in one process (a resumed run, tests,
-    a sweep of seeds), so each compiles once."""
+    """(jitted init, update burst, jitted explore_step, jitted act_step) for a learner,
+    shared by runs with an equal learner config, spec and add-ons in one process (a resumed
+    run, tests, seeds one after another), so each compiles once per process."""
+    key = (type(learner), learner.config, learner.spec)
+    init, explore_step, act_step = _jitted_learner(*key)
     try:
-        return _compiled(type(learner), learner.config, learner.spec, tuple(addons), batch_size)
+        burst = _burst(*key, tuple(addons), batch_size)
     except TypeError:  # an add-on that cannot be hashed: compile for this run alone
-        return _make_compiled(learner, tuple(addons), batch_size)
-
-
-def _make_compiled(learner, addons, batch_size):
-    burst = make_context_burst(learner, addons, batch_size)
-    return burst, jax.jit(learner.explore_step), jax.jit(learner.act_step)
+        burst = make_context_burst(learner, tuple(addons), batch_size)
+    return init, burst, explore_step, act_step
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(cls, config, spec, addons, batch_size):
-    return _make_compiled(cls(config, spec), addons, batch_size)
+def _jitted_learner(cls, config, spec):
+    learner = cls(config, spec)
+    return jax.jit(learner.init), jax.jit(learner.explore_step), jax.jit(learner.act_step)
+
+
+@functools.lru_cache(maxsize=8)
+def _burst(cls, config, spec, addons, batch_size):
+    return make_context_burst(cls(config, spec), addons, batch_size)
 
 
 # -- evaluation of a recurrent policy -------------------------------------------------------
@@ -289,9 +293,8 @@ def train_context_online(
         learner.spec.act_dim,
         learner.config.context_hidden,
     )
-    carry = ContextCarry(
-        jax.jit(learner.init)(k_init), states, replay, rng, jnp.zeros((), jnp.int32)
-    )
+    init = compiled_functions(learner, addons, config.batch_size)[0]
+    carry = ContextCarry(init(k_init), states, replay, rng, jnp.zeros((), jnp.int32))
     carry = strong_types(carry)  # one compilation of the update burst, not two
     run_dir = Path(out)
     rundir.check_target(run_dir)
@@ -347,7 +350,7 @@ class _ContextLoop:
     logger: RunLogger
 
     def __post_init__(self):
-        self.burst, self.explore_step, self.act_step = compiled_functions(
+        _, self.burst, self.explore_step, self.act_step = compiled_functions(
             self.learner, self.addons, self.config.batch_size
         )
         self.finite = jax.jit(all_finite)
