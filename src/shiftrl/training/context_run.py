@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from shiftrl.core.errors import ConfigError
+from shiftrl.learners import ONLINE_LEARNERS
 from shiftrl.learners.base import LearnerSpec
-from shiftrl.learners.sac_context import ContextSAC
 from shiftrl.training.online import OnlineConfig
 
-ONLINE_LEARNERS = {cls.name: cls for cls in (ContextSAC,)}
-"""Learners trained by the context online loop (recurrent; not offline learners)."""
 ONLINE_KEYS = {f.name for f in dataclasses.fields(OnlineConfig)} - {
     "env_id",
     "total_steps",
