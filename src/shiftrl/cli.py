@@ -228,6 +228,14 @@ def algos() -> None:
     for a in list_algos():
         table.add_row(a["name"], a["description"], a["paper"], ", ".join(a["presets"]))
     Console().print(table)
+    from shiftrl.learners import ONLINE_LEARNERS
+
+    online = Table(title="online context learners (shiftrl train-online --algo NAME)")
+    for col in ("name", "description", "paper", "presets"):
+        online.add_column(col)
+    for name, cls in ONLINE_LEARNERS.items():
+        online.add_row(name, cls.description, cls.paper, ", ".join(cls.PRESETS))
+    Console().print(online)
     from shiftrl.addons import ADDONS
 
     addons = Table(title="shift add-ons (--addon NAME, on any learner they fit)")
