@@ -305,3 +305,48 @@ def test_train_online_cli_with_srpo_end_to_end_and_resume(tmp_path):
         app, ["train-online", "--algo", "maple-online", "--env", ENV, "--out", str(tmp_path / "x")]
     )
     assert bad.exit_code != 0 and "unknown online algorithm" in bad.output
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_srpo_suite_online_block_plans_online_only_jobs(profile):
+    from shiftrl.bench.online_jobs import run_settings
+    from shiftrl.bench.runner import plan_jobs
+
+    jobs = plan_jobs("srpo", profile, only=["*randomized*"])  # builds every job's run
+    assert len(jobs) == 2 * 2 * (3 if profile == "quick" else 5)  # envs x (base, +SRPO) x seeds
+    steps = {"quick": (20_000, 200_000), "paper": (100_000, 1_000_000)}[profile]
+    for job in jobs:
+        assert job.data_ids == () and job.cell.data_label.startswith("online in shiftrl/")
+        kw = run_settings(job.to_json())
+        pendulum = kw["env"] == "shiftrl/pendulum-randomized-gravity-v0"
+        assert kw["steps"] == job.total_steps == steps[0 if pendulum else 1]
+        assert kw["algo"] == "sac-context"
+        srpo = job.cell.column == "context SAC+SRPO"
+        assert [a["name"] for a in kw["addons"]] == (["srpo"] if srpo else [])
+
+
+def test_srpo_report_shows_the_online_block(tmp_path):
+    """Hand-written online-only run folders (no training): the report reads them and shows
+    the online block with +SRPO's arrow against context SAC."""
+    from shiftrl.bench.report import write_report
+    from shiftrl.bench.runner import write_study
+    from shiftrl.bench.suites import get_suite
+    from shiftrl.bench.suites.srpo import ONLINE_BLOCK
+
+    study = tmp_path / "srpo-quick"
+    study.mkdir()
+    write_study(study, get_suite("srpo"), "quick", (0,), {}, "local")
+    for cell, final in (("sac-context", 40.0), ("sac-context-srpo", 50.0)):
+        run = study / f"pendulum-randomized-gravity.{cell}" / "seed0"
+        run.mkdir(parents=True)
+        meta = {"kind": "online-context", "online_config": {"seed": 0, "total_steps": 20_000}}
+        (run / "config.json").write_text(json.dumps(meta))
+        rows = [
+            {"step": 10_000, "normalized_score": 20.0},
+            {"step": 20_000, "normalized_score": final},
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(study, reps=50).read_text()
+    assert ONLINE_BLOCK in text
+    row = next(r for r in text.splitlines() if r.startswith("| pendulum-randomized-gravity |"))
+    assert "40.0 ± 0.0" in row and "50.0 ± 0.0 ↑" in row
