@@ -234,11 +234,12 @@ def test_recurrent_state_resets_at_episode_boundaries_in_training(tmp_path):
         inner = np.setdiff1d(np.arange(1, 250), [200])
         np.testing.assert_array_equal(prev[e, inner], action[e, inner - 1])
     encoder = ContextEncoder(TINY.context_hidden, TINY.context_embedding)
-    obs, stored = jnp.asarray(data["obs"][:, 200]), jnp.asarray(data["carry_pi"])
+    obs, stored = jnp.asarray(data["obs"][:, 200]), jnp.asarray(data["carry_pi"], jnp.float32)
     fresh, _ = encoder.apply(
         enc_params, jnp.zeros((2, 8)), obs, jnp.zeros((2, 1)), jnp.ones(2, bool)
     )
-    np.testing.assert_allclose(stored[:, 201], fresh, atol=1e-6)  # the new episode starts at 0
+    # the new episode starts from 0 (stored in float16)
+    np.testing.assert_allclose(stored[:, 201], fresh, atol=2e-3)
     carried, _ = encoder.apply(
         enc_params, stored[:, 200], obs, jnp.zeros((2, 1)), jnp.zeros(2, bool)
     )
