@@ -43,6 +43,18 @@ from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.nets import MLP
 
 FORMS = ("clipped", "paper")
+
+
+def state_values(learner, learner_state, batch: Batch) -> jax.Array:
+    """[B] the learner's value of the batch's states: `learner.batch_value` (a context learner
+    uses each state's own context), or `learner.value(state, obs)` for objects that only
+    have that (stand-in learners)."""
+    batch_value = getattr(learner, "batch_value", None)
+    if batch_value is None:
+        return learner.value(learner_state, batch.obs)
+    return batch_value(learner_state, batch)
+
+
 LABELS = ("value", "shuffled")
 
 
@@ -119,8 +131,7 @@ class SRPO(AddOn):
 
     # -- the add-on protocol ------------------------------------------------------------------
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
-        # the learner's value of each state (a context learner: with the state's own context)
-        values = jax.lax.stop_gradient(ctx.learner.batch_value(ctx.learner_state, batch))
+        values = jax.lax.stop_gradient(state_values(ctx.learner, ctx.learner_state, batch))
         labels = self.labels_for(values, rng)
 
         def loss_fn(params):
