@@ -162,8 +162,11 @@ SUITE = Suite(
     },
     layout=TableLayout(
         title="SRPO: base + mass-2.0 + friction-0.5 data, one third each",
-        rows=tuple(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS),
-        columns=tuple(f"{label}{column}" for label in BASES for column in VARIANTS),
+        rows=(*(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS), *ONLINE_ENVS),
+        columns=(
+            *(f"{label}{column}" for label in BASES for column in VARIANTS),
+            *ONLINE_VARIANTS,
+        ),
         arrows={
             "context SAC+SRPO": "context SAC",
             **{f"{label}+SRPO": label for label in BASES},
