@@ -306,6 +306,9 @@ def test_train_online_cli_with_srpo_end_to_end_and_resume(tmp_path):
         app, ["train-online", "--algo", "maple-online", "--env", ENV, "--out", str(tmp_path / "x")]
     )
     assert bad.exit_code != 0 and "unknown online algorithm" in bad.output
+    dara = ["train-online", "--algo", "sac-context", "--env", ENV, "--addon", "dara"]
+    bad = runner.invoke(app, [*dara, "--out", str(tmp_path / "y")])
+    assert bad.exit_code != 0 and "does not run in an online context run" in bad.output
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])

@@ -33,6 +33,9 @@ ONLINE_KEYS = {f.name for f in dataclasses.fields(OnlineConfig)} - {
     "offline_fraction",
 }
 DEFAULT_BUFFER = 1_000_000
+ONLINE_ADDONS = ("srpo",)
+"""Add-ons that work from the online batch alone (the others need datasets: DARA's source
+data, MOPO / MOBILE's dynamics models trained on data, SPOT / SSAR's offline phases)."""
 
 
 def get_online_learner(name: str) -> type:
@@ -83,6 +86,12 @@ def build_run(
         env_id=env, total_steps=steps, seed=seed, buffer_size=min(steps, DEFAULT_BUFFER)
     )
     records = [addon_record(a) for a in addons]
+    for record in records:
+        if record.get("name") not in ONLINE_ADDONS:
+            raise ConfigError(
+                f"add-on '{record.get('name')}' does not run in an online context run (it "
+                f"needs offline data); available here: {', '.join(ONLINE_ADDONS)}"
+            )
     items = (
         (overrides or {}).items() if isinstance(overrides, dict) else map(_split, overrides or ())
     )
