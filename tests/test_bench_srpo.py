@@ -38,7 +38,8 @@ def test_srpo_suite_configs(profile):
     assert (budget.steps, budget.eval_every, budget.eval_episodes, len(budget.seeds)) == (
         expected[profile]
     )
-    jobs = plan_jobs(suite, profile, seeds=(0,))
+    # offline cells here; the online block (online-only jobs): tests/test_online_context.py
+    jobs = [j for j in plan_jobs(suite, profile, seeds=(0,)) if not j.cell.online_only]
     assert len(jobs) == 3 * 3 * 3 * 3  # robots x levels x learners x (base, +SRPO, shuffled)
     assert {j.cell.row for j in jobs} == {f"{r}-{lvl}" for r in ROBOTS for lvl in LEVELS}
     learners = {}
@@ -77,6 +78,7 @@ def test_srpo_suite_configs(profile):
     }
     layout = suite.layout
     assert layout.arrows == {
+        "context SAC+SRPO": "context SAC",
         **{f"{b}+SRPO": b for b in ("CQL", "TD3+BC", "IQL")},
         **{f"{b}+SRPO shuffled": f"{b}+SRPO" for b in ("CQL", "TD3+BC", "IQL")},
     }
@@ -172,7 +174,7 @@ def test_srpo_report_has_a_base_dynamics_table(srpo_study):
     best = _table(lines, "### Best score (base dynamics only)")
     assert best[0] == BASE_BEST
     assert "Incomplete suite" not in "\n".join(lines)
-    assert "**Runs finished:** 6 of 162." in "\n".join(lines)
+    assert "**Runs finished:** 6 of 170." in "\n".join(lines)  # 162 offline + 8 online jobs
 
 
 def test_study_without_per_env_tables_still_reads(srpo_study, tmp_path):

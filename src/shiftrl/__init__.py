@@ -16,6 +16,7 @@ from shiftrl.api import (  # noqa: E402
     train,
     train_dynamics,
     train_dynamics_reward,
+    train_online,
     train_seeds,
 )
 from shiftrl.data.dataset import DatasetMetadata, TransitionDataset  # noqa: E402
@@ -37,5 +38,6 @@ __all__ = [
     "train",
     "train_dynamics",
     "train_dynamics_reward",
+    "train_online",
     "train_seeds",
 ]

@@ -136,6 +136,44 @@ def _run_config(
     return config, target, source_sets
 
 
+def train_online(
+    algo: str,
+    env: str,
+    out: str | Path,
+    *,
+    steps: int = 1_000_000,
+    seed: int = 0,
+    preset: str | None = None,
+    addons: Sequence[Any] = (),
+    overrides: dict[str, Any] | Sequence[str] | None = None,
+    eval_envs: Sequence[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence = (),
+) -> list[dict]:
+    """Train an online context learner ("sac-context") on `env`, e.g. a dynamics-randomized
+    env ("hopper-randomized-mass"), with add-ons ("srpo"); returns the logged rows, each
+    with the mean over the dynamics (`return`, `normalized_score`) and per dynamics
+    (`eval/<env>/...`). `overrides`: learner, online-run ("num_envs", "eval_every") and
+    add-on ("srpo.lam") settings. `resume=True` continues the run in `out`."""
+    from shiftrl.training.context_run import train_online as _train_online
+
+    return _train_online(
+        algo,
+        env,
+        out,
+        steps=steps,
+        seed=seed,
+        preset=preset,
+        addons=addons,
+        overrides=overrides,
+        eval_envs=eval_envs,
+        resume=resume,
+        progress=progress,
+        callbacks=callbacks,
+    )
+
+
 def load_policy(run_dir: str | Path, step: int | str | None = None, allow_nonfinite: bool = False):
     """The policy of a run folder: latest checkpoint (`step` None or "latest"), the best
     evaluation's ("best") or a given step; `policy.step` says which. A diverged, non-finite

@@ -228,6 +228,14 @@ def algos() -> None:
     for a in list_algos():
         table.add_row(a["name"], a["description"], a["paper"], ", ".join(a["presets"]))
     Console().print(table)
+    from shiftrl.learners import ONLINE_LEARNERS
+
+    online = Table(title="online context learners (shiftrl train-online --algo NAME)")
+    for col in ("name", "description", "paper", "presets"):
+        online.add_column(col)
+    for name, cls in ONLINE_LEARNERS.items():
+        online.add_row(name, cls.description, cls.paper, ", ".join(cls.PRESETS))
+    Console().print(online)
     from shiftrl.addons import ADDONS
 
     addons = Table(title="shift add-ons (--addon NAME, on any learner they fit)")
@@ -262,9 +270,10 @@ def envs(
 
     from shiftrl.core.errors import ConfigError
     from shiftrl.envs import list_variants
+    from shiftrl.envs.randomized import list_randomized
     from shiftrl.envs.reference import reference_scores, reference_source
 
-    rows = list_variants()
+    rows = list_variants() + list_randomized()
     robots = sorted({r["robot"] for r in rows})
     kinds = sorted({r["kind"] for r in rows})
     if robot is not None and robot not in robots:
@@ -396,6 +405,78 @@ def finetune(
     typer.echo(
         f"done: {res.out}  score before {_score(res.score_before)}  after "
         f"{_score(res.score_after)}  regret {'n/a' if res.regret != res.regret else f'{res.regret:.3f}'}"
+    )
+
+
+@app.command("train-online")
+@user_errors
+def train_online(
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="online context learner: sac-context")
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="Gymnasium id or variant, e.g. shiftrl/hopper-randomized-mass-v0 "
+            "(`shiftrl envs --shift randomized`)",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="environment steps")] = 1_000_000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="run folder")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="named hyperparameter preset")
+    ] = None,
+    addon: Annotated[
+        list[str] | None, typer.Option("--addon", help="add-on, e.g. srpo (repeatable)")
+    ] = None,
+    eval_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval-env", help="evaluate here (repeatable; default: every dynamics of --env)"
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: key=value (repeatable)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train a context learner online on an env whose dynamics change per episode."""
+    from shiftrl.training.context_run import train_online as run_online
+    from shiftrl.training.rundir import check_target, check_unlocked
+
+    if out is None:
+        raise ConfigError("train-online needs --out RUN_DIR")
+    check_target(out)
+    check_unlocked(out)
+    resuming = resume and (out / "config.json").exists()
+    if resume and not resuming and (algo is None or env is None):
+        raise ConfigError("--resume needs --out pointing at an existing online run folder")
+    if not resuming and (algo is None or env is None):
+        raise ConfigError("train-online needs --algo and --env (or --resume --out RUN_DIR)")
+    rows = run_online(
+        algo or "",
+        env or "",
+        out,
+        steps=steps,
+        seed=seed,
+        preset=preset,
+        addons=tuple(addon or ()),
+        overrides=list(set_ or []),
+        eval_envs=tuple(eval_env or ()) or None,
+        resume=resume,
+        progress=progress,
+    )
+    last = rows[-1] if rows else {}
+    score = last.get("normalized_score")
+    typer.echo(
+        f"done: {out}  step {last.get('step', 0):,}  mean return over the dynamics "
+        f"{last.get('return', float('nan')):.1f}  mean normalized score "
+        f"{_score(score if score is not None else float('nan'))}"
     )
 
 

@@ -3,8 +3,9 @@
 Optimal policies of structurally similar MDPs with different dynamics share a stationary
 state distribution. SRPO regularizes towards it through the reward:
 
-    1. rank the batch's states by the learner's own value estimate (`learner.value`:
-       V(s) for IQL, min_i Q_i(s, pi(s)) for TD3+BC / CQL / SAC), label the top `rho`
+    1. rank the batch's states by the learner's own value estimate (`learner.batch_value`:
+       V(s) for IQL, min_i Q_i(s, pi(s)) for TD3+BC / CQL / SAC, with each transition's own
+       inferred context for context SAC), label the top `rho`
        fraction high-value (1) and the rest low-value (0);
     2. train a state discriminator D(s) = sigmoid(logit(s)) on those labels (BCE);
     3. rewards become r + lambda * log(clip(logit(s), 0.1, 10)), what the released code
@@ -42,6 +43,18 @@ from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.nets import MLP
 
 FORMS = ("clipped", "paper")
+
+
+def state_values(learner, learner_state, batch: Batch) -> jax.Array:
+    """[B] the learner's value of the batch's states: `learner.batch_value` (a context learner
+    uses each state's own context), or `learner.value(state, obs)` for objects that only
+    have that (stand-in learners)."""
+    batch_value = getattr(learner, "batch_value", None)
+    if batch_value is None:
+        return learner.value(learner_state, batch.obs)
+    return batch_value(learner_state, batch)
+
+
 LABELS = ("value", "shuffled")
 
 
@@ -118,7 +131,7 @@ class SRPO(AddOn):
 
     # -- the add-on protocol ------------------------------------------------------------------
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
-        values = jax.lax.stop_gradient(ctx.learner.value(ctx.learner_state, batch.obs))
+        values = jax.lax.stop_gradient(state_values(ctx.learner, ctx.learner_state, batch))
         labels = self.labels_for(values, rng)
 
         def loss_fn(params):

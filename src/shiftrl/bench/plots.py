@@ -63,7 +63,8 @@ def plot_curve(c: CellResult, path: Path, online: bool = False) -> bool:
     if online and not common:
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(c.cell.name + (" (online)" if online else ""), fontsize=9)
-    ax.set_xlabel("online environment steps" if online else "gradient steps")
+    env_steps = online or c.cell.online_only  # an online-only run logs environment steps
+    ax.set_xlabel("online environment steps" if env_steps else "gradient steps")
     ax.set_ylabel("normalized score")
     ax.grid(alpha=0.3)
     fig.tight_layout()

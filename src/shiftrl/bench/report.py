@@ -300,7 +300,8 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
             c.cell.name,
             learner,
             c.cell.data_label,
-            ", ".join(c.cell.eval_envs) or "(dataset's env)",
+            ", ".join(c.cell.eval_envs)
+            or ("every dynamics of the env" if c.cell.online_only else "(dataset's env)"),
         ]
         if o2o:
             online = c.cell.online

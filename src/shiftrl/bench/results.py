@@ -147,7 +147,10 @@ class Study:
     @property
     def online(self) -> bool:
         """An offline-to-online study: some cell has an online phase (or a run has one)."""
-        return any(c.cell.online is not None or any(r.online for r in c.runs) for c in self.cells)
+        return any(
+            (c.cell.online is not None and not c.cell.online_only) or any(r.online for r in c.runs)
+            for c in self.cells
+        )
 
 
 def _mean(vals: Sequence[float | None]) -> float | None:
@@ -187,6 +190,17 @@ def _read_run(
     if not cfg_path.exists():
         return None
     meta = json.loads(cfg_path.read_text())
+    if meta.get("kind") == "online-context":  # an online-only job: scores vs env steps
+        rows = _read_rows(run_dir / "metrics.jsonl")
+        online = meta["online_config"]
+        return RunResult(
+            seed=int(online.get("seed", 0)),
+            steps=[int(r["step"]) for r in rows],
+            scores=[r.get("normalized_score") for r in rows],
+            planned_steps=int(planned_steps or online["total_steps"]),
+            version=str(meta.get("shiftrl_version", "")),
+            env_scores=_env_scores(rows),
+        )
     if "config" not in meta:  # not an offline run folder (e.g. an online phase's)
         return None
     config = meta["config"]
@@ -265,10 +279,13 @@ def _load_recorded(d: Path, rec: dict[str, Any]) -> Study:
             unselected += 1  # left out by `--only`: not part of this study
             continue
         planned_online = None if cell.online is None else budget.online.online_steps(cell.online)
+        planned_steps = budget.steps
+        if cell.online_only:  # no offline phase: the run's steps are the online steps
+            planned_steps, planned_online = planned_online, None
         runs = [
             r
             for sd in _seed_dirs(d / cell.name)
-            if (r := _read_run(sd, budget.steps, planned_online)) is not None
+            if (r := _read_run(sd, planned_steps, planned_online)) is not None
         ]
         msgs = sorted(
             {

@@ -22,6 +22,7 @@ from typing import Any
 from shiftrl import __version__
 from shiftrl.bench.backends import BACKENDS, make_backend
 from shiftrl.bench.monitor import Monitor
+from shiftrl.bench.online_jobs import check_job as check_online_job
 from shiftrl.bench.seed_groups import plan_calls
 from shiftrl.bench.suites import Budget, Cell, Suite, get_suite
 from shiftrl.bench.worker import job_config, job_finished, job_scores, online_plan
@@ -55,10 +56,14 @@ class Job:
     @property
     def total_steps(self) -> int:
         """Offline steps plus online steps: the live table's progress."""
+        if self.cell.online_only:
+            return self.online_steps or 0
         return self.budget.steps + (self.online_steps or 0)
 
     @property
     def data_ids(self) -> tuple[str, ...]:
+        if self.cell.online_only:
+            return ()
         return (self.cell.target, *self.cell.sources)
 
     def to_json(self) -> dict[str, Any]:
@@ -146,6 +151,9 @@ def plan_jobs(
     built: set = set()
     for job in jobs:
         try:
+            if job.cell.online_only:
+                check_online_job(job.to_json())
+                continue
             config = job_config(job.to_json())
             online_plan(job.to_json())
             if (key := (config.algo, config.learner, config.steps)) not in built:

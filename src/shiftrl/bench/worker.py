@@ -204,6 +204,10 @@ def online_finished(run_dir: Path, plan: dict[str, Any]) -> bool:
 
 def job_finished(run_dir: Path, job: dict[str, Any]) -> bool:
     """The offline run is finished and, for an offline-to-online job, the online phase too."""
+    from shiftrl.bench.online_jobs import is_online_only, online_steps
+
+    if is_online_only(job):
+        return is_finished(run_dir, online_steps(job))
     if not is_finished(run_dir, int(job["budget"]["steps"])):
         return False
     plan = online_plan(job)
@@ -212,7 +216,9 @@ def job_finished(run_dir: Path, job: dict[str, Any]) -> bool:
 
 def job_scores(run_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """{"final", "best"} of a job's runs on disk: the online phase's when the job has one."""
-    if job["cell"].get("online"):
+    from shiftrl.bench.online_jobs import is_online_only
+
+    if job["cell"].get("online") and not is_online_only(job):
         path = run_dir / ONLINE_DIR
         return finished_scores(path) if (path / "metrics.jsonl").exists() else {}
     return finished_scores(run_dir)
@@ -321,6 +327,10 @@ def run_job(
     Returns {"id", "status": done | skipped | failed, "final", "best", "resumed_from",
     "message", "seconds"}; never raises for a job's own failure.
     """
+    from shiftrl.bench.online_jobs import is_online_only, run_online_job
+
+    if is_online_only(job):  # no offline phase: a context learner online from scratch
+        return run_online_job(job, study_dir, post)
     run_dir = Path(study_dir) / job["dir"]
     log_path = Path(study_dir) / "logs" / f"{job['dir']}.log"
     steps = int(job["budget"]["steps"])

@@ -292,7 +292,11 @@ def variant_of(env_id: str) -> Variant | None:
 def _unknown(name: str) -> ConfigError:
     stripped = _strip_id(name)
     query = stripped if stripped is not None else name
-    close = difflib.get_close_matches(query, [*VARIANTS, *NEORL_VARIANTS], n=4, cutoff=0.6)
+    from shiftrl.envs.randomized import RANDOMIZED
+
+    close = difflib.get_close_matches(
+        query, [*VARIANTS, *NEORL_VARIANTS, *RANDOMIZED], n=4, cutoff=0.6
+    )
     if close:
         hint = "did you mean " + ", ".join(close) + "?"
     else:
@@ -301,13 +305,19 @@ def _unknown(name: str) -> ConfigError:
 
 
 def resolve(name_or_id: str) -> str:
-    """The Gymnasium id to make for a variant name, a `shiftrl/...` id or a plain Gymnasium id.
+    """The Gymnasium id to make for a variant name, a `shiftrl/...` id (fixed or randomized
+    dynamics) or a plain Gymnasium id.
 
     Raises `ConfigError` (with close matches) when it is none of these.
     """
     v = variant_of(name_or_id)
     if v is not None:
         return v.gym_id
+    from shiftrl.envs.randomized import randomized_of  # imports gymnasium: only when needed
+
+    r = randomized_of(name_or_id)
+    if r is not None:
+        return r.gym_id
     if _strip_id(name_or_id) is None:
         import gymnasium
 
@@ -398,10 +408,13 @@ def make_variant_env(**kwargs: Any) -> Any:
 
 
 def register_all() -> list[str]:
-    """Register every variant with Gymnasium (idempotent, cheap to repeat). Returns the ids."""
+    """Register every variant, fixed and randomized (`randomized.py`), with Gymnasium
+    (idempotent, cheap to repeat). Returns the ids."""
     import gymnasium
 
-    ids = []
+    from shiftrl.envs.randomized import register_randomized
+
+    ids = register_randomized()
     for v in [*VARIANTS.values(), *NEORL_VARIANTS.values()]:
         ids.append(v.gym_id)
         if v.gym_id in gymnasium.registry:

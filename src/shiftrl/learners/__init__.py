@@ -12,11 +12,17 @@ from shiftrl.learners.bracp import BRACP, BRACPConfig
 from shiftrl.learners.cql import CQL, CQLConfig
 from shiftrl.learners.iql import IQL, IQLConfig
 from shiftrl.learners.sac import SAC, SACConfig
+from shiftrl.learners.sac_context import ContextSAC, ContextSACConfig
 from shiftrl.learners.td3bc import TD3BC, TD3BCConfig
 
 LEARNERS: dict[str, type[Learner]] = {
     cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC, BCQ, BEAR, BRACP, AWR)
 }
+
+
+ONLINE_LEARNERS: dict[str, type[Learner]] = {cls.name: cls for cls in (ContextSAC,)}
+"""Recurrent (context) learners trained online by `training/online_context.py`
+(`shiftrl train-online`); not offline learners."""
 
 
 def get_learner(name: str) -> type[Learner]:
@@ -45,6 +51,7 @@ __all__ = [
     "CQL",
     "IQL",
     "LEARNERS",
+    "ONLINE_LEARNERS",
     "SAC",
     "TD3BC",
     "AWRConfig",
@@ -53,6 +60,8 @@ __all__ = [
     "BEARConfig",
     "BRACPConfig",
     "CQLConfig",
+    "ContextSAC",
+    "ContextSACConfig",
     "Hooks",
     "IQLConfig",
     "Learner",

@@ -8,7 +8,9 @@ pure functions over a state pytree:
     act(state, obs)                    -> action in [-1, 1]   (deterministic, jittable)
     explore(state, obs, rng)           -> action for acting online (default: act)
     updates_actor(state)               -> bool: the next update steps the actor (default: yes)
-    value(state, obs)                  -> [B] state value     (used by SRPO's ranking)
+    value(state, obs)                  -> [B] state value
+    batch_value(state, batch)          -> [B] value of the batch's states (SRPO's ranking;
+                                          default: value(state, batch.obs))
 
 Losses are written as named per-sample *terms* with *weights*; the objective is
 sum_k mean(weight_k * term_k). Add-ons edit (terms, weights) through `Hooks`
@@ -150,6 +152,12 @@ class Learner:
     def value(self, state: Any, obs: jax.Array) -> jax.Array:
         """V(s); learners without a value function use their critic at pi(s)."""
         raise NotImplementedError(f"{self.name} has no value estimate")
+
+    def batch_value(self, state: Any, batch: Batch) -> jax.Array:
+        """[B] the value of each transition's state, given what the batch carries about it
+        (default `value(state, batch.obs)`; context learners use the transition's own
+        context). SRPO ranks states by it."""
+        return self.value(state, batch.obs)
 
     # -- helpers -------------------------------------------------------------------------
     @classmethod

@@ -10,7 +10,7 @@ import ast
 import dataclasses
 import inspect
 
-from shiftrl.learners import LEARNERS
+from shiftrl.learners import LEARNERS, ONLINE_LEARNERS
 from shiftrl.learners.base import CommonConfig
 
 
@@ -27,6 +27,33 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def _learner_section(name: str, cls: type) -> list[str]:
+    common = {f.name for f in dataclasses.fields(CommonConfig)}
+    lines = [f"## `{name}`: {cls.description}", "", f"Paper: {cls.paper}.", ""]
+    docs = field_docs(cls.Config)
+    lines += ["| field | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(cls.Config):
+        default = getattr(cls.Config(), f.name)
+        note = docs.get(f.name, "")
+        if f.name in common:
+            note = (note + " (shared preprocessing field)").strip()
+        lines.append(f"| `{f.name}` | `{default!r}` | {note} |")
+    presets = ", ".join(f"`{p}`" for p in cls.PRESETS)
+    lines += ["", f"Presets: {presets}.", ""]
+    base = cls.Config()
+    for pname, pcfg in cls.PRESETS.items():
+        diff = {
+            f.name: getattr(pcfg, f.name)
+            for f in dataclasses.fields(pcfg)
+            if getattr(pcfg, f.name) != getattr(base, f.name)
+        }
+        if diff:
+            changes = ", ".join(f"{k}={v!r}" for k, v in diff.items())
+            lines.append(f"- `{pname}`: {changes}")
+    lines.append("")
+    return lines
+
+
 def render() -> str:
     lines = [
         "# Learners",
@@ -35,30 +62,20 @@ def render() -> str:
         "Override any field with `--set key=value` (CLI) or `overrides={...}` (Python).",
         "",
     ]
-    common = {f.name for f in dataclasses.fields(CommonConfig)}
     for name, cls in LEARNERS.items():
-        lines += [f"## `{name}`: {cls.description}", "", f"Paper: {cls.paper}.", ""]
-        docs = field_docs(cls.Config)
-        lines += ["| field | default | meaning |", "|---|---|---|"]
-        for f in dataclasses.fields(cls.Config):
-            default = getattr(cls.Config(), f.name)
-            note = docs.get(f.name, "")
-            if f.name in common:
-                note = (note + " (shared preprocessing field)").strip()
-            lines.append(f"| `{f.name}` | `{default!r}` | {note} |")
-        presets = ", ".join(f"`{p}`" for p in cls.PRESETS)
-        lines += ["", f"Presets: {presets}.", ""]
-        base = cls.Config()
-        for pname, pcfg in cls.PRESETS.items():
-            diff = {
-                f.name: getattr(pcfg, f.name)
-                for f in dataclasses.fields(pcfg)
-                if getattr(pcfg, f.name) != getattr(base, f.name)
-            }
-            if diff:
-                changes = ", ".join(f"{k}={v!r}" for k, v in diff.items())
-                lines.append(f"- `{pname}`: {changes}")
-        lines.append("")
+        lines += _learner_section(name, cls)
+    lines += [
+        "## Online context learners (`shiftrl train-online`)",
+        "",
+        "Recurrent learners trained online from scratch (`shiftrl train-online --algo NAME`,",
+        "`shiftrl.train_online`), typically on dynamics-randomized envs; run settings such as",
+        "`num_envs`, `start_steps`, `utd`, `batch_size`, `eval_every` are `--set` keys too.",
+        "",
+    ]
+    for name, cls in ONLINE_LEARNERS.items():
+        lines += [
+            "#" + line if line.startswith("## ") else line for line in _learner_section(name, cls)
+        ]
     from shiftrl.recipes import RECIPES
 
     lines += [

@@ -277,6 +277,12 @@ def read_meta(run_dir: Path) -> dict:
         raise ShiftRLError(
             f"{path}: unreadable ({type(e).__name__}); the run folder is damaged"
         ) from None
+    if isinstance(meta, dict) and meta.get("kind") == "online-context":
+        raise ShiftRLError(
+            f"{run_dir} is an online context run (`shiftrl train-online`): continue it with "
+            f"`shiftrl train-online --resume --out {run_dir}`; its scores per dynamics are in "
+            "metrics.jsonl"
+        )
     needed = ("config", "preprocessor", "obs_dim", "act_dim", "checksums")
     missing = [k for k in needed if not isinstance(meta, dict) or k not in meta]
     if missing:

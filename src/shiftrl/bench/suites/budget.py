@@ -38,12 +38,24 @@ class OnlineBudget:
     eval_episodes: int = 10
     steps_per_iter: int = 1000
     """Environment steps collected between two bursts of updates (divides the others)."""
+    fraction: float = 1.0
+    """Share of each cell's own online steps when `steps` is None (a quick budget of
+    online-only cells of different lengths), rounded to a multiple of `steps_per_iter`."""
 
     def online_steps(self, online: Online) -> int:
-        return self.steps if self.steps is not None else online.steps
+        if self.steps is not None:
+            return self.steps
+        if self.fraction == 1.0:
+            return online.steps
+        return (
+            max(1, round(online.steps * self.fraction / self.steps_per_iter)) * self.steps_per_iter
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.fraction == 1.0:
+            del d["fraction"]  # budgets recorded before it existed read the same
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> OnlineBudget:

@@ -102,9 +102,15 @@ class Online:
     """Policy steps collected before the first online update (SSAR: 5,000)."""
     top: int | None = None
     """Replay 'part': keep this many best offline trajectories (default: the add-on's, 50)."""
+    from_scratch: bool = False
+    """An online-only job: no offline phase, the cell's learner (an online context learner,
+    `shiftrl.training.context_run`) trains from scratch in `env` into the job's folder."""
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.from_scratch:
+            del d["from_scratch"]  # offline-to-online cells record what they always did
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Online:
@@ -144,10 +150,19 @@ class Cell:
             raise ConfigError(f"cell '{self.name}': give target_fraction or target_count, not both")
         if self.online is not None and self.online.steps <= 0:
             raise ConfigError(f"cell '{self.name}': online steps must be positive")
+        if self.online_only and (self.target or self.sources or not self.online.env):
+            raise ConfigError(f"cell '{self.name}': an online-only cell has an env and no datasets")
+
+    @property
+    def online_only(self) -> bool:
+        """A cell trained online from scratch (no offline phase, no data)."""
+        return self.online is not None and self.online.from_scratch
 
     @property
     def data_label(self) -> str:
         """'hopper/medium-v0[10%] + hopper-mass-2.0/medium-v0' style description."""
+        if self.online_only:
+            return f"online in {self.online.env}"
         t = self.target
         if self.target_fraction is not None:
             t += f"[{self.target_fraction:g}]"

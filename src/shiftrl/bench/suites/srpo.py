@@ -41,12 +41,22 @@ per dynamics (SRPO: 40 per dynamics every MAPLE epoch), 5 seeds; `quick` the dec
 CPU budget, 100k steps, every 10k x 10, 3 seeds. The walker2d and friction-0.5 datasets
 come with the dataset zoo; until it ships a variant, its jobs fail with the data error and
 the sweep goes on.
+
+Online block (`_online_cells`, SRPO-like: the paper's online protocol, environments and
+ranges are not public): context SAC (`sac-context`) vs context SAC + SRPO (lambda 0.1, rho
+0.5, as offline), trained from scratch on `pendulum-randomized-gravity` (g x0.5 / 1 / 2
+drawn per episode) and `hopper-randomized-mass` (body mass x0.5 / 1 / 2), no data. A
+cell's score is the mean normalized score over the three dynamics, its curve that score
+against environment steps (sample efficiency); the arrow compares +SRPO with its base.
+Budgets: `paper` 100k (pendulum) / 1M (hopper) environment steps, evaluation every 10k x 10
+episodes per dynamics; `quick` 20% of those (20k / 200k), every 5k x 5; seeds as the
+profile's (quick: 0-2).
 """
 
 from dataclasses import replace
 
 from shiftrl.bench.suites.common import ENVS, LEVELS, PAPER_1M, QUICK_100K, dataset_id, env_id
-from shiftrl.bench.suites.spec import Cell, Learner, Suite, TableLayout
+from shiftrl.bench.suites.spec import Cell, Learner, Online, OnlineBudget, Suite, TableLayout
 
 SHIFTS = ("mass-2.0", "friction-0.5")
 """The source dynamics, beside the target's (unshifted) ones."""
@@ -88,30 +98,77 @@ def _cells():
                     )
 
 
+# -- online block (SRPO-like): context SAC with and without SRPO, from scratch -------------
+ONLINE_BLOCK = "online, SRPO-like: context SAC on dynamics-randomized envs"
+ONLINE_ENVS = {
+    # randomized env: (its online steps under `paper`, learner overrides)
+    "pendulum-randomized-gravity": (100_000, {"start_steps": 2000}),
+    "hopper-randomized-mass": (1_000_000, {"start_steps": 10_000}),
+}
+ONLINE_VARIANTS = {
+    # column: (cell-name suffix, add-ons)
+    "context SAC": ("", ()),
+    "context SAC+SRPO": ("-srpo", (SRPO,)),
+}
+ONLINE_QUICK = OnlineBudget(fraction=0.2, eval_every=5000, eval_episodes=5)
+"""20% of each env's online steps (pendulum 20k, hopper 200k), evaluated every 5k steps with
+5 episodes in each of the three dynamics."""
+ONLINE_PAPER = OnlineBudget(eval_every=10_000, eval_episodes=10)
+
+
+def _online_cells():
+    """SRPO's online claim, SRPO-like (its online protocol is not public; model-based.md 4):
+    context SAC (`sac-context`: SAC + MAPLE's GRU context encoders) with and without SRPO's
+    value-ranked state regularizer, trained online from scratch on envs whose dynamics are
+    drawn per episode (pendulum gravity x0.5 / 1 / 2, SRPO's first illustration; hopper body
+    mass x0.5 / 1 / 2). Each evaluation scores the policy in every dynamics; the cell's
+    score is their mean, and its curve (score vs environment steps) the sample efficiency."""
+    for env, (steps, overrides) in ONLINE_ENVS.items():
+        for column, (suffix, addons) in ONLINE_VARIANTS.items():
+            yield Cell(
+                name=f"{env}.sac-context{suffix}",
+                learner=Learner(
+                    "sac-context", overrides=overrides, addons=tuple(dict(a) for a in addons)
+                ),
+                target="",
+                online=Online(steps=steps, env=f"shiftrl/{env}-v0", from_scratch=True),
+                row=env,
+                column=column,
+                block=ONLINE_BLOCK,
+            )
+
+
 SUITE = Suite(
     name="srpo",
     description=(
         "SRPO's protocol, model-free: CQL, TD3+BC and IQL without and with SRPO's state "
         "regularizer (and its shuffled-label control) on equal parts of base, mass-2.0 and "
-        "friction-0.5 data, scored in all three dynamics (mean) and in the base dynamics alone."
+        "friction-0.5 data, scored in all three dynamics (mean) and in the base dynamics alone; "
+        "online block (SRPO-like): context SAC without and with SRPO from scratch on "
+        "pendulum and hopper with dynamics drawn per episode."
     ),
-    cells=tuple(_cells()),
+    cells=(*_cells(), *_online_cells()),
     profiles={
         "paper": replace(
             PAPER_1M,
+            online=ONLINE_PAPER,
             note=(
                 "SRPO's budget on the model-free learners (its official runs are on MAPLE, "
                 "model-based, not in shiftrl yet): 1M steps, eval every 5k steps x 10 "
                 "episodes in each dynamics"
             ),
         ),
-        "quick": QUICK_100K,
+        "quick": replace(QUICK_100K, online=ONLINE_QUICK),
     },
     layout=TableLayout(
         title="SRPO: base + mass-2.0 + friction-0.5 data, one third each",
-        rows=tuple(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS),
-        columns=tuple(f"{label}{column}" for label in BASES for column in VARIANTS),
+        rows=(*(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS), *ONLINE_ENVS),
+        columns=(
+            *(f"{label}{column}" for label in BASES for column in VARIANTS),
+            *ONLINE_VARIANTS,
+        ),
         arrows={
+            "context SAC+SRPO": "context SAC",
             **{f"{label}+SRPO": label for label in BASES},
             **{f"{label}+SRPO shuffled": f"{label}+SRPO" for label in BASES},
         },
