@@ -1,7 +1,7 @@
 """Add-ons: shift methods and regularizers that plug into any learner (see base.py).
 
 The registry maps a name to a factory taking the recorded settings; method issues
-(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE; MOREC next) add their entries here.
+(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MAPLE's segments; MOREC next) add their entries here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.addons.dara import DARA
+from shiftrl.addons.maple import MAPLEModel
 from shiftrl.addons.mobile import MOBILE
 from shiftrl.addons.rollouts import MOPO
 from shiftrl.addons.spot import SPOT
@@ -19,7 +20,7 @@ from shiftrl.addons.ssar import SSAR
 from shiftrl.core.errors import ConfigError
 
 ADDONS: dict[str, Callable[..., AddOn]] = {
-    cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE)
+    cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MAPLEModel)
 }
 
 
@@ -47,6 +48,7 @@ __all__ = [
     "ADDONS",
     "DARA",
     "MOPO",
+    "MAPLEModel",
     "SPOT",
     "SRPO",
     "SSAR",

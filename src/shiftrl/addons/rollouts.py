@@ -37,6 +37,7 @@ from shiftrl.dynamics.ensemble import UNCERTAINTY_MODES
 from shiftrl.learners.base import Learner, LearnerSpec
 
 BUFFER_FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
+ELITE_PER = ("step", "trajectory")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class MOPO(AddOn):
     termination: str = ""
     """Robot whose termination function ends rollouts ("" : from the data's environment;
     "never" for data from an environment that only ends by time limit)."""
+    elite_per: str = "step"
+    """Which elite generates a transition: a random one per row and "step" (MOPO), or one
+    drawn per rollout and kept for its whole "trajectory" (MAPLE's PyTorch code)."""
 
     def check(self, learner: Learner) -> None:
         checks = [
@@ -101,6 +105,7 @@ class MOPO(AddOn):
             (0.0 < self.real_ratio < 1.0, "real_ratio must be in (0, 1)"),
             (self.model_max_epochs >= 0, "model_max_epochs must be >= 0"),
             (self.model_data in ("target", "all"), "model_data must be 'target' or 'all'"),
+            (self.elite_per in ELITE_PER, f"elite_per must be one of {', '.join(ELITE_PER)}"),
             (
                 self.uncertainty in UNCERTAINTY_MODES,
                 f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}",
@@ -224,6 +229,7 @@ class MOPO(AddOn):
         data = ctx.data[0]
         k_start, k_steps = jax.random.split(rng)
         rows = jax.random.randint(k_start, (self.rollout_batch,), 0, data["obs"].shape[0])
+        members = self.trajectory_members(model, jax.random.fold_in(k_start, 1))
 
         def step(carry, key):
             obs, alive = carry
@@ -232,7 +238,7 @@ class MOPO(AddOn):
             raw_obs = obs * p.obs_std + p.obs_mean
             raw_action = p.act_center + p.act_half * jnp.clip(action, -1.0, 1.0)
             raw_next, raw_reward, uncertainty = sample_step(
-                model, raw_obs, raw_action, k_model, self.uncertainty
+                model, raw_obs, raw_action, k_model, self.uncertainty, members
             )
             done = done_fn(raw_obs, raw_action, raw_next)
             penalized = raw_reward - self.penalty * uncertainty
@@ -258,6 +264,14 @@ class MOPO(AddOn):
             "model_reward": (out["reward"] * live).sum() / jnp.maximum(live.sum(), 1.0),
         }
         return state, metrics
+
+    def trajectory_members(self, model: Any, rng: jax.Array) -> jax.Array | None:
+        """[rollout_batch] elites, one per rollout (`elite_per="trajectory"`), else None."""
+        from shiftrl.dynamics.ensemble import random_elites
+
+        if self.elite_per != "trajectory":
+            return None
+        return random_elites(model, rng, self.rollout_batch)
 
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
         def skip(state):

@@ -118,7 +118,7 @@ class SRPO(AddOn):
 
     # -- the add-on protocol ------------------------------------------------------------------
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
-        values = jax.lax.stop_gradient(ctx.learner.value(ctx.learner_state, batch.obs))
+        values = jax.lax.stop_gradient(ctx.learner.batch_value(ctx.learner_state, batch))
         labels = self.labels_for(values, rng)
 
         def loss_fn(params):

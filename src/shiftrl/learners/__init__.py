@@ -11,11 +11,12 @@ from shiftrl.learners.bear import BEAR, BEARConfig
 from shiftrl.learners.bracp import BRACP, BRACPConfig
 from shiftrl.learners.cql import CQL, CQLConfig
 from shiftrl.learners.iql import IQL, IQLConfig
+from shiftrl.learners.maple import MAPLE, MAPLEConfig
 from shiftrl.learners.sac import SAC, SACConfig
 from shiftrl.learners.td3bc import TD3BC, TD3BCConfig
 
 LEARNERS: dict[str, type[Learner]] = {
-    cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC, BCQ, BEAR, BRACP, AWR)
+    cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC, BCQ, BEAR, BRACP, AWR, MAPLE)
 }
 
 
@@ -45,6 +46,7 @@ __all__ = [
     "CQL",
     "IQL",
     "LEARNERS",
+    "MAPLE",
     "SAC",
     "TD3BC",
     "AWRConfig",
@@ -55,6 +57,7 @@ __all__ = [
     "CQLConfig",
     "Hooks",
     "IQLConfig",
+    "MAPLEConfig",
     "Learner",
     "SACConfig",
     "LearnerSpec",

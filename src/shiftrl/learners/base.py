@@ -9,6 +9,14 @@ pure functions over a state pytree:
     explore(state, obs, rng)           -> action for acting online (default: act)
     updates_actor(state)               -> bool: the next update steps the actor (default: yes)
     value(state, obs)                  -> [B] state value     (used by SRPO's ranking)
+    batch_value(state, batch)          -> [B] value of the batch's rows (default: value(obs);
+                                          context learners read each row's history)
+
+Recurrent learners (`recurrent = True`, MAPLE) also act with a memory carried through an
+episode, reset at its start:
+    initial_memory(n)                  -> memory for n fresh episodes
+    act_step(state, memory, obs)       -> (action, memory)    (deterministic)
+    explore_step(state, memory, obs, rng) -> (action, memory) (stochastic: model rollouts)
 
 Losses are written as named per-sample *terms* with *weights*; the objective is
 sum_k mean(weight_k * term_k). Add-ons edit (terms, weights) through `Hooks`
@@ -120,6 +128,9 @@ class Learner:
     paper: ClassVar[str] = ""
     uses_rewards: ClassVar[bool] = True
     """False for learners that ignore rewards (BC), on which reward add-ons do nothing."""
+    recurrent: ClassVar[bool] = False
+    """True for learners whose policy carries a memory through an episode (MAPLE's context
+    encoder): evaluation then calls `initial_memory` / `act_step` instead of `act`."""
 
     def __init__(self, config: Any, spec: LearnerSpec):
         self.config = config
@@ -150,6 +161,25 @@ class Learner:
     def value(self, state: Any, obs: jax.Array) -> jax.Array:
         """V(s); learners without a value function use their critic at pi(s)."""
         raise NotImplementedError(f"{self.name} has no value estimate")
+
+    def batch_value(self, state: Any, batch: Batch) -> jax.Array:
+        """The value of each row of `batch` (SRPO ranks by it); a context learner computes it
+        with the context each row's segment gives (MAPLE). Default: `value(state, batch.obs)`."""
+        return self.value(state, batch.obs)
+
+    def initial_memory(self, n: int) -> Any:
+        """A recurrent policy's memory at the start of n episodes."""
+        raise NotImplementedError(f"{self.name} is not recurrent")
+
+    def act_step(self, state: Any, memory: Any, obs: jax.Array) -> tuple[jax.Array, Any]:
+        """(deterministic action, next memory) for a recurrent policy."""
+        raise NotImplementedError(f"{self.name} is not recurrent")
+
+    def explore_step(
+        self, state: Any, memory: Any, obs: jax.Array, rng: jax.Array
+    ) -> tuple[jax.Array, Any]:
+        """(sampled action, next memory) for a recurrent policy."""
+        raise NotImplementedError(f"{self.name} is not recurrent")
 
     # -- helpers -------------------------------------------------------------------------
     @classmethod

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
+import jax
 import numpy as np
 
 from shiftrl.core.errors import ConfigError
@@ -13,6 +15,26 @@ from shiftrl.data.preprocess import Preprocessor
 from shiftrl.envs.reference import normalized_score, reference_scores
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]  # normalized obs [n, d] -> unit actions [n, a]
+
+
+class RecurrentPolicy:
+    """A recurrent policy as a `PolicyFn` with memory (MAPLE's context encoder): `reset(n)`
+    starts n episodes (`run_episodes` calls it at every episode start), each call acts on
+    one step of all n and carries the memory to the next. `step` is a jitted
+    `(learner_state, memory, obs) -> (action, memory)`, `initial` `n -> memory`."""
+
+    def __init__(self, step: Callable, initial: Callable, learner_state: Any):
+        self.step, self.initial, self.state = step, initial, learner_state
+        self.memory: Any = None
+
+    def reset(self, n: int) -> None:
+        self.memory = self.initial(n)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.memory is None or len(jax.tree.leaves(self.memory)[0]) != len(obs):
+            self.reset(len(obs))
+        action, self.memory = self.step(self.state, self.memory, obs)
+        return np.asarray(action)
 
 
 @dataclass
@@ -109,6 +131,8 @@ def run_episodes(
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
     try:
         obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+        if isinstance(policy, RecurrentPolicy):  # a recurrent policy starts each episode afresh
+            policy.reset(episodes)
         returns = np.zeros(episodes)
         done = np.zeros(episodes, bool)
         while not done.all():
