@@ -191,10 +191,10 @@ class MAPLE(Learner):
         return valid / jnp.maximum(valid.mean(), 1e-6)
 
     # -- losses -----------------------------------------------------------------------
-    def td_target(self, state: MAPLEState, seg: Segments, rng) -> jax.Array:
+    def td_target(self, state: MAPLEState, seg: Segments, zp_next, carries_v, rng) -> jax.Array:
+        """y per step [H, B]; z^pi_{t+1} and the value encoder's states come from the current
+        encoders (no gradient), the embedding of the latter from its target copy."""
         c = self.config
-        _, zp_next, _ = self.contexts(state.actor.params["encoder"], seg, seg.hidden_policy)
-        _, _, carries_v = self.contexts(state.critic.params["encoder"], seg, seg.hidden_value)
         target = state.critic_target
         zv_next = jnp.tanh(self.embed.apply({"params": target["embed"]}, carries_v[1:]))
         next_a, next_logp = self.sample(state.actor.params["pi"], zp_next, seg.next_obs, rng)
@@ -207,21 +207,22 @@ class MAPLE(Learner):
             y = jnp.clip(y, low / (1 - c.discount), high / (1 - c.discount))
         return jax.lax.stop_gradient(y)
 
-    def critic_loss(self, critic_params, state: MAPLEState, seg: Segments, batch, rng, hooks):
-        y = _rows(self.td_target(state, seg, rng))
-        zv, _, _ = self.contexts(critic_params["encoder"], seg, seg.hidden_value)
+    def critic_loss(self, critic_params, state, seg: Segments, batch, zp_next, rng, hooks):
+        zv, _, carries = self.contexts(critic_params["encoder"], seg, seg.hidden_value)
+        y = _rows(self.td_target(state, seg, zp_next, jax.lax.stop_gradient(carries), rng))
         q = self.q(critic_params["q"], _rows(zv), batch.obs, batch.action)  # [2, N]
         terms = {"td": jnp.sum((q - y) ** 2, axis=0)}
         terms, weights = hooks.critic(batch, terms, {"td": self._mask_weight(_rows(seg.valid))})
         loss, metrics = objective(terms, weights, "critic")
-        return loss, {**metrics, "critic/q": q.mean(), "critic/target": y.mean()}
+        metrics = {**metrics, "critic/q": q.mean(), "critic/target": y.mean()}
+        return loss, (metrics, jax.lax.stop_gradient(zv))
 
-    def actor_loss(self, actor_params, state: MAPLEState, seg: Segments, batch, rng, hooks):
+    def actor_loss(self, actor_params, state, seg: Segments, batch, zv, rng, hooks):
+        """zv: the value context, held fixed (the reference's value_state.detach())."""
         alpha = jax.lax.stop_gradient(self.alpha(state))
         zp, _, _ = self.contexts(actor_params["encoder"], seg, seg.hidden_policy)
-        zv, _, _ = self.contexts(state.critic.params["encoder"], seg, seg.hidden_value)
         pi, log_pi = self.sample(actor_params["pi"], _rows(zp), batch.obs, rng)
-        q_pi = self.q(state.critic.params["q"], jax.lax.stop_gradient(_rows(zv)), batch.obs, pi)
+        q_pi = self.q(state.critic.params["q"], _rows(zv), batch.obs, pi)
         mask = self._mask_weight(_rows(seg.valid))
         terms = {"entropy": log_pi, "q": q_pi.min(0), "pi_action": pi, "log_prob": log_pi}
         terms, weights = hooks.actor(batch, terms, {"entropy": alpha * mask, "q": -mask})
@@ -238,12 +239,15 @@ class MAPLE(Learner):
         c = self.config
         seg = self.segments(batch)
         k_actor, k_critic = jax.random.split(rng)
+        # z^pi_{t+1} for the TD target, from the pre-update policy encoder
+        _, zp_next, _ = self.contexts(state.actor.params["encoder"], seg, seg.hidden_policy)
+        zp_next = jax.lax.stop_gradient(zp_next)
+        (_, (m_critic, zv)), g_critic = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic.params, state, seg, batch, zp_next, k_critic, hooks
+        )
         (_, (m_actor, log_pi, mask)), g_actor = jax.value_and_grad(
             self.actor_loss, has_aux=True
-        )(state.actor.params, state, seg, batch, k_actor, hooks)
-        (_, m_critic), g_critic = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            state.critic.params, state, seg, batch, k_critic, hooks
-        )
+        )(state.actor.params, state, seg, batch, zv, k_actor, hooks)
         critic = state.critic.apply_gradients(grads=g_critic)
         log_alpha = state.log_alpha
         if c.auto_entropy:
