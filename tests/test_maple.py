@@ -67,10 +67,10 @@ def trained(two_dynamics, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     common = dict(
         sources=[source],
-        steps=1200,
+        steps=2000,
         eval_envs=ENVS,
         progress=False,
-        eval_every=1200,
+        eval_every=2000,
         eval_episodes=20,
         source_fraction=0.5,
     )
@@ -296,49 +296,14 @@ class Interrupt(Exception):
     pass
 
 
-def test_maple_with_srpo_from_the_cli(two_dynamics, tmp_path):
+def test_maple_with_srpo_and_dara_resumes_from_the_cli(two_dynamics, tmp_path):
+    """MAPLE with SRPO's and DARA's add-ons (one run, so one compilation, exercises both on
+    the segment path) is killed after its first evaluation and resumed by `shiftrl train
+    --resume`: scores in each dynamics and their mean, add-on metrics, the policy loads."""
     from shiftrl.cli import app
-    from shiftrl.data.io import save_dataset
 
     target, source = two_dynamics
-    save_dataset(target, tmp_path / "target.npz")
-    save_dataset(source, tmp_path / "source.npz")
-    sets = [x for s in [*MODEL_SETTINGS, "batch_size=8", "hidden=16,16"] for x in ("--set", s)]
-    result = CliRunner().invoke(
-        app,
-        [
-            *("train", "--algo", "maple", "--preset", "tiny", "--addon", "srpo"),
-            *("--dataset", str(tmp_path / "target.npz"), "--source", str(tmp_path / "source.npz")),
-            *("--eval-env", POINT_REACH_ID, "--eval-env", POINT_REACH_FLIPPED_ID),
-            *("--steps", "10", "--out", str(tmp_path / "run"), "--no-progress", *sets),
-            *("--set", "eval_every=10", "--set", "eval_episodes=2"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    row = _rows(tmp_path / "run")[-1]
-    assert np.isfinite(row["addon/srpo/loss"]) and row["addon/maple-model/buffer_size"] > 0
-    assert {f"eval/{e}/return" for e in ENVS} <= set(row)  # each dynamics and their mean
-    assert row["return"] == pytest.approx(np.mean([row[f"eval/{e}/return"] for e in ENVS]))
-
-
-def _rows(run_dir):
-    import json
-
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_maple_with_dara_resumes_after_a_kill(two_dynamics, tmp_path):
-    target, source = two_dynamics
-    overrides = [*MODEL_SETTINGS, "batch_size=8", "hidden=16,16", "dara.pretrain_steps=5"]
-    common = dict(
-        sources=[source],
-        steps=20,
-        preset="tiny",
-        addons=["dara"],
-        eval_envs=ENVS,
-        overrides=[*overrides, "eval_every=10", "eval_episodes=2"],
-        progress=False,
-    )
+    settings = [*MODEL_SETTINGS, "batch_size=8", "hidden=16,16", "dara.pretrain_steps=5"]
 
     def kill_after_first_eval(row):
         if row["step"] == 10:
@@ -346,11 +311,36 @@ def test_maple_with_dara_resumes_after_a_kill(two_dynamics, tmp_path):
 
     with pytest.raises(Interrupt):
         shiftrl.train(
-            "maple", target, out=tmp_path / "run", callbacks=[kill_after_first_eval], **common
+            "maple",
+            target,
+            sources=[source],
+            steps=20,
+            preset="tiny",
+            addons=["srpo", "dara"],
+            eval_envs=ENVS,
+            overrides=[*settings, "eval_every=10", "eval_episodes=2"],
+            progress=False,
+            out=tmp_path / "run",
+            callbacks=[kill_after_first_eval],
         )
-    saved = checkpoint.latest(tmp_path / "run")
-    run = shiftrl.train("maple", target, out=tmp_path / "run", resume=True, **common)
-    assert [r["step"] for r in run.rows] == [10, 20]
-    assert saved.exists() and np.isfinite(run.rows[-1]["addon/dara/loss_sa"])
+    assert checkpoint.latest(tmp_path / "run").name == "step_0000000010.msgpack"
+    result = CliRunner().invoke(
+        app, ["train", "--resume", "--out", str(tmp_path / "run"), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == [10, 20]
+    row = rows[-1]
+    for key in ("addon/srpo/loss", "addon/dara/loss_sa", "critic/loss"):
+        assert np.isfinite(row[key]), key
+    assert row["addon/maple-model/buffer_size"] > 0
+    # evaluated in each dynamics, and the mean over them
+    assert row["return"] == pytest.approx(np.mean([row[f"eval/{e}/return"] for e in ENVS]))
     policy = shiftrl.load_policy(tmp_path / "run")  # without the data-sized add-on tables
     assert policy.learner.recurrent and policy.act(np.zeros((1, 1), np.float32)).shape == (1, 1)
+
+
+def _rows(run_dir):
+    import json
+
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
