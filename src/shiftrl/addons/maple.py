@@ -144,7 +144,9 @@ class MAPLEModel(MOPO):
             ready = dataclasses.replace(self)
         object.__setattr__(ready, "_context_hidden", self.context_hidden)
         object.__setattr__(
-            ready, "_reward_units", (float(preprocessor.reward_scale), float(preprocessor.reward_bias))
+            ready,
+            "_reward_units",
+            (float(preprocessor.reward_scale), float(preprocessor.reward_bias)),
         )
         tables = tuple(segment_table(d, self.horizon) for d in datasets)
         rewards = np.concatenate([np.asarray(d.rewards, np.float64) for d in datasets])
@@ -223,7 +225,11 @@ class MAPLEModel(MOPO):
         length = jnp.minimum(self.horizon, t["episode_length"][episode] - first_t)
         k = jnp.arange(self.horizon)
         valid = k[None] < length[:, None]
-        rows = t["episode_start"][episode][:, None] + first_t[:, None] + jnp.minimum(k, length[:, None] - 1)
+        rows = (
+            t["episode_start"][episode][:, None]
+            + first_t[:, None]
+            + jnp.minimum(k, length[:, None] - 1)
+        )
         return rows, valid, (first_t[:, None] + k[None]) == 0
 
     def real_segments(self, state: dict, data: dict, i: int, n: int, domain: int, rng) -> Batch:
@@ -282,9 +288,10 @@ class MAPLEModel(MOPO):
                 live = t_step < t["episode_length"]
                 rows = jnp.where(live, t["episode_start"] + t_step, 0)
                 obs = data["obs"][rows]
-                prev = jnp.where((t_step > 0) & live, 1.0, 0.0)[:, None] * data["action"][
-                    jnp.maximum(rows - 1, 0)
-                ]
+                prev = (
+                    jnp.where((t_step > 0) & live, 1.0, 0.0)[:, None]
+                    * data["action"][jnp.maximum(rows - 1, 0)]
+                )
                 memory = {**memory, "prev_action": prev, "first": jnp.full(live.shape, t_step == 0)}
                 _, new = learner.context_step(params, memory, obs)
                 keep = live[:, None]
@@ -403,7 +410,9 @@ class MAPLEModel(MOPO):
             return super().update(state, batch, ctx, rng)
         return {**state, "step": state["step"] + 1}, {}
 
-    def transform_batch(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array) -> Batch:
+    def transform_batch(
+        self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array
+    ) -> Batch:
         if not self.uses_model:
             return batch
         b, h = batch.segments, self.horizon
@@ -416,7 +425,10 @@ class MAPLEModel(MOPO):
             return x[keep] if key in SEGMENT_LEVEL else x[keep_rows]
 
         real = batch.replace(
-            **{f: getattr(batch, f)[keep_rows] for f in ("obs", "action", "reward", "next_obs", "terminal", "domain")},
+            **{
+                f: getattr(batch, f)[keep_rows]
+                for f in ("obs", "action", "reward", "next_obs", "terminal", "domain")
+            },
             extras={k: take(k, v) for k, v in batch.extras.items()},
         )
         idx = jax.random.randint(rng, (n_model,), 0, jnp.maximum(state["size"], 1))

@@ -157,7 +157,9 @@ class MAPLE(Learner):
             reward=_time_major(batch.reward, b, h),
             next_obs=_time_major(batch.next_obs, b, h),
             terminal=_time_major(batch.terminal, b, h),
-            prev_action=_time_major(ex.get(SEGMENT_PREV_ACTION, jnp.zeros_like(batch.action)), b, h),
+            prev_action=_time_major(
+                ex.get(SEGMENT_PREV_ACTION, jnp.zeros_like(batch.action)), b, h
+            ),
             valid=_time_major(ex.get(SEGMENT_VALID, jnp.ones(n)), b, h),
             hidden_policy=ex.get(SEGMENT_HIDDEN_POLICY, zeros),
             hidden_value=ex.get(SEGMENT_HIDDEN_VALUE, zeros),
@@ -245,9 +247,9 @@ class MAPLE(Learner):
         (_, (m_critic, zv)), g_critic = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.critic.params, state, seg, batch, zp_next, k_critic, hooks
         )
-        (_, (m_actor, log_pi, mask)), g_actor = jax.value_and_grad(
-            self.actor_loss, has_aux=True
-        )(state.actor.params, state, seg, batch, zv, k_actor, hooks)
+        (_, (m_actor, log_pi, mask)), g_actor = jax.value_and_grad(self.actor_loss, has_aux=True)(
+            state.actor.params, state, seg, batch, zv, k_actor, hooks
+        )
         critic = state.critic.apply_gradients(grads=g_critic)
         log_alpha = state.log_alpha
         if c.auto_entropy:

@@ -133,7 +133,9 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
         addon_states, metrics = dict(carry.addons), {}
         k_draw = jax.random.fold_in(k_batch, 0xD4A3)  # leaves the existing key streams as they were
         for i, ad in enumerate(addons):  # an add-on may draw the batch itself (MAPLE's segments)
-            batch = ad.sample_batch(addon_states[ad.name], batch, ctx, jax.random.fold_in(k_draw, i))
+            batch = ad.sample_batch(
+                addon_states[ad.name], batch, ctx, jax.random.fold_in(k_draw, i)
+            )
         for i, ad in enumerate(addons):  # static tuple: unrolled at trace time
             if not ad.train_alongside:
                 continue
