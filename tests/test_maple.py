@@ -308,7 +308,7 @@ def test_maple_with_srpo_and_dara_resumes_from_the_cli(two_dynamics, tmp_path):
     target, source = (tmp_path / "target.npz", tmp_path / "source.npz")
     for data, path in zip(two_dynamics, (target, source), strict=True):
         save_dataset(data, path)  # files, so the CLI can load them again to resume
-    settings = [*MODEL_SETTINGS, "batch_size=8", "hidden=16,16", "dara.pretrain_steps=5"]
+    settings = [*MODEL_SETTINGS, "batch_size=8", "hidden=16,16"]
 
     def kill_after_first_eval(row):
         if row["step"] == 10:
