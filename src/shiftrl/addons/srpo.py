@@ -42,6 +42,15 @@ from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.nets import MLP
 
 FORMS = ("clipped", "paper")
+
+
+def ranking_values(learner, learner_state, batch: Batch) -> jax.Array:
+    """The values SRPO ranks the batch's rows by: `learner.batch_value` (a context learner
+    values each row with its segment's history), or `value(obs)` for a bare stand-in."""
+    batch_value = getattr(learner, "batch_value", None)
+    if batch_value is None:
+        return learner.value(learner_state, batch.obs)
+    return batch_value(learner_state, batch)
 LABELS = ("value", "shuffled")
 
 
@@ -118,7 +127,7 @@ class SRPO(AddOn):
 
     # -- the add-on protocol ------------------------------------------------------------------
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
-        values = jax.lax.stop_gradient(ctx.learner.batch_value(ctx.learner_state, batch))
+        values = jax.lax.stop_gradient(ranking_values(ctx.learner, ctx.learner_state, batch))
         labels = self.labels_for(values, rng)
 
         def loss_fn(params):
