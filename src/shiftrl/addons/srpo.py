@@ -51,6 +51,8 @@ def ranking_values(learner, learner_state, batch: Batch) -> jax.Array:
     if batch_value is None:
         return learner.value(learner_state, batch.obs)
     return batch_value(learner_state, batch)
+
+
 LABELS = ("value", "shuffled")
 
 
