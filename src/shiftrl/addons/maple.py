@@ -170,8 +170,7 @@ class MAPLEModel(MOPO):
         state = super().init(rng, spec)
         del state["buffer"]  # MOPO's transition buffer: MAPLE stores segments instead
         c, h, d, a = self.capacity, self.horizon, spec.obs_dim, spec.act_dim
-        # the recurrent state size is the learner's; init runs before bind sees it, so the
-        # pool's states take it from the first refresh (zeros of the config's size here)
+        # the recurrent states' size is the learner's `context_units` (read in `bind`)
         state["pool"] = {
             "obs": jnp.zeros((c, h, d)),
             "action": jnp.zeros((c, h, a)),
