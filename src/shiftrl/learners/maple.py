@@ -288,8 +288,15 @@ class MAPLE(Learner):
     def value(self, state: MAPLEState, obs: jax.Array) -> jax.Array:
         """The value at the first step of an episode (no history: zero recurrent states)."""
         n = obs.shape[0]
-        zero = jnp.zeros((n, self.spec.act_dim))
-        return self.batch_value(state, Batch(obs, zero, jnp.zeros(n), obs, jnp.zeros(n), zero))
+        rows = Batch(
+            obs=obs,
+            action=jnp.zeros((n, self.spec.act_dim)),
+            reward=jnp.zeros(n),
+            next_obs=obs,
+            terminal=jnp.zeros(n),
+            domain=jnp.zeros(n, jnp.int32),
+        )
+        return self.batch_value(state, rows)  # length-1 segments from zero states
 
     # -- acting -------------------------------------------------------------------------
     def initial_memory(self, n: int) -> dict:
