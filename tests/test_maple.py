@@ -107,14 +107,16 @@ def episode_contexts(policy, env_id: str, n: int, seed: int) -> np.ndarray:
     learner, state = policy.learner, policy.state
     envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     obs, _ = envs.reset(seed=seed)
-    memory, out = learner.initial_memory(n), []
+    carry, out = learner.initial_carry(n), []
+    prev = np.zeros((n, 1), np.float32)
     for t in range(9):
-        o = policy.pre.obs(obs)
-        z, _ = learner.context_step(state, memory, o)
-        action, memory = learner.act_step(state, memory, o)
+        o, reset = policy.pre.obs(obs), np.full(n, t == 0)
+        _, z = learner.context_step(state, carry, o, prev, reset)
+        carry, action = learner.act_step(state, carry, o, prev, reset)
         if t >= 2:
             out.append(np.asarray(z))
-        obs, *_ = envs.step(policy.pre.action_to_env(np.asarray(action)))
+        prev = np.asarray(action)
+        obs, *_ = envs.step(policy.pre.action_to_env(prev))
     envs.close()
     return np.concatenate(out)
 
@@ -137,8 +139,8 @@ def test_evaluation_resets_the_recurrent_state_at_episode_start(trained):
     policy = trained[0].policy
     learner = policy.learner
     step = jax.jit(learner.act_step)
-    fresh = RecurrentPolicy(step, learner.initial_memory, policy.state)
-    used = RecurrentPolicy(step, learner.initial_memory, policy.state)
+    fresh = RecurrentPolicy(step, learner.initial_carry, policy.state, 1)
+    used = RecurrentPolicy(step, learner.initial_carry, policy.state, 1)
     for _ in range(5):  # leave a history behind
         used(np.full((4, 1), 1.5, np.float32))
     a = run_episodes(fresh, policy.pre, POINT_REACH_FLIPPED_ID, 4, seed=3)
@@ -191,12 +193,12 @@ def test_stored_states_restart_at_every_episode(segments):
     second = np.flatnonzero((table.segment_episode == e) & (table.segment_block == 1))[0]
     start = int(table.episode_start[e])
     data = ctx.data[0]
-    memory = learner.initial_memory(1)
+    carry = learner.initial_carry(1)
     for t in range(H):
         prev = data["action"][start + t - 1 : start + t] if t else jnp.zeros((1, 1))
-        memory = {**memory, "prev_action": prev}
-        _, memory = learner.context_step(learner_state, memory, data["obs"][start + t][None])
-    np.testing.assert_allclose(hidden[second], np.asarray(memory["policy"][0]), atol=1e-5)
+        obs, reset = data["obs"][start + t][None], jnp.array([t == 0])
+        carry, _ = learner.context_step(learner_state, carry, obs, prev, reset)
+    np.testing.assert_allclose(hidden[second], np.asarray(carry["policy"][0]), atol=1e-5)
     assert np.abs(hidden[second]).sum() > 0
 
 

@@ -283,30 +283,25 @@ class MAPLEModel(MOPO):
             data, t = ctx.data[i], self._tables_device(i)
             n_ep = len(table.episode_start)
 
-            def step(memory, t_step, data=data, t=t):
+            def step(carry, t_step, data=data, t=t):
                 live = t_step < t["episode_length"]
                 rows = jnp.where(live, t["episode_start"] + t_step, 0)
-                obs = data["obs"][rows]
                 prev = (
                     jnp.where((t_step > 0) & live, 1.0, 0.0)[:, None]
                     * data["action"][jnp.maximum(rows - 1, 0)]
                 )
-                memory = {**memory, "prev_action": prev, "first": jnp.full(live.shape, t_step == 0)}
-                _, new = learner.context_step(params, memory, obs)
-                keep = live[:, None]
-                return {
-                    **new,
-                    "policy": jnp.where(keep, new["policy"], memory["policy"]),
-                    "value": jnp.where(keep, new["value"], memory["value"]),
-                }, None
+                reset = jnp.full(live.shape, t_step == 0)
+                new, _ = learner.context_step(params, carry, data["obs"][rows], prev, reset)
+                # an episode that has ended keeps its last state (never read again)
+                return jax.tree.map(lambda n, o: jnp.where(live[:, None], n, o), new, carry), None
 
-            def block(memory, b):
-                entering = (memory["policy"], memory["value"])
-                memory, _ = jax.lax.scan(step, memory, b * self.horizon + jnp.arange(self.horizon))
-                return memory, entering
+            def block(carry, b):
+                entering = (carry["policy"], carry["value"])
+                carry, _ = jax.lax.scan(step, carry, b * self.horizon + jnp.arange(self.horizon))
+                return carry, entering
 
-            memory = learner.initial_memory(n_ep)
-            _, (h_p, h_v) = jax.lax.scan(block, memory, jnp.arange(table.blocks))
+            carry = learner.initial_carry(n_ep)
+            _, (h_p, h_v) = jax.lax.scan(block, carry, jnp.arange(table.blocks))
             b, e = t["segment_block"], t["segment_episode"]
             out.append({"hidden_policy": h_p[b, e], "hidden_value": h_v[b, e]})
         return {**state, "segments": tuple(out)}
@@ -343,18 +338,15 @@ class MAPLEModel(MOPO):
         r_low_raw = self._bounds["reward"][0] - self.penalty_clip * self.penalty
         r_high_raw = self._bounds["reward"][1]
         obs_low, obs_high = self._bounds["obs_low"], self._bounds["obs_high"]
-        memory = {
-            "policy": start["hidden_policy"],
-            "value": start["hidden_value"],
-            "prev_action": start["prev_action"],
-            "first": jnp.zeros(self.rollout_batch, bool),
-        }
+        carry = {"policy": start["hidden_policy"], "value": start["hidden_value"]}
+        no_reset = jnp.zeros(self.rollout_batch, bool)
 
-        def step(carry, key):
-            obs, memory, alive = carry
+        def step(loop, key):
+            obs, carry, prev, alive = loop
             k_act, k_model = jax.random.split(key)
-            prev = memory["prev_action"]
-            action, memory = ctx.learner.explore_step(ctx.learner_state, memory, obs, k_act)
+            carry, action = ctx.learner.explore_step(
+                ctx.learner_state, carry, obs, prev, no_reset, k_act
+            )
             raw_obs = obs * p.obs_std + p.obs_mean
             raw_action = p.act_center + p.act_half * jnp.clip(action, -1.0, 1.0)
             raw_next, raw_reward, u = sample_step(
@@ -373,10 +365,10 @@ class MAPLEModel(MOPO):
                 "prev_action": prev,
                 "valid": alive.astype(jnp.float32),
             }
-            return (next_obs, memory, alive & ~done), (out, u)
+            return (next_obs, carry, action, alive & ~done), (out, u)
 
-        carry = (start["obs"], memory, jnp.ones(self.rollout_batch, bool))
-        _, (out, u) = jax.lax.scan(step, carry, jax.random.split(k_steps, self.horizon))
+        loop = (start["obs"], carry, start["prev_action"], jnp.ones(self.rollout_batch, bool))
+        _, (out, u) = jax.lax.scan(step, loop, jax.random.split(k_steps, self.horizon))
         segments = {k: jnp.swapaxes(v, 0, 1) for k, v in out.items()}  # [R, H, ...]
         segments["hidden_policy"] = start["hidden_policy"]
         segments["hidden_value"] = start["hidden_value"]

@@ -12,11 +12,12 @@ pure functions over a state pytree:
     batch_value(state, batch)          -> [B] value of the batch's rows (default: value(obs);
                                           context learners read each row's history)
 
-Recurrent learners (`recurrent = True`, MAPLE) also act with a memory carried through an
-episode, reset at its start:
-    initial_memory(n)                  -> memory for n fresh episodes
-    act_step(state, memory, obs)       -> (action, memory)    (deterministic)
-    explore_step(state, memory, obs, rng) -> (action, memory) (stochastic: model rollouts)
+Recurrent learners (`recurrent = True`: MAPLE, online context SAC) act with a carry (the
+encoders' recurrent states) through an episode; the caller passes the previous action and
+`reset` (true at an episode's first step, which zeroes the carry):
+    initial_carry(n)                                    -> carry for n episodes
+    act_step(state, carry, obs, prev_action, reset)     -> (carry, action)  (deterministic)
+    explore_step(state, carry, obs, prev_action, reset, rng) -> (carry, action)
 
 Losses are written as named per-sample *terms* with *weights*; the objective is
 sum_k mean(weight_k * term_k). Add-ons edit (terms, weights) through `Hooks`
@@ -129,8 +130,8 @@ class Learner:
     uses_rewards: ClassVar[bool] = True
     """False for learners that ignore rewards (BC), on which reward add-ons do nothing."""
     recurrent: ClassVar[bool] = False
-    """True for learners whose policy carries a memory through an episode (MAPLE's context
-    encoder): evaluation then calls `initial_memory` / `act_step` instead of `act`."""
+    """True for learners whose policy carries recurrent states through an episode (context
+    encoders): evaluation then calls `initial_carry` / `act_step` instead of `act`."""
 
     def __init__(self, config: Any, spec: LearnerSpec):
         self.config = config
@@ -167,18 +168,26 @@ class Learner:
         with the context each row's segment gives (MAPLE). Default: `value(state, batch.obs)`."""
         return self.value(state, batch.obs)
 
-    def initial_memory(self, n: int) -> Any:
-        """A recurrent policy's memory at the start of n episodes."""
+    def initial_carry(self, n: int) -> Any:
+        """A recurrent policy's carry for n episodes."""
         raise NotImplementedError(f"{self.name} is not recurrent")
 
-    def act_step(self, state: Any, memory: Any, obs: jax.Array) -> tuple[jax.Array, Any]:
-        """(deterministic action, next memory) for a recurrent policy."""
+    def act_step(
+        self, state: Any, carry: Any, obs: jax.Array, prev_action: jax.Array, reset: jax.Array
+    ) -> tuple[Any, jax.Array]:
+        """(next carry, deterministic action) for a recurrent policy."""
         raise NotImplementedError(f"{self.name} is not recurrent")
 
     def explore_step(
-        self, state: Any, memory: Any, obs: jax.Array, rng: jax.Array
-    ) -> tuple[jax.Array, Any]:
-        """(sampled action, next memory) for a recurrent policy."""
+        self,
+        state: Any,
+        carry: Any,
+        obs: jax.Array,
+        prev_action: jax.Array,
+        reset: jax.Array,
+        rng: jax.Array,
+    ) -> tuple[Any, jax.Array]:
+        """(next carry, sampled action) for a recurrent policy."""
         raise NotImplementedError(f"{self.name} is not recurrent")
 
     # -- helpers -------------------------------------------------------------------------

@@ -26,7 +26,6 @@ copies). On a plain transition batch each row is a length-1 segment from a fresh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -299,42 +298,44 @@ class MAPLE(Learner):
         return self.batch_value(state, rows)  # length-1 segments from zero states
 
     # -- acting -------------------------------------------------------------------------
-    def initial_memory(self, n: int) -> dict:
-        return {
-            "policy": self.encoder.initial_carry((n,)),
-            "value": self.encoder.initial_carry((n,)),
-            "prev_action": jnp.zeros((n, self.spec.act_dim)),
-            "first": jnp.ones((n,), bool),
-        }
+    def initial_carry(self, n: int) -> dict:
+        """Both encoders' recurrent states for n episodes (zeros)."""
+        zeros = self.encoder.initial_carry((n,))
+        return {"policy": zeros, "value": zeros}
 
-    def context_step(self, state: MAPLEState, memory: dict, obs: jax.Array) -> tuple[Any, Any]:
-        """Both encoders one step on (s_t, a_{t-1}): (z^pi_t, memory with the new states)."""
-        prev, first = memory["prev_action"], memory["first"]
+    def context_step(self, state: MAPLEState, carry: dict, obs, prev_action, reset):
+        """Both encoders one step on (s_t, a_{t-1}): (new carry, z^pi_t). The value encoder
+        steps too, so its state can be stored with a segment."""
         h_p, z_p = self.encoder.apply(
-            {"params": state.actor.params["encoder"]}, memory["policy"], obs, prev, first
+            {"params": state.actor.params["encoder"]}, carry["policy"], obs, prev_action, reset
         )
         h_v, _ = self.encoder.apply(
-            {"params": state.critic.params["encoder"]}, memory["value"], obs, prev, first
+            {"params": state.critic.params["encoder"]}, carry["value"], obs, prev_action, reset
         )
-        return z_p, {**memory, "policy": h_p, "value": h_v, "first": jnp.zeros_like(first)}
+        return {"policy": h_p, "value": h_v}, z_p
 
-    def act_step(self, state: MAPLEState, memory: dict, obs: jax.Array):
-        z, memory = self.context_step(state, memory, obs)
+    def act_step(self, state: MAPLEState, carry: dict, obs, prev_action, reset):
+        carry, z = self.context_step(state, carry, obs, prev_action, reset)
         action = self.actor_net.apply(
             {"params": state.actor.params["pi"]},
             jnp.concatenate([z, obs], -1),
             method=TanhGaussianActor.deterministic,
         )
-        return action, {**memory, "prev_action": action}
+        return carry, action
 
-    def explore_step(self, state: MAPLEState, memory: dict, obs: jax.Array, rng: jax.Array):
-        z, memory = self.context_step(state, memory, obs)
-        action, _ = self.sample(state.actor.params["pi"], z, obs, rng)
-        return action, {**memory, "prev_action": action}
+    def explore_step(self, state: MAPLEState, carry: dict, obs, prev_action, reset, rng):
+        carry, z = self.context_step(state, carry, obs, prev_action, reset)
+        return carry, self.sample(state.actor.params["pi"], z, obs, rng)[0]
+
+    def _first_step(self, obs: jax.Array):
+        n = obs.shape[0]
+        return self.initial_carry(n), jnp.zeros((n, self.spec.act_dim)), jnp.ones((n,), bool)
 
     def act(self, state: MAPLEState, obs: jax.Array) -> jax.Array:
         """The action at an episode's first step (no history); evaluation uses `act_step`."""
-        return self.act_step(state, self.initial_memory(obs.shape[0]), obs)[0]
+        carry, prev, reset = self._first_step(obs)
+        return self.act_step(state, carry, obs, prev, reset)[1]
 
     def explore(self, state: MAPLEState, obs: jax.Array, rng: jax.Array) -> jax.Array:
-        return self.explore_step(state, self.initial_memory(obs.shape[0]), obs, rng)[0]
+        carry, prev, reset = self._first_step(obs)
+        return self.explore_step(state, carry, obs, prev, reset, rng)[1]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import jax
 import numpy as np
 
 from shiftrl.core.errors import ConfigError
@@ -18,23 +17,30 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]  # normalized obs [n, d] -> unit a
 
 
 class RecurrentPolicy:
-    """A recurrent policy as a `PolicyFn` with memory (MAPLE's context encoder): `reset(n)`
-    starts n episodes (`run_episodes` calls it at every episode start), each call acts on
-    one step of all n and carries the memory to the next. `step` is a jitted
-    `(learner_state, memory, obs) -> (action, memory)`, `initial` `n -> memory`."""
+    """A recurrent policy as a `PolicyFn` with a carry (context encoders): `reset(n)` starts n
+    episodes (`run_episodes` calls it at every episode start), each call acts on one step of
+    all n and carries the encoders' states and the action to the next. `step` is a jitted
+    `learner.act_step`, `(learner_state, carry, obs, prev_action, reset) -> (carry, action)`,
+    `initial` is `learner.initial_carry`."""
 
-    def __init__(self, step: Callable, initial: Callable, learner_state: Any):
-        self.step, self.initial, self.state = step, initial, learner_state
-        self.memory: Any = None
+    def __init__(self, step: Callable, initial: Callable, learner_state: Any, act_dim: int):
+        self.step, self.initial, self.state, self.act_dim = step, initial, learner_state, act_dim
+        self.carry: Any = None
+        self.prev_action = np.zeros((0, act_dim), np.float32)
+        self.first = np.zeros(0, bool)
 
     def reset(self, n: int) -> None:
-        self.memory = self.initial(n)
+        """n new episodes: zero states, a_{-1} = 0, and the first step flagged as a reset."""
+        self.carry = self.initial(n)
+        self.prev_action = np.zeros((n, self.act_dim), np.float32)
+        self.first = np.ones(n, bool)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        if self.memory is None or len(jax.tree.leaves(self.memory)[0]) != len(obs):
+        if len(self.first) != len(obs):
             self.reset(len(obs))
-        action, self.memory = self.step(self.state, self.memory, obs)
-        return np.asarray(action)
+        self.carry, action = self.step(self.state, self.carry, obs, self.prev_action, self.first)
+        self.prev_action, self.first = np.asarray(action), np.zeros(len(obs), bool)
+        return self.prev_action
 
 
 @dataclass

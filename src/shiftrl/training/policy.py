@@ -38,18 +38,23 @@ class Policy:
         """The training step of the checkpoint it was loaded from (`load_policy`)."""
         self._act = jax.jit(learner.act)
         self._recurrent = (
-            RecurrentPolicy(jax.jit(learner.act_step), learner.initial_memory, learner_state)
+            RecurrentPolicy(
+                jax.jit(learner.act_step),
+                learner.initial_carry,
+                learner_state,
+                learner.spec.act_dim,
+            )
             if learner.recurrent
             else None
         )
 
     def reset(self, n: int = 1) -> None:
-        """Start n new episodes: a recurrent policy forgets its memory (no-op otherwise)."""
+        """Start n new episodes: a recurrent policy forgets its states (no-op otherwise)."""
         if self._recurrent is not None:
             self._recurrent.reset(n)
 
     def unit_action(self, normalized_obs: np.ndarray) -> np.ndarray:
-        """Unit actions; a recurrent policy carries its memory from call to call (one call
+        """Unit actions; a recurrent policy carries its states from call to call (one call
         per environment step) until `reset`."""
         if self._recurrent is not None:
             return self._recurrent(normalized_obs)

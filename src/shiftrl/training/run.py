@@ -546,8 +546,11 @@ class _Loop:
         def policy(obs):
             return np.asarray(self.act(learner_state, obs))
 
-        if self.learner.recurrent:  # memory carried through each episode, reset at its start
-            policy = RecurrentPolicy(self.act_step, self.learner.initial_memory, learner_state)
+        if self.learner.recurrent:  # states carried through each episode, reset at its start
+            learner = self.learner
+            policy = RecurrentPolicy(
+                self.act_step, learner.initial_carry, learner_state, learner.spec.act_dim
+            )
 
         start = eval_seed(seed)  # the same start states at every evaluation (and online)
         row, scores, returns = {}, [], []
