@@ -38,9 +38,12 @@ def test_srpo_suite_configs(profile):
     assert (budget.steps, budget.eval_every, budget.eval_episodes, len(budget.seeds)) == (
         expected[profile]
     )
-    # offline cells here; the online block (online-only jobs): tests/test_online_context.py
-    jobs = [j for j in plan_jobs(suite, profile, seeds=(0,)) if not j.cell.online_only]
+    # offline model-free cells here; the online block: tests/test_online_context.py
+    everything = [j for j in plan_jobs(suite, profile, seeds=(0,)) if not j.cell.online_only]
+    maple = [j for j in everything if j.cell.block.startswith("MAPLE")]
+    jobs = [j for j in everything if j not in maple]
     assert len(jobs) == 3 * 3 * 3 * 3  # robots x levels x learners x (base, +SRPO, shuffled)
+    _check_maple_block(maple, expected[profile])
     assert {j.cell.row for j in jobs} == {f"{r}-{lvl}" for r in ROBOTS for lvl in LEVELS}
     learners = {}
     for job in jobs:
@@ -81,9 +84,47 @@ def test_srpo_suite_configs(profile):
         "context SAC+SRPO": "context SAC",
         **{f"{b}+SRPO": b for b in ("CQL", "TD3+BC", "IQL")},
         **{f"{b}+SRPO shuffled": f"{b}+SRPO" for b in ("CQL", "TD3+BC", "IQL")},
+        "MAPLE+DARA": "MAPLE",
+        "MAPLE+SRPO": "MAPLE",
     }
     assert layout.per_env_tables == {"base dynamics only": tuple(e[0] for e in map(_envs, ROBOTS))}
     assert layout.to_json()["per_env_tables"]["base dynamics only"][0] == "shiftrl/hopper-base-v0"
+
+
+def _check_maple_block(jobs, expected) -> None:
+    """MAPLE, MAPLE+DARA (the released `maple_dara` form) and MAPLE+SRPO on hopper and
+    walker2d, medium and medium-replay, with the model-free cells' data and evaluation."""
+    assert len(jobs) == 2 * 2 * 3
+    assert {j.cell.row for j in jobs} == {f"{r}-{lvl}" for r in ROBOTS[:2] for lvl in LEVELS[:2]}
+    for job in jobs:
+        config = job_config(job.to_json())
+        robot, level = job.cell.row.split("-", 1)
+        assert config.algo == "maple" and config.sources == tuple(
+            f"{robot}-{s}/{level}-v0" for s in SHIFTS
+        )
+        assert config.eval_envs == _envs(robot) and config.source_fraction == pytest.approx(2 / 3)
+        assert (config.steps, config.eval_every, config.eval_episodes) == expected[:3]
+        addons = build_addons(config.addons, build_learner(config, 11, 3))
+        model, *rest = addons
+        assert (model.name, model.horizon, model.penalty, model.penalty_clip) == (
+            "maple-model",
+            10,
+            0.25,
+            40.0,
+        )
+        assert (model.elite_per, model.model_members, model.model_elites) == ("trajectory", 20, 14)
+        names = {a.name: a for a in rest}
+        assert {"MAPLE": set(), "MAPLE+DARA": {"dara"}, "MAPLE+SRPO": {"srpo"}}[
+            job.cell.column
+        ] == set(names)
+        if "dara" in names:
+            assert (names["dara"].correction, names["dara"].eta) == ("maple_dara", 0.1)
+        if "srpo" in names:
+            assert (names["srpo"].lam, names["srpo"].rho, names["srpo"].form) == (
+                0.1,
+                0.5,
+                "clipped",
+            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,7 +215,7 @@ def test_srpo_report_has_a_base_dynamics_table(srpo_study):
     best = _table(lines, "### Best score (base dynamics only)")
     assert best[0] == BASE_BEST
     assert "Incomplete suite" not in "\n".join(lines)
-    assert "**Runs finished:** 6 of 170." in "\n".join(lines)  # 162 offline + 8 online jobs
+    assert "**Runs finished:** 6 of 194." in "\n".join(lines)  # 162 + 24 MAPLE + 8 online
 
 
 def test_study_without_per_env_tables_still_reads(srpo_study, tmp_path):

@@ -103,6 +103,15 @@ RECIPES: dict[str, Recipe] = {
             _mopo_settings,
         ),
         Recipe(
+            "maple",
+            "maple",
+            "default",
+            "maple-model",
+            "SAC with GRU context encoders on real + model segments, one elite per rollout "
+            "(H 10, lambda 0.25, penalty clip 40)",
+            "Chen, Yu, Li, Luo, Qin, Shang & Ye, NeurIPS 2021",
+        ),
+        Recipe(
             "mobile",
             "sac",
             "mobile",

@@ -1,7 +1,7 @@
 """Add-ons: shift methods and regularizers that plug into any learner (see base.py).
 
 The registry maps a name to a factory taking the recorded settings; method issues
-(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MOREC-MOPO, MOREC-MOBILE) add their entries here.
+(DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MOREC-MOPO, MOREC-MOBILE, MAPLE's segments) add their entries here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.addons.dara import DARA
+from shiftrl.addons.maple import MAPLEModel
 from shiftrl.addons.mobile import MOBILE
 from shiftrl.addons.morec import MORECMOBILE, MORECMOPO
 from shiftrl.addons.rollouts import MOPO
@@ -20,7 +21,8 @@ from shiftrl.addons.ssar import SSAR
 from shiftrl.core.errors import ConfigError
 
 ADDONS: dict[str, Callable[..., AddOn]] = {
-    cls.name: cls for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MORECMOPO, MORECMOBILE)
+    cls.name: cls
+    for cls in (DARA, SRPO, SPOT, SSAR, MOPO, MOBILE, MORECMOPO, MORECMOBILE, MAPLEModel)
 }
 
 
@@ -49,6 +51,7 @@ __all__ = [
     "DARA",
     "MOBILE",
     "MOPO",
+    "MAPLEModel",
     "MORECMOBILE",
     "MORECMOPO",
     "SPOT",

@@ -4,6 +4,9 @@ Every method has an identity default, so an add-on overrides only what it needs:
 
 - `update`         trains the add-on's own networks on the batch (DARA's domain
                    classifiers, SRPO's state discriminator, SSAR's beta(s)).
+- `sample_batch`   replaces the loop's uniformly drawn transitions by the add-on's own
+                   draw before any update sees them (MAPLE's length-H segments of the
+                   real data with their stored recurrent states; see `core.types`).
 - `transform_batch` edits the batch before the learner sees it: rewards (DARA,
                    SRPO), or appended transitions from its own device-side buffer
                    (model rollouts for MOPO / MOREC), labelled with `domain`.
@@ -23,7 +26,7 @@ Every method has an identity default, so an add-on overrides only what it needs:
                    (SPOT anneals lambda, SSAR decays beta); only add-ons with
                    `finetune_supported` may be fine-tuned.
 
-The trainer runs: sample -> add-on updates -> batch transforms -> learner update
+The trainer runs: sample (-> add-on draws) -> add-on updates -> batch transforms -> learner update
 (which calls the hooks). An add-on's state is a pytree stored in the train carry,
 so it is checkpointed, resumed and vmapped with the learner.
 """
@@ -87,6 +90,9 @@ class AddOnContext:
     learner: Learner
     learner_state: Any
     data: Any = None
+    sampler: Any = None
+    """The loop's batch layout (`training.loop.SamplerSpec`: rows per source and their
+    domain labels), for add-ons that draw the batch themselves (`sample_batch`)."""
 
 
 class AddOn:
@@ -149,6 +155,11 @@ class AddOn:
     def online_step(self, state: Any, t: jax.Array, total: int) -> Any:
         """The state for online update t of `total` (schedules such as SPOT's lambda)."""
         return state
+
+    def sample_batch(self, state: Any, batch: Batch, ctx: AddOnContext, rng: jax.Array) -> Batch:
+        """The batch this step trains on, drawn from `ctx.data` with `ctx.sampler`'s layout
+        (default: the loop's uniform transitions `batch`, unchanged)."""
+        return batch
 
     def transform_batch(self, state: Any, batch: Batch, ctx: AddOnContext, rng: jax.Array) -> Batch:
         return batch

@@ -20,6 +20,11 @@ batch's mean delta_r over its source rows, instead of its own; it keeps DARA's a
 size and drops its dependence on (s, a, s'), so a gain that survives it is not
 dynamics-aware.
 
+Released MAPLE form (`correction="maple_dara"`, SRPO's `maple_dara.py` baseline): every
+row's reward, all domains, gets + eta * log(clip(-delta_r, 0.1, 10)): that code labels
+target 1 / source 0, so its logit difference is -delta_r, clamped (not the sigmoid) and
+logged, the same quirk as SRPO's released bonus.
+
 Logged each step: both classifiers' accuracy on clean inputs (`acc_sas`, `acc_sa`; the
 (s, a) one is the baseline a dynamics signal must beat) and on the noisy training inputs
 (`acc_sas_noisy`), delta_r's mean and std on source and on target rows (`delta_r_source`,
@@ -44,7 +49,7 @@ from shiftrl.core.types import SOURCE, Batch
 from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.nets import MLP
 
-CORRECTIONS = ("delta_r", "constant")
+CORRECTIONS = ("delta_r", "constant", "maple_dara")
 UNIT_CHOICES = ("raw", "learner")
 
 
@@ -74,7 +79,9 @@ class DARA(AddOn):
     rewards before it is added; 'learner': added to the learner's (scaled) rewards as is."""
     correction: str = "delta_r"
     """'delta_r': each source row's own estimate (DARA); 'constant': the batch's mean over its
-    source rows for every source row (the control: same size, no dynamics awareness)."""
+    source rows for every source row (the control: same size, no dynamics awareness);
+    'maple_dara': the released MAPLE baseline's + eta * log(clip(-delta_r, 0.1, 10)) on
+    every row."""
     hidden: tuple[int, ...] = (256, 256)
     lr: float = 3e-4
     pretrain_steps: int = 0
@@ -170,13 +177,16 @@ class DARA(AddOn):
 
     def penalty(self, state: dict, batch: Batch) -> jax.Array:
         """[B] the amount subtracted from each row's reward, in the learner's units (source
-        rows only; 0 on the others)."""
+        rows only, 0 on the others; with `maple_dara`, minus the bonus of every row)."""
         is_source = batch.domain == SOURCE
+        scale = state[UNITS]["reward"] if self.reward_units == "raw" else 1.0
+        if self.correction == "maple_dara":  # a bonus on every row: minus a penalty
+            bonus = jnp.log(jnp.clip(-self.raw_delta_r(state, batch), 0.1, 10.0))
+            return -self.eta * scale * bonus
         delta = self.delta_r(state, batch)
         if self.correction == "constant":
             mean, _ = masked_mean_std(delta, is_source.astype(jnp.float32))
             delta = jnp.full_like(delta, mean)
-        scale = state[UNITS]["reward"] if self.reward_units == "raw" else 1.0
         return jnp.where(is_source, self.eta * scale * delta, 0.0)
 
     # -- the add-on protocol ------------------------------------------------------------------

@@ -125,7 +125,15 @@ class TransitionFilter:
                 reward = template_reward(self.reward_config, spec, rng)
         return {**state, "reward_model": reward}
 
-    def model_step(self, state: dict, raw_obs: jax.Array, raw_action: jax.Array, rng: jax.Array):
+    def model_step(
+        self,
+        state: dict,
+        raw_obs: jax.Array,
+        raw_action: jax.Array,
+        rng: jax.Array,
+        members: jax.Array | None = None,
+    ):
+        # MOREC scores every elite's candidates, so per-trajectory `members` do not apply
         from shiftrl.dynamics import predict, uncertainty
         from shiftrl.dynamics.reward import dynamics_reward, select_candidates
 

@@ -39,6 +39,7 @@ from shiftrl.dynamics.ensemble import UNCERTAINTY_MODES
 from shiftrl.learners.base import Learner, LearnerSpec
 
 BUFFER_FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
+ELITE_PER = ("step", "trajectory")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class MOPO(AddOn):
     termination: str = ""
     """Robot whose termination function ends rollouts ("" : from the data's environment;
     "never" for data from an environment that only ends by time limit)."""
+    elite_per: str = "step"
+    """Which elite generates a transition: a random one per row and "step" (MOPO), or one
+    drawn per rollout and kept for its whole "trajectory" (MAPLE's PyTorch code)."""
 
     def check(self, learner: Learner) -> None:
         checks = [
@@ -103,6 +107,7 @@ class MOPO(AddOn):
             (0.0 < self.real_ratio < 1.0, "real_ratio must be in (0, 1)"),
             (self.model_max_epochs >= 0, "model_max_epochs must be >= 0"),
             (self.model_data in ("target", "all"), "model_data must be 'target' or 'all'"),
+            (self.elite_per in ELITE_PER, f"elite_per must be one of {', '.join(ELITE_PER)}"),
             (
                 self.uncertainty in UNCERTAINTY_MODES,
                 f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}",
@@ -215,15 +220,23 @@ class MOPO(AddOn):
         return {"model": model, "buffer": buffer, "ptr": zero, "size": zero, "step": zero}
 
     # -- rollouts ---------------------------------------------------------------------------
-    def model_step(self, state: dict, raw_obs: jax.Array, raw_action: jax.Array, rng: jax.Array):
+    def model_step(
+        self,
+        state: dict,
+        raw_obs: jax.Array,
+        raw_action: jax.Array,
+        rng: jax.Array,
+        members: jax.Array | None = None,
+    ):
         """One model transition per row, in raw units: (next_obs [B, d], reward [B],
         uncertainty [B], stop [B] bool: the rollout ends here, row kept and flagged terminal,
         info: per-row arrays logged as their mean over live rows). MOPO: a random elite's
-        sample, never stops; a transition filter (MOREC) overrides this."""
+        sample (or row i's elite `members[i]`, `elite_per="trajectory"`), never stops; a
+        transition filter (MOREC) overrides this."""
         from shiftrl.dynamics import sample_step
 
         next_obs, reward, uncertainty = sample_step(
-            state["model"], raw_obs, raw_action, rng, self.uncertainty
+            state["model"], raw_obs, raw_action, rng, self.uncertainty, members
         )
         return next_obs, reward, uncertainty, jnp.zeros(raw_obs.shape[0], bool), {}
 
@@ -238,6 +251,7 @@ class MOPO(AddOn):
         data = ctx.data[0]
         k_start, k_steps = jax.random.split(rng)
         rows = jax.random.randint(k_start, (self.rollout_batch,), 0, data["obs"].shape[0])
+        members = self.trajectory_members(state["model"], jax.random.fold_in(k_start, 1))
 
         def step(carry, key):
             obs, alive = carry
@@ -246,7 +260,7 @@ class MOPO(AddOn):
             raw_obs = obs * p.obs_std + p.obs_mean
             raw_action = p.act_center + p.act_half * jnp.clip(action, -1.0, 1.0)
             raw_next, raw_reward, uncertainty, stop, info = self.model_step(
-                state, raw_obs, raw_action, k_model
+                state, raw_obs, raw_action, k_model, members
             )
             done = done_fn(raw_obs, raw_action, raw_next) | stop
             penalized = raw_reward - self.penalty * uncertainty
@@ -272,6 +286,14 @@ class MOPO(AddOn):
             **{k: (v * live).sum() / jnp.maximum(live.sum(), 1.0) for k, v in per_live.items()},
         }
         return state, metrics
+
+    def trajectory_members(self, model: Any, rng: jax.Array) -> jax.Array | None:
+        """[rollout_batch] elites, one per rollout (`elite_per="trajectory"`), else None."""
+        from shiftrl.dynamics.ensemble import random_elites
+
+        if self.elite_per != "trajectory":
+            return None
+        return random_elites(model, rng, self.rollout_batch)
 
     def update(self, state: dict, batch: Batch, ctx: AddOnContext, rng: jax.Array):
         def skip(state):  # NaN metrics shaped as a round's (nanmean when logged)

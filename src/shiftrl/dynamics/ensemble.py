@@ -249,6 +249,11 @@ def uncertainty(mean: jax.Array, logvar: jax.Array, mode: str = "aleatoric") -> 
     raise ConfigError(f"unknown uncertainty {mode!r}; choose from {', '.join(UNCERTAINTY_MODES)}")
 
 
+def random_elites(model: DynamicsModel, rng: jax.Array, n: int) -> jax.Array:
+    """[n] ensemble indices, each a uniformly drawn elite."""
+    return model.elites[jax.random.randint(rng, (n,), 0, model.elites.shape[0])]
+
+
 @partial(jax.jit, static_argnames="mode")
 def sample_step(
     model: DynamicsModel,
@@ -256,15 +261,17 @@ def sample_step(
     action: jax.Array,
     rng: jax.Array,
     mode: str = "aleatoric",
+    members: jax.Array | None = None,
 ):
     """One model transition per row, as MOPO: each member samples mean + std * noise, then a
-    random elite is chosen per row (per step, not per trajectory). Returns (next_obs [B, d],
+    random elite is chosen per row (per step, not per trajectory), or the given `members`
+    ([B] ensemble indices: MAPLE keeps one elite per trajectory). Returns (next_obs [B, d],
     reward [B], uncertainty [B]) with the uncertainty of `mode` (see `uncertainty`)."""
     mean, logvar = predict(model, obs, action)
     std = jnp.exp(0.5 * logvar)
     k_noise, k_pick = jax.random.split(rng)
     samples = mean + std * jax.random.normal(k_noise, mean.shape)
-    pick = model.elites[jax.random.randint(k_pick, (obs.shape[0],), 0, model.elites.shape[0])]
+    pick = members if members is not None else random_elites(model, k_pick, obs.shape[0])
     chosen = samples[pick, jnp.arange(obs.shape[0])]
     return chosen[:, :-1], chosen[:, -1], uncertainty(mean, logvar, mode)
 

@@ -3,6 +3,9 @@
 - `shiftrl/PointReach-v0`: a point on a line, x' = clip(x + 0.3 a, -2, 2), reward -|x'|,
   10-step episodes ending by time limit (a timeout, never a terminal). The optimal
   policy moves straight to 0; bootstrapping across steps matters.
+- `shiftrl/PointReach-flipped-v0`: the same point with the actuator reversed, x' = clip(x -
+  0.3 a, -2, 2): a second dynamics for context-based learners (MAPLE), where the best
+  action depends on which of the two a policy acts in, which only the history shows.
 - Pendulum swing-up controller: an energy-pumping + PD expert for `Pendulum-v1`,
   used to make the demo's dataset without training anything.
 """
@@ -14,14 +17,17 @@ import numpy as np
 from gymnasium import spaces
 
 POINT_REACH_ID = "shiftrl/PointReach-v0"
+POINT_REACH_FLIPPED_ID = "shiftrl/PointReach-flipped-v0"
 POINT_REACH_HORIZON = 10
 
 
 class PointReachEnv(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, step_size: float = 0.3):
+    def __init__(self, step_size: float = 0.3, direction: float = 1.0):
         self.step_size = step_size
+        self.direction = direction
+        """+1, or -1 for the flipped actuator."""
         self.observation_space = spaces.Box(-2.0, 2.0, (1,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.x = 0.0
@@ -33,7 +39,7 @@ class PointReachEnv(gym.Env):
 
     def step(self, action):
         a = float(np.clip(np.asarray(action).reshape(-1)[0], -1.0, 1.0))
-        self.x = float(np.clip(self.x + self.step_size * a, -2.0, 2.0))
+        self.x = float(np.clip(self.x + self.direction * self.step_size * a, -2.0, 2.0))
         return np.array([self.x], np.float32), -abs(self.x), False, False, {}
 
 
@@ -63,6 +69,7 @@ def pendulum_expert(obs: np.ndarray) -> np.ndarray:
 # (uniform random / `pendulum_expert`).
 TOY_REFERENCE: dict[str, tuple[float, float]] = {
     POINT_REACH_ID: (-10.09, -1.72),
+    POINT_REACH_FLIPPED_ID: (-10.09, -1.72),  # the mirror image: the same returns
     "Pendulum-v1": (-1205.6, -139.3),
 }
 
@@ -72,5 +79,12 @@ def register_toy_envs() -> None:
         gym.register(
             POINT_REACH_ID,
             entry_point="shiftrl.envs.toy:PointReachEnv",
+            max_episode_steps=POINT_REACH_HORIZON,
+        )
+    if POINT_REACH_FLIPPED_ID not in gym.registry:
+        gym.register(
+            POINT_REACH_FLIPPED_ID,
+            entry_point="shiftrl.envs.toy:PointReachEnv",
+            kwargs={"direction": -1.0},
             max_episode_steps=POINT_REACH_HORIZON,
         )

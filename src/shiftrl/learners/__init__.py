@@ -11,12 +11,13 @@ from shiftrl.learners.bear import BEAR, BEARConfig
 from shiftrl.learners.bracp import BRACP, BRACPConfig
 from shiftrl.learners.cql import CQL, CQLConfig
 from shiftrl.learners.iql import IQL, IQLConfig
+from shiftrl.learners.maple import MAPLE, MAPLEConfig
 from shiftrl.learners.sac import SAC, SACConfig
 from shiftrl.learners.sac_context import ContextSAC, ContextSACConfig
 from shiftrl.learners.td3bc import TD3BC, TD3BCConfig
 
 LEARNERS: dict[str, type[Learner]] = {
-    cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC, BCQ, BEAR, BRACP, AWR)
+    cls.name: cls for cls in (BC, TD3BC, IQL, CQL, SAC, BCQ, BEAR, BRACP, AWR, MAPLE)
 }
 
 
@@ -51,6 +52,7 @@ __all__ = [
     "CQL",
     "IQL",
     "LEARNERS",
+    "MAPLE",
     "ONLINE_LEARNERS",
     "SAC",
     "TD3BC",
@@ -64,6 +66,7 @@ __all__ = [
     "ContextSACConfig",
     "Hooks",
     "IQLConfig",
+    "MAPLEConfig",
     "Learner",
     "SACConfig",
     "LearnerSpec",

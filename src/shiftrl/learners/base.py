@@ -8,9 +8,16 @@ pure functions over a state pytree:
     act(state, obs)                    -> action in [-1, 1]   (deterministic, jittable)
     explore(state, obs, rng)           -> action for acting online (default: act)
     updates_actor(state)               -> bool: the next update steps the actor (default: yes)
-    value(state, obs)                  -> [B] state value
-    batch_value(state, batch)          -> [B] value of the batch's states (SRPO's ranking;
-                                          default: value(state, batch.obs))
+    value(state, obs)                  -> [B] state value     (used by SRPO's ranking)
+    batch_value(state, batch)          -> [B] value of the batch's rows (default: value(obs);
+                                          context learners read each row's history)
+
+Recurrent learners (`recurrent = True`: MAPLE, online context SAC) act with a carry (the
+encoders' recurrent states) through an episode; the caller passes the previous action and
+`reset` (true at an episode's first step, which zeroes the carry):
+    initial_carry(n)                                    -> carry for n episodes
+    act_step(state, carry, obs, prev_action, reset)     -> (carry, action)  (deterministic)
+    explore_step(state, carry, obs, prev_action, reset, rng) -> (carry, action)
 
 Losses are written as named per-sample *terms* with *weights*; the objective is
 sum_k mean(weight_k * term_k). Add-ons edit (terms, weights) through `Hooks`
@@ -122,6 +129,9 @@ class Learner:
     paper: ClassVar[str] = ""
     uses_rewards: ClassVar[bool] = True
     """False for learners that ignore rewards (BC), on which reward add-ons do nothing."""
+    recurrent: ClassVar[bool] = False
+    """True for learners whose policy carries recurrent states through an episode (context
+    encoders): evaluation then calls `initial_carry` / `act_step` instead of `act`."""
 
     def __init__(self, config: Any, spec: LearnerSpec):
         self.config = config
@@ -154,10 +164,31 @@ class Learner:
         raise NotImplementedError(f"{self.name} has no value estimate")
 
     def batch_value(self, state: Any, batch: Batch) -> jax.Array:
-        """[B] the value of each transition's state, given what the batch carries about it
-        (default `value(state, batch.obs)`; context learners use the transition's own
-        context). SRPO ranks states by it."""
+        """The value of each row of `batch` (SRPO ranks by it); a context learner computes it
+        with the context each row's segment gives (MAPLE). Default: `value(state, batch.obs)`."""
         return self.value(state, batch.obs)
+
+    def initial_carry(self, n: int) -> Any:
+        """A recurrent policy's carry for n episodes."""
+        raise NotImplementedError(f"{self.name} is not recurrent")
+
+    def act_step(
+        self, state: Any, carry: Any, obs: jax.Array, prev_action: jax.Array, reset: jax.Array
+    ) -> tuple[Any, jax.Array]:
+        """(next carry, deterministic action) for a recurrent policy."""
+        raise NotImplementedError(f"{self.name} is not recurrent")
+
+    def explore_step(
+        self,
+        state: Any,
+        carry: Any,
+        obs: jax.Array,
+        prev_action: jax.Array,
+        reset: jax.Array,
+        rng: jax.Array,
+    ) -> tuple[Any, jax.Array]:
+        """(next carry, sampled action) for a recurrent policy."""
+        raise NotImplementedError(f"{self.name} is not recurrent")
 
     # -- helpers -------------------------------------------------------------------------
     @classmethod

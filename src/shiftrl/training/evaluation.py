@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +14,33 @@ from shiftrl.data.preprocess import Preprocessor
 from shiftrl.envs.reference import normalized_score, reference_scores
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]  # normalized obs [n, d] -> unit actions [n, a]
+
+
+class RecurrentPolicy:
+    """A recurrent policy as a `PolicyFn` with a carry (context encoders): `reset(n)` starts n
+    episodes (`run_episodes` calls it at every episode start), each call acts on one step of
+    all n and carries the encoders' states and the action to the next. `step` is a jitted
+    `learner.act_step`, `(learner_state, carry, obs, prev_action, reset) -> (carry, action)`,
+    `initial` is `learner.initial_carry`."""
+
+    def __init__(self, step: Callable, initial: Callable, learner_state: Any, act_dim: int):
+        self.step, self.initial, self.state, self.act_dim = step, initial, learner_state, act_dim
+        self.carry: Any = None
+        self.prev_action = np.zeros((0, act_dim), np.float32)
+        self.first = np.zeros(0, bool)
+
+    def reset(self, n: int) -> None:
+        """n new episodes: zero states, a_{-1} = 0, and the first step flagged as a reset."""
+        self.carry = self.initial(n)
+        self.prev_action = np.zeros((n, self.act_dim), np.float32)
+        self.first = np.ones(n, bool)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if len(self.first) != len(obs):
+            self.reset(len(obs))
+        self.carry, action = self.step(self.state, self.carry, obs, self.prev_action, self.first)
+        self.prev_action, self.first = np.asarray(action), np.zeros(len(obs), bool)
+        return self.prev_action
 
 
 @dataclass
@@ -109,6 +137,8 @@ def run_episodes(
     envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
     try:
         obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+        if isinstance(policy, RecurrentPolicy):  # a recurrent policy starts each episode afresh
+            policy.reset(episodes)
         returns = np.zeros(episodes)
         done = np.zeros(episodes, bool)
         while not done.all():

@@ -2,7 +2,8 @@
 
 One train step, in order:
     1. sample a batch on device: a fixed number of rows from each data source
-       (target, source datasets), each row labelled with its domain;
+       (target, source datasets), each row labelled with its domain (an add-on may draw
+       it itself with the same layout: MAPLE's segments, `AddOn.sample_batch`);
     2. add-ons update their own networks on that batch;
     3. add-ons transform the batch (reward corrections, appended model transitions);
     4. the learner updates, calling add-on hooks inside its losses.
@@ -132,8 +133,13 @@ def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: Sample
         k_hooks = jax.random.fold_in(k_learner, 0x5EED)  # keeps the pre-hook-key streams intact
         batch = sample_batch(data, sampler, k_batch)
 
-        ctx = AddOnContext(learner, carry.learner, data)
+        ctx = AddOnContext(learner, carry.learner, data, sampler)
         addon_states, metrics = dict(carry.addons), {}
+        k_draw = jax.random.fold_in(k_batch, 0xD4A3)  # leaves the existing key streams as they were
+        for i, ad in enumerate(addons):  # an add-on may draw the batch itself (MAPLE's segments)
+            batch = ad.sample_batch(
+                addon_states[ad.name], batch, ctx, jax.random.fold_in(k_draw, i)
+            )
         for i, ad in enumerate(addons):  # static tuple: unrolled at trace time
             if not ad.train_alongside:
                 continue

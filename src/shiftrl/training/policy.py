@@ -17,7 +17,7 @@ from shiftrl.learners import get_learner
 from shiftrl.learners.base import Learner, LearnerSpec
 from shiftrl.training import checkpoint
 from shiftrl.training.config import RunConfig
-from shiftrl.training.evaluation import EvalResult, check_env_shape, evaluate
+from shiftrl.training.evaluation import EvalResult, RecurrentPolicy, check_env_shape, evaluate
 from shiftrl.training.loop import init_carry
 
 
@@ -37,8 +37,27 @@ class Policy:
         self.step: int | None = None
         """The training step of the checkpoint it was loaded from (`load_policy`)."""
         self._act = jax.jit(learner.act)
+        self._recurrent = (
+            RecurrentPolicy(
+                jax.jit(learner.act_step),
+                learner.initial_carry,
+                learner_state,
+                learner.spec.act_dim,
+            )
+            if learner.recurrent
+            else None
+        )
+
+    def reset(self, n: int = 1) -> None:
+        """Start n new episodes: a recurrent policy forgets its states (no-op otherwise)."""
+        if self._recurrent is not None:
+            self._recurrent.reset(n)
 
     def unit_action(self, normalized_obs: np.ndarray) -> np.ndarray:
+        """Unit actions; a recurrent policy carries its states from call to call (one call
+        per environment step) until `reset`."""
+        if self._recurrent is not None:
+            return self._recurrent(normalized_obs)
         return np.asarray(self._act(self.state, normalized_obs))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -50,7 +69,8 @@ class Policy:
 
     def evaluate(self, env_id: str, episodes: int = 10, seed: int = 0) -> EvalResult:
         check_env_shape(env_id, self.learner.spec.obs_dim, self.learner.spec.act_dim)
-        res = evaluate(self.unit_action, self.pre, env_id, episodes, seed, self.reference(env_id))
+        policy = self._recurrent or self.unit_action
+        res = evaluate(policy, self.pre, env_id, episodes, seed, self.reference(env_id))
         if not np.isfinite(res.returns).all():
             raise ShiftRLError(f"evaluation in {env_id} gave non-finite returns")
         return res

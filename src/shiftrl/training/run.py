@@ -33,7 +33,7 @@ from shiftrl.envs.reference import reference_scores
 from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.config import RunConfig, validate_config
-from shiftrl.training.evaluation import check_env_id, eval_seed, evaluate
+from shiftrl.training.evaluation import RecurrentPolicy, check_env_id, eval_seed, evaluate
 from shiftrl.training.logger import RunLogger, window_means
 from shiftrl.training.loop import (
     MIXINGS,
@@ -452,6 +452,7 @@ class _Loop:
     def __post_init__(self):
         # jitted once per run; the learner state is an argument, never captured
         self.act = jax.jit(self.learner.act)
+        self.act_step = jax.jit(self.learner.act_step) if self.learner.recurrent else None
         self._warned: set[int] = set()
 
     def run(self, carry, start: int, progress: bool, callbacks) -> None:
@@ -544,6 +545,12 @@ class _Loop:
 
         def policy(obs):
             return np.asarray(self.act(learner_state, obs))
+
+        if self.learner.recurrent:  # states carried through each episode, reset at its start
+            learner = self.learner
+            policy = RecurrentPolicy(
+                self.act_step, learner.initial_carry, learner_state, learner.spec.act_dim
+            )
 
         start = eval_seed(seed)  # the same start states at every evaluation (and online)
         row, scores, returns = {}, [], []

@@ -34,9 +34,15 @@ cell's normalized score is the mean over the three, and the report adds a second
 with the score in the base dynamics alone (the layout's `per_env_tables`, read from each
 run's `eval/<env>/normalized_score`).
 
-SRPO's official offline runs are on MAPLE (model-based, recurrent), which shiftrl does
-not have yet: this suite is the model-free variant of the protocol, with the add-on on
-CQL / TD3+BC / IQL. Profiles: `paper` 1M steps, evaluation every 5k steps x 10 episodes
+MAPLE block (SRPO's official offline runs: the released `maple_st` on MAPLE, with
+`maple_dara` as its DARA baseline): `--algo maple` (context-conditioned SAC with GRU
+context encoders on real and model-rollout segments, H 10, lambda 0.25, penalty clip 40,
+20 models / 14 elites, one elite per rollout; its ensemble trained on the whole mix), then
+`+SRPO` (the same add-on and settings as above, which is what `maple_st` adds) and `+DARA`
+in the released MAPLE baseline's form (`dara.correction=maple_dara`: + eta * log(clip(-delta_r,
+0.1, 10)) on every row, eta 0.1, the value the README uses for `maple_st`; `maple_dara`'s own
+eta is not stated), on hopper and walker2d, medium and medium-replay, with the same data
+shares and evaluation. Its arrows compare each with MAPLE. Profiles: `paper` 1M steps, evaluation every 5k steps x 10 episodes
 per dynamics (SRPO: 40 per dynamics every MAPLE epoch), 5 seeds; `quick` the declared
 CPU budget, 100k steps, every 10k x 10, 3 seeds. The walker2d and friction-0.5 datasets
 come with the dataset zoo; until it ships a variant, its jobs fail with the data error and
@@ -77,6 +83,18 @@ BASES = {
 }
 BASE_ONLY = "base dynamics only"
 
+MODEL_FREE = "model-free learners"
+MAPLE_BLOCK = "MAPLE (model-based, SRPO's released base)"
+MAPLE_ROBOTS = ("hopper", "walker2d")
+MAPLE_LEVELS = ("medium", "medium-replay")
+MAPLE_DARA = {"name": "dara", "eta": 0.1, "correction": "maple_dara"}
+MAPLE_VARIANTS = {
+    # column: (cell-name suffix, add-ons)
+    "MAPLE": ("", ()),
+    "MAPLE+DARA": ("-dara", (MAPLE_DARA,)),
+    "MAPLE+SRPO": ("-srpo", (SRPO,)),
+}
+
 
 def _cells():
     for robot, env in ENVS.items():
@@ -95,7 +113,25 @@ def _cells():
                         eval_envs=(env, *(env_id(robot, s) for s in SHIFTS)),
                         row=f"{robot}-{level}",
                         column=f"{label}{column}",
+                        block=MODEL_FREE,
                     )
+    for robot in MAPLE_ROBOTS:
+        for level in MAPLE_LEVELS:
+            for column, (suffix, addons) in MAPLE_VARIANTS.items():
+                yield Cell(
+                    name=f"{robot}-{level}.maple{suffix}",
+                    learner=Learner(
+                        "maple",
+                        overrides={"source_fraction": SOURCE_FRACTION},
+                        addons=tuple(dict(a) for a in addons),
+                    ),
+                    target=dataset_id(robot, level),
+                    sources=tuple(dataset_id(robot, level, s) for s in SHIFTS),
+                    eval_envs=(ENVS[robot], *(env_id(robot, s) for s in SHIFTS)),
+                    row=f"{robot}-{level}",
+                    column=column,
+                    block=MAPLE_BLOCK,
+                )
 
 
 # -- online block (SRPO-like): context SAC with and without SRPO, from scratch -------------
@@ -141,8 +177,9 @@ def _online_cells():
 SUITE = Suite(
     name="srpo",
     description=(
-        "SRPO's protocol, model-free: CQL, TD3+BC and IQL without and with SRPO's state "
-        "regularizer (and its shuffled-label control) on equal parts of base, mass-2.0 and "
+        "SRPO's protocol: CQL, TD3+BC and IQL without and with SRPO's state regularizer (and "
+        "its shuffled-label control), and MAPLE, MAPLE+DARA and MAPLE+SRPO (SRPO's released "
+        "base, hopper and walker2d, two levels), on equal parts of base, mass-2.0 and "
         "friction-0.5 data, scored in all three dynamics (mean) and in the base dynamics alone; "
         "online block (SRPO-like): context SAC without and with SRPO from scratch on "
         "pendulum and hopper with dynamics drawn per episode."
@@ -153,9 +190,8 @@ SUITE = Suite(
             PAPER_1M,
             online=ONLINE_PAPER,
             note=(
-                "SRPO's budget on the model-free learners (its official runs are on MAPLE, "
-                "model-based, not in shiftrl yet): 1M steps, eval every 5k steps x 10 "
-                "episodes in each dynamics"
+                "1M steps, eval every 5k steps x 10 episodes in each dynamics (SRPO's "
+                "maple_st README runs MAPLE for 200 epochs of 1000 steps)"
             ),
         ),
         "quick": replace(QUICK_100K, online=ONLINE_QUICK),
@@ -165,12 +201,16 @@ SUITE = Suite(
         rows=(*(f"{r}-{lvl}" for r in ENVS for lvl in LEVELS), *ONLINE_ENVS),
         columns=(
             *(f"{label}{column}" for label in BASES for column in VARIANTS),
+            *MAPLE_VARIANTS,
             *ONLINE_VARIANTS,
         ),
+        blocks=(MODEL_FREE, MAPLE_BLOCK, ONLINE_BLOCK),
         arrows={
             "context SAC+SRPO": "context SAC",
             **{f"{label}+SRPO": label for label in BASES},
             **{f"{label}+SRPO shuffled": f"{label}+SRPO" for label in BASES},
+            "MAPLE+DARA": "MAPLE",
+            "MAPLE+SRPO": "MAPLE",
         },
         note=(
             "Main tables: mean normalized score over the three dynamics (SRPO's metric); "
