@@ -26,6 +26,8 @@ import numpy as np
 from shiftrl import __version__
 from shiftrl.addons import build_addons
 from shiftrl.core.errors import ConfigError, DataError, DivergenceError
+from shiftrl.core.interrupt import StopRequest
+from shiftrl.core.progress import Progress, ProgressArg
 from shiftrl.core.types import SOURCE, TARGET
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply, fit_preprocessor
@@ -34,17 +36,18 @@ from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.config import RunConfig, validate_config
 from shiftrl.training.evaluation import check_env_id, eval_seed, evaluate
-from shiftrl.training.logger import RunLogger, window_means
+from shiftrl.training.logger import MetricWindow, RunLogger
 from shiftrl.training.loop import (
     MIXINGS,
+    ChunkPacer,
     SamplerSpec,
     batch_counts,
     calibrate_carry,
     choose_seed_axes,
-    chunk_length,
     init_carry,
     make_pretrain_chunk,
     make_train_chunk,
+    next_boundary,
     stack_carries,
     to_device,
     unstack_carry,
@@ -56,7 +59,6 @@ from shiftrl.training.policy import (  # re-exported: the run-level API lives he
     load_policy,
     plot_learning_curve,
 )
-from shiftrl.training.progress import TrainProgress
 
 Callback = Callable[[dict], None]
 __all__ = ["Policy", "Run", "build_learner", "load_policy", "train", "train_seeds"]
@@ -160,20 +162,42 @@ def annotated_arrays(
     return out
 
 
-def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True, axes: Any = None):
+def pretrain_addons(
+    learner,
+    addons,
+    sampler,
+    carry,
+    data,
+    progress: ProgressArg = True,
+    axes: Any = None,
+    start: int = 0,
+    stop: StopRequest | None = None,
+    save: Callable[[Any, int], None] | None = None,
+):
     """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
-    in compiled chunks under a progress bar (`axes`: the carry holds stacked seeds)."""
+    in compiled chunks of a few seconds under a progress bar (`axes`: the carry holds
+    stacked seeds), from pretraining step `start`. On a `stop` request, `save(carry, done)`
+    is called after the chunk in flight, then KeyboardInterrupt is raised."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
-    if steps == 0:
+    if start >= steps:
         return carry
     chunk = make_pretrain_chunk(learner, addons, sampler, axes)
-    length = chunk_length(steps, steps, 1000)
+    pacer = ChunkPacer()
     names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
-    with TrainProgress(steps, 0, enabled=progress, title=f"pretrain {names}") as bar:
-        for start in range(0, steps, length):
-            carry, _ = chunk(carry, data, length, start)
-            jax.block_until_ready(carry)  # the bar counts steps done, not steps dispatched
-            bar.advance(length)
+    with Progress(f"pretrain {names}", steps, start=start, progress=progress) as bar:
+        done = start
+        while done < steps:
+            n = pacer.next(steps - done)
+            t0 = time.perf_counter()
+            new, _ = chunk(carry, data, n, done)
+            jax.block_until_ready(new)  # the bar counts steps done, not steps dispatched
+            pacer.done(n, time.perf_counter() - t0)
+            carry, done = new, done + n
+            bar.advance(n)
+            if stop is not None and stop.requested and done < steps:
+                if save is not None:
+                    save(carry, done)
+                stop.check()
     return carry
 
 
@@ -267,7 +291,7 @@ def train(
     sources: Sequence[TransitionDataset] = (),
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callback] = (),
 ) -> Run:
     setup = prepare(config, target, sources)
@@ -282,7 +306,7 @@ def train_seeds(
     seeds: Sequence[int] = (0, 1, 2),
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callback] = (),
 ) -> list[Run]:
     """Several seeds of `config` as one vmapped program, into `out/seed<k>` run folders.
@@ -319,7 +343,7 @@ def _train_members(
     configs: list[RunConfig],
     run_dirs: list[Path],
     resume: bool,
-    progress: bool,
+    progress: ProgressArg,
     callbacks: Sequence[Callback],
     stacked: bool = False,
 ) -> list[Run]:
@@ -338,7 +362,7 @@ def _train_open(
     setup: Setup,
     configs: list[RunConfig],
     folders: list[rundir.OpenRun],
-    progress: bool,
+    progress: ProgressArg,
     callbacks: Sequence[Callback],
     stacked: bool,
 ) -> list[Run]:
@@ -363,11 +387,10 @@ def _train_open(
             RunLogger(d, c.tensorboard, c.wandb_project, c.to_json())
             for c, d in zip(configs, run_dirs, strict=True)
         ]
-        start = 0
+        start, pretrained, windows = 0, 0, None
         if all(fresh):
             carry = stack_carries(carries, axes) if stacked else carries[0]
-            carry = pretrain_addons(learner, addons, sampler, carry, data, progress, axes)
-            for c, d in zip(configs, run_dirs, strict=True):
+            for c, d in zip(configs, run_dirs, strict=True):  # first: pretraining may resume
                 _write_meta(d, c, pre, setup)
         else:
             loaded = [checkpoint.load_latest(d, t) for d, t in zip(run_dirs, carries, strict=True)]
@@ -379,6 +402,10 @@ def _train_open(
                 )
             start = steps[0]
             carry = stack_carries([c for _, c in loaded], axes) if stacked else loaded[0][1]
+            extras = [checkpoint.load_extra(checkpoint.latest(d)) for d in run_dirs]
+            # an interrupted pretraining phase records how far it got; else it was complete
+            pretrained = extras[0].get("pretrain_done", None)
+            windows = [MetricWindow.from_json(e.get("window")) for e in extras]
             for lg in loggers:
                 lg.truncate_after(start)
         members = list(zip(configs, run_dirs, loggers, strict=True))
@@ -393,7 +420,21 @@ def _train_open(
             members,
             axes,
         )
-        loop.run(carry, start, progress, callbacks)
+        with StopRequest() as stop:
+            if pretrained is not None:
+                carry = pretrain_addons(
+                    learner,
+                    addons,
+                    sampler,
+                    carry,
+                    data,
+                    progress,
+                    axes,
+                    start=pretrained,
+                    stop=stop,
+                    save=loop.save_pretraining,
+                )
+            loop.run(carry, start, progress, callbacks, stop, windows)
     except BaseException:
         # a fresh run that never reached its first checkpoint leaves nothing of shiftrl's
         # behind (the user's own files, and the marker beside them, stay)
@@ -454,46 +495,143 @@ class _Loop:
         self.act = jax.jit(self.learner.act)
         self._warned: set[int] = set()
 
-    def run(self, carry, start: int, progress: bool, callbacks) -> None:
+    def member_carry(self, carry, i: int):
+        return unstack_carry(carry, i, self.axes) if self.stacked else carry
+
+    def run(
+        self,
+        carry,
+        start: int,
+        progress: ProgressArg,
+        callbacks,
+        stop: StopRequest,
+        windows: list[MetricWindow] | None = None,
+    ) -> None:
+        """Train from `start` to `config.steps` in compiled chunks of a few seconds
+        (`ChunkPacer`) that end exactly on evaluation and loss-log steps; `windows`: the
+        training-metric sums an interrupted run saved since its last evaluation."""
         config = self.config
-        length = chunk_length(config.steps, config.eval_every, config.log_every)
+        windows = windows or [MetricWindow() for _ in self.members]
+        since_log = [MetricWindow() for _ in self.members]
+        pacer = ChunkPacer()
         title = config.algo + (f" x{len(self.members)} seeds" if self.stacked else "")
-        with TrainProgress(config.steps, start, enabled=progress, title=title) as bar:
-            step, window, t0 = start, [], time.perf_counter()
+        with Progress(
+            title, config.steps, start=start, progress=progress, rate_unit="updates/s"
+        ) as bar:
+            step, t0 = start, time.perf_counter()
+            if start and self.evaluation_missing(start):  # an interrupt skipped it
+                self.evaluate_and_save(carry, step, windows, callbacks, bar, t0)
+                windows = [MetricWindow() for _ in self.members]
             while step < config.steps:
+                limit = next_boundary(step, config.steps, config.eval_every, config.log_every)
+                length = pacer.next(limit - step)
+                t_chunk = time.perf_counter()
                 carry, metrics, health = self.train_chunk(carry, self.data, length)
                 self.check_health(health, step)
-                jax.block_until_ready(metrics)  # the bar counts steps done, not dispatched
+                metrics = jax.device_get(metrics)  # waits: the bar counts steps done
+                pacer.done(length, time.perf_counter() - t_chunk)
                 step += length
-                window.append(metrics)
-                bar.advance(length)
-                if step % config.eval_every and step != config.steps:
-                    continue
-                rows = []
-                for i, (cfg, run_dir, logger) in enumerate(self.members):
-                    own = unstack_carry(carry, i, self.axes) if self.stacked else carry
-                    own_window = [unstack_carry(m, i) for m in window] if self.stacked else window
-                    row = {"step": step, **window_means(own_window)}
-                    finite = config.divergence_guard or checkpoint.is_finite(own)
-                    if finite:
-                        row.update(self.evaluate(own.learner, cfg.seed))
-                    else:  # guard off: a non-finite policy has no score to measure
-                        row["nonfinite"] = True
-                    row["elapsed_s"] = time.perf_counter() - t0
-                    logger.log(row)
-                    checkpoint.save(
-                        run_dir,
-                        step,
-                        own,
-                        cfg.keep_checkpoints,
-                        finite=finite,
-                        score=row.get("normalized_score"),
+                for i in range(len(self.members)):
+                    own = (
+                        {k: np.asarray(v)[i] for k, v in metrics.items()}
+                        if self.stacked
+                        else metrics
                     )
-                    rows.append(row)
-                    for cb in callbacks:
-                        cb({**row, "seed": cfg.seed} if self.stacked else row)
-                window = []
-                bar.report(_mean_row(rows))
+                    windows[i].add(own, length)
+                    since_log[i].add(own, length)
+                bar.advance(length)
+                at_eval = step % config.eval_every == 0 or step == config.steps
+                if step % config.log_every == 0 or at_eval:  # training losses to TB / W&B
+                    for (_, _, logger), w in zip(self.members, since_log, strict=True):
+                        logger.log_scalars(step, w.means())
+                    since_log = [MetricWindow() for _ in self.members]
+                if stop.requested:  # before the evaluation: it would delay the stop
+                    self.save_interrupted(carry, step, windows)
+                    stop.check()
+                if at_eval:
+                    self.evaluate_and_save(carry, step, windows, callbacks, bar, t0)
+                    windows = [MetricWindow() for _ in self.members]
+
+    def evaluation_missing(self, step: int) -> bool:
+        """`step` is an evaluation step whose row is not in the log (an interrupt stopped
+        the run right before evaluating)."""
+        config = self.config
+        if step % config.eval_every and step != config.steps:
+            return False
+        return any(
+            not any(r["step"] == step and not r.get("diverged") for r in logger.rows())
+            for _, _, logger in self.members
+        )
+
+    def evaluate_and_save(self, carry, step: int, windows, callbacks, bar, t0: float) -> None:
+        """Each member's evaluation row (with its training-metric means) and checkpoint."""
+        config = self.config
+        rows = []
+        for i, (cfg, run_dir, logger) in enumerate(self.members):
+            own = self.member_carry(carry, i)
+            means = windows[i].means()
+            row = {"step": step, **means}
+            finite = config.divergence_guard or checkpoint.is_finite(own)
+            if finite:
+                row.update(self.evaluate(own.learner, cfg.seed))
+            else:  # guard off: a non-finite policy has no score to measure
+                row["nonfinite"] = True
+            row["elapsed_s"] = time.perf_counter() - t0
+            logger.log(row, sink_keys=[k for k in row if k not in means])
+            checkpoint.save(
+                run_dir,
+                step,
+                own,
+                cfg.keep_checkpoints,
+                finite=finite,
+                score=row.get("normalized_score"),
+            )
+            rows.append(row)
+            for cb in callbacks:
+                cb({**row, "seed": cfg.seed} if self.stacked else row)
+        mean = _mean_row(rows)
+        if mean["normalized_score"] is not None:
+            bar.note(f"score {mean['normalized_score']:.1f} at step {step:,}")
+        elif mean["return"] is not None:
+            bar.note(f"return {mean['return']:.1f} at step {step:,}")
+
+    def save_interrupted(self, carry, step: int, windows: list[MetricWindow]) -> None:
+        """Ctrl-C: each member's checkpoint of `step` (a chunk boundary), with the metric
+        sums since its last evaluation, so `--resume` continues exactly from here."""
+        for i, (cfg, run_dir, _) in enumerate(self.members):
+            own = self.member_carry(carry, i)
+            checkpoint.save(
+                run_dir,
+                step,
+                own,
+                cfg.keep_checkpoints,
+                finite=checkpoint.is_finite(own),
+                extra={"window": windows[i].to_json()},
+            )
+        self._say_saved(f"training step {step:,}")
+
+    def save_pretraining(self, carry, done: int) -> None:
+        """Ctrl-C during add-on pretraining: a step-0 checkpoint recording how many
+        pretraining steps are done, so `--resume` finishes the phase instead of redoing it."""
+        for i, (cfg, run_dir, _) in enumerate(self.members):
+            own = self.member_carry(carry, i)
+            checkpoint.save(
+                run_dir, 0, own, cfg.keep_checkpoints, extra={"pretrain_done": int(done)}
+            )
+        self._say_saved(f"pretraining step {done:,}")
+
+    def _say_saved(self, where: str) -> None:
+        dirs = [d for _, d, _ in self.members]
+        if self.stacked:
+            seeds = ",".join(str(c.seed) for c, _, _ in self.members)
+            how = f"shiftrl train --resume --out {dirs[0].parent} --seeds {seeds}"
+        else:
+            how = f"shiftrl train --resume --out {dirs[0]}"
+        print(
+            f"shiftrl: saved a checkpoint at {where}; continue with `{how}`",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def check_health(self, health: dict, chunk_start: int) -> None:
         """The divergence guard's verdict on one chunk: a member whose losses or parameters

@@ -27,6 +27,7 @@ from typing import Any
 
 from shiftrl import __version__
 from shiftrl.core.errors import ConfigError, DataError, ShiftRLError
+from shiftrl.core.jsonfile import read_json_object
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.training import checkpoint
 
@@ -271,12 +272,7 @@ def read_meta(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
         raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ShiftRLError(
-            f"{path}: unreadable ({type(e).__name__}); the run folder is damaged"
-        ) from None
+    meta = read_json_object(path, "the run folder is damaged")
     needed = ("config", "preprocessor", "obs_dim", "act_dim", "checksums")
     missing = [k for k in needed if not isinstance(meta, dict) or k not in meta]
     if missing:
