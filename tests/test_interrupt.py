@@ -21,6 +21,7 @@ import shiftrl
 from shiftrl.data.io import save_npz
 from shiftrl.envs.toy import POINT_REACH_ID
 from shiftrl.training import checkpoint
+from shiftrl.training.logger import RunLogger
 from tests.conftest import tiny_overrides
 
 
@@ -101,7 +102,8 @@ def test_stops_in_pretraining_and_mid_window_resume_bitwise(
 ):
     """A run stopped during SPOT's VAE pretraining, resumed and stopped again between two
     evaluations, then resumed to the end, ends bitwise where an uninterrupted run ends,
-    with the same logged rows."""
+    with the same logged rows (training-loss means included). Training losses go to the
+    TensorBoard / W&B sinks every `log_every` steps."""
     from flax import serialization
 
     from shiftrl.training import run as run_module
@@ -110,10 +112,17 @@ def test_stops_in_pretraining_and_mid_window_resume_bitwise(
         steps=40,
         eval_envs=[POINT_REACH_ID],
         addons=[{"name": "spot", "hidden": (16, 16), "pretrain_steps": 20}],
-        overrides=tiny_overrides("td3bc", eval_every=20, batch_size=64, eval_episodes=2),
+        overrides=tiny_overrides(
+            "td3bc", eval_every=20, log_every=10, batch_size=64, eval_episodes=2
+        ),
         progress=False,
     )
-    full = shiftrl.train("td3bc", point_reach_data, out=tmp_path / "full", **common)
+    logged = []  # training losses reach TensorBoard / W&B every log_every steps
+    with monkeypatch.context() as m:
+        m.setattr(RunLogger, "log_scalars", lambda self, step, s: logged.append((step, set(s))))
+        full = shiftrl.train("td3bc", point_reach_data, out=tmp_path / "full", **common)
+    train_logs = [step for step, keys in logged if "critic/q" in keys]
+    assert train_logs == [10, 20, 30, 40]
     out = tmp_path / "stopped"
     with monkeypatch.context() as m:
         m.setattr(run_module, "StopRequest", _StopAtOnce)
