@@ -45,17 +45,19 @@ def test_sigint_stops_a_long_chunk_run_with_a_resumable_checkpoint(point_reach_d
     )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
-    seen = []
     try:
-        while not any("0/1,000,000 steps, started" in x for x in seen):  # the loop runs
-            seen.append(lines.get(timeout=120))
+        deadline = time.monotonic() + 120
+        while not (out / "config.json").exists():  # data loaded; compiling, then training
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)  # generous: the stop waits for one chunk of ~2 s
+        code = proc.wait(timeout=120)  # generous: a chunk of ~2 s (or the compilation)
     finally:
         if proc.poll() is None:
             proc.kill()
     time.sleep(0.2)
+    seen = []
     while not lines.empty():
         seen.append(lines.get())
     text = "".join(seen)
@@ -66,20 +68,9 @@ def test_sigint_stops_a_long_chunk_run_with_a_resumable_checkpoint(point_reach_d
     assert 0 < step < 1_000_000
     assert "window" in checkpoint.load_extra(checkpoint.latest(out))
 
-    # the run resumes from that step (here to a nearer end, evaluated there)
-    resumed = shiftrl.train(
-        "td3bc",
-        data,
-        steps=step + 20,
-        eval_envs=[POINT_REACH_ID],
-        out=out,
-        resume=True,
-        progress=False,
-        overrides={**sets, "eval_every": step + 20},
-    )
-    assert [r["step"] for r in resumed.rows] == [step + 20]
-    assert np.isfinite(resumed.rows[-1]["return"])
-    assert resumed.rows[-1]["critic/q"] is not None
+    # the checkpoint loads into the run's own config (resuming from such a checkpoint is
+    # checked bitwise below, in-process)
+    assert shiftrl.load_policy(out).step == step
 
 
 class _StopAtOnce:
@@ -113,7 +104,7 @@ def test_stops_in_pretraining_and_mid_window_resume_bitwise(
         eval_envs=[POINT_REACH_ID],
         addons=[{"name": "spot", "hidden": (16, 16), "pretrain_steps": 20}],
         overrides=tiny_overrides(
-            "td3bc", eval_every=20, log_every=10, batch_size=64, eval_episodes=2
+            "td3bc", eval_every=20, log_every=10, batch_size=64, eval_episodes=1
         ),
         progress=False,
     )

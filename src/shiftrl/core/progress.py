@@ -59,9 +59,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         self._t0 = self._last = time.monotonic()
-        if self.mode == "plain":
-            self._print(f"{self.done:,}/{self.total:,} {self.unit}, started")
-        elif self.mode == "bar":
+        if self.mode == "bar":
             from rich.console import Console
             from rich.progress import (
                 BarColumn,

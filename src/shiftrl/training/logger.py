@@ -25,19 +25,6 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def window_means(window: list[dict]) -> dict[str, float | None]:
-    """Mean of each metric over a window of chunk metrics, ignoring NaN (skipped sub-steps);
-    None for a metric that never ran in the window (e.g. RL losses during a BC phase)."""
-    import numpy as np
-
-    out: dict[str, float | None] = {}
-    for k in window[0]:
-        values = np.asarray([float(m[k]) for m in window])
-        finite = values[~np.isnan(values)]
-        out[k] = float(finite.mean()) if finite.size else None
-    return out
-
-
 class MetricWindow:
     """Step-weighted means of training metrics over a window of compiled chunks (since the
     last evaluation, or the last loss log): chunks differ in length, so each chunk's means

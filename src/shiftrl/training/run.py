@@ -368,6 +368,7 @@ def _train_open(
 ) -> list[Run]:
     learner, addons, sampler = setup.learner, setup.addons, setup.sampler
     run_dirs = [f.path for f in folders]
+    stop = StopRequest()  # entered once config.json is written (below)
     fresh = [f.pre is None for f in folders]
     if any(fresh) and not all(fresh):
         raise ConfigError(
@@ -387,6 +388,8 @@ def _train_open(
             RunLogger(d, c.tensorboard, c.wandb_project, c.to_json())
             for c, d in zip(configs, run_dirs, strict=True)
         ]
+        # from here on a first Ctrl-C stops at a chunk boundary with a checkpoint
+        stop.__enter__()
         start, pretrained, windows = 0, 0, None
         if all(fresh):
             carry = stack_carries(carries, axes) if stacked else carries[0]
@@ -420,21 +423,20 @@ def _train_open(
             members,
             axes,
         )
-        with StopRequest() as stop:
-            if pretrained is not None:
-                carry = pretrain_addons(
-                    learner,
-                    addons,
-                    sampler,
-                    carry,
-                    data,
-                    progress,
-                    axes,
-                    start=pretrained,
-                    stop=stop,
-                    save=loop.save_pretraining,
-                )
-            loop.run(carry, start, progress, callbacks, stop, windows)
+        if pretrained is not None:
+            carry = pretrain_addons(
+                learner,
+                addons,
+                sampler,
+                carry,
+                data,
+                progress,
+                axes,
+                start=pretrained,
+                stop=stop,
+                save=loop.save_pretraining,
+            )
+        loop.run(carry, start, progress, callbacks, stop, windows)
     except BaseException:
         # a fresh run that never reached its first checkpoint leaves nothing of shiftrl's
         # behind (the user's own files, and the marker beside them, stay)
@@ -442,6 +444,8 @@ def _train_open(
             if new and checkpoint.latest(f.path) is None:
                 rundir.remove_own_files(f.path, remove_folder=f.created)
         raise
+    finally:
+        stop.__exit__(None, None, None)
     runs = []
     for c, d, lg in members:
         lg.close()
