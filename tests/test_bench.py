@@ -273,9 +273,12 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     iqm_, mean_, gap = (c.strip() for c in rows[1].split("|")[4:7])
     assert iqm_.startswith("37.5 [") and mean_.startswith("40.0 [") and gap.startswith("60.0 [")
     assert "Incomplete suite" not in text and "**Runs finished:** 11 of 1512." in text
-    for png in ("scores.png", "aggregates.png", "curves/hopper-medium.iql.10T.png"):
+    for png in ("scores.png", "aggregates.png"):
         assert (dara_study / "plots" / png).stat().st_size > 1000
-    assert not (dara_study / "plots" / "curves" / "walker2d-medium.iql.10T.png").exists()
+    curves = sorted((dara_study / "plots" / "curves").glob("*.png"))  # one figure per block
+    assert curves and all(p.stat().st_size > 1000 for p in curves)
+    assert text.count("](plots/curves/") == len(curves)
+    assert "**Few runs:**" in text  # 1 or 2 runs per method: the intervals say little
 
 
 def test_report_is_reproducible_and_renders_html(dara_report):
@@ -491,3 +494,23 @@ def test_aggregate_metrics_match_rliable():
         assert res[k].low == pytest.approx(low, abs=0.6) and res[k].high == pytest.approx(
             high, abs=0.6
         )
+
+
+def test_reproduce_block_names_the_folder_and_the_selection(dara_report):
+    """The report's Reproduce block names the study folder as given to `report` and, for a
+    study run on a selection, the cells it holds (not the whole suite's jobs)."""
+    import dataclasses
+
+    from shiftrl.bench.report import reproduce_command
+    from shiftrl.bench.results import _data_row, load_study
+
+    dara_study, text, _ = dara_report
+    study = load_study(dara_study)
+    assert f"--out {dara_study} --seeds 0,1\nshiftrl report {dara_study}" in text
+    assert "--only" not in reproduce_command(study)
+    picked = dataclasses.replace(study, cells=study.cells[:2], unselected=7)
+    names = ",".join(c.cell.name for c in study.cells[:2])
+    assert f"--only {names}" in reproduce_command(picked)
+    # an alias and its canonical ID are one row of the tables
+    assert _data_row("hopper/medium-v0") == _data_row("hopper-base/medium-v0")
+    assert _data_row("runs/mine.npz") == "runs/mine.npz"

@@ -182,3 +182,56 @@ def test_finetune_replay_modes_and_refusals(tmp_path):
     (dara_run / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="no online phase"):
         finetune(dara_run, 1000, steps_per_iter=500)
+
+
+def test_a_checkpoint_holds_only_the_replay_rows_it_cannot_rebuild(tmp_path):
+    """A fine-tuning checkpoint saves the rows collected online, not the preallocated empty
+    rest of the buffer nor the prefilled offline data; loading puts every row back bitwise."""
+    import jax
+    import jax.numpy as jnp
+
+    from shiftrl.data.collect import collect
+    from shiftrl.training.online import (
+        OnlineCarry,
+        _OnlineLoop,
+        identity_preprocessor,
+        prefill,
+        replay_init,
+        replay_insert,
+    )
+
+    learner = SAC(SMALL_SAC, LearnerSpec(3, 1, 1000))
+    pre = identity_preprocessor("Pendulum-v1")
+    offline = collect("Pendulum-v1", lambda o, rng: rng.uniform(-2, 2, (len(o), 1)), 600, seed=0)
+    config = online_config(buffer_size=200_000)
+    loop = _OnlineLoop(learner, config, "Pendulum-v1", pre, tmp_path, None, prefilled=len(offline))
+
+    def prefilled_carry():
+        replay = prefill(replay_init(config.buffer_size, 3, 1), offline, pre)
+        state = learner.init(jax.random.PRNGKey(0))
+        return OnlineCarry(state, replay, jax.random.PRNGKey(1), jnp.asarray(0, jnp.int32))
+
+    rng = np.random.default_rng(0)
+    online_rows = {
+        "obs": rng.normal(size=(400, 3)),
+        "action": rng.uniform(-1, 1, (400, 1)),
+        "reward": rng.normal(size=400),
+        "next_obs": rng.normal(size=(400, 3)),
+        "terminal": np.zeros(400),
+    }
+    carry = prefilled_carry()
+    carry = carry.replace(
+        replay=replay_insert(
+            carry.replay, {k: jnp.asarray(v, jnp.float32) for k, v in online_rows.items()}
+        ),
+        env_steps=jnp.asarray(400, jnp.int32),
+    )
+    loop.save(carry, 400)
+    path = checkpoint.latest(tmp_path)
+    full_buffer_bytes = 200_000 * (3 + 1 + 1 + 3 + 1) * 4
+    assert path.stat().st_size < full_buffer_bytes / 20  # 400 rows and the networks
+    extra = checkpoint.load_extra(path)
+    assert extra["replay_rows"] == [len(offline), len(offline) + 400]
+    restored = loop.load_checkpoint(prefilled_carry(), extra)
+    for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -237,13 +237,13 @@ def test_kill_during_a_metrics_append_and_a_damaged_checkpoint_still_resume(
     run_dir = tmp_path / "run"
     log = RunLogger.log
 
-    def killed_mid_append(self, row):
+    def killed_mid_append(self, row, **kwargs):
         if row["step"] == 200:  # half a line reaches the disk, then the process dies
             line = json.dumps(row)
             with self.jsonl.open("a") as f:
                 f.write(line[: len(line) // 2])
             raise Interrupt
-        return log(self, row)
+        return log(self, row, **kwargs)
 
     monkeypatch.setattr(RunLogger, "log", killed_mid_append)
     with pytest.raises(Interrupt):

@@ -22,13 +22,14 @@ from shiftrl.learners import TD3BC, LearnerSpec
 from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint
 from shiftrl.training.loop import (
+    ChunkPacer,
     SamplerSpec,
     batch_counts,
     choose_seed_axes,
-    chunk_length,
     init_carry,
     make_train_chunk,
     make_train_step,
+    next_boundary,
     sample_batch,
     stack_carries,
     to_device,
@@ -314,13 +315,42 @@ def test_timeouts_are_not_terminals(point_reach_data):
     assert arrays["terminal"].sum() == 0
 
 
-def test_chunk_length_divides_evaluations():
-    assert chunk_length(1_000_000, 5000, 1000) == 1000
-    assert chunk_length(1500, 1500, 1000) == 750
-    assert chunk_length(7, 3, 1000) == 1
-    for steps, every, cap in [(12_000, 3000, 1000), (999, 333, 100)]:
-        n = chunk_length(steps, every, cap)
-        assert steps % n == 0 and every % n == 0 and n <= cap
+def test_chunk_boundaries_and_pacing():
+    """Chunks end on every evaluation and loss-log step; the pacer aims at a few seconds
+    per compiled call, ignores the compiling first call and grows at most 8-fold."""
+    assert next_boundary(0, 1_000_000, 5000, 1000) == 1000
+    assert next_boundary(4990, 1_000_000, 5000, 3000) == 5000
+    assert next_boundary(95, 100, 30, 1000) == 100
+    pacer = ChunkPacer(seconds=2.0, first=10)
+    assert pacer.next(1000) == 10
+    pacer.done(10, 30.0)  # compilation: not a measurement
+    assert pacer.next(1000) == 10 and pacer.next(3) == 3
+    pacer.done(10, 0.001)  # fast steps: growth capped
+    assert pacer.next(10**9) == 80
+    pacer.done(80, 8.0)  # 10 steps/s: 2 s is 20 steps
+    assert pacer.next(10**9) == 20
+
+
+def test_chunking_does_not_change_the_result(point_reach_data):
+    """One compiled chunk serves any length, and 10 steps as 3 + 7 end bitwise where
+    10 steps in one call end (so a run stopped at any chunk boundary resumes exactly)."""
+    learner = TD3BC(
+        TD3BC.Config(actor_hidden=(16,), critic_hidden=(16,)),
+        LearnerSpec(point_reach_data.obs_dim, point_reach_data.act_dim, 10),
+    )
+    pre = fit_preprocessor([point_reach_data], TD3BC.Config())
+    data = to_device([apply(point_reach_data, pre)])
+    sampler = SamplerSpec((16,), (TARGET,))
+    chunk = make_train_chunk(learner, (), sampler, guard=True)
+    init = init_carry(learner, (), learner.spec, 0)
+    split, m3, _ = chunk(jax.tree.map(jnp.copy, init), data, 3)
+    split, m7, _ = chunk(split, data, 7)
+    one, m_one, _ = chunk(init, data, 10)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(split), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert chunk._cache_size() == 1
+    loss = "critic/loss" if "critic/loss" in m_one else next(iter(m_one))
+    np.testing.assert_allclose(m_one[loss], (3 * m3[loss] + 7 * m7[loss]) / 10, rtol=1e-5)
 
 
 # -- the add-on hook point ----------------------------------------------------------------

@@ -45,7 +45,7 @@ def train(
     addons: Sequence[Any] = (),
     overrides: dict[str, Any] | Sequence[str] | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     callbacks: Sequence = (),
     **run_settings: Any,
 ):
@@ -55,6 +55,9 @@ def train(
     (`shiftrl.addons.DARA(eta=0.2)`). `overrides` sets learner hyperparameters, run settings
     or add-on settings ("dara.eta") by name, e.g. {"alpha": 2.5, "batch_size": 128};
     `run_settings` accepts the run keys directly (target_fraction=0.1, eval_every=...).
+    `progress`: True, a bar on a terminal and a plain line every 30 s elsewhere; "plain",
+    the lines always; False, silent. Ctrl-C stops within seconds and keeps a checkpoint
+    that `resume=True` continues.
     """
     from shiftrl.training.run import train as _train
 
@@ -73,7 +76,7 @@ def train_seeds(
     seeds: Sequence[int] = (0, 1, 2),
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     callbacks: Sequence = (),
     **train_args: Any,
 ):

@@ -15,6 +15,7 @@ import typer
 
 from shiftrl.core.cli_errors import user_errors
 from shiftrl.core.errors import ConfigError
+from shiftrl.core.progress import PROGRESS_HELP, from_flag
 
 app = typer.Typer(
     name="shiftrl",
@@ -50,16 +51,25 @@ def _app_options(
 @user_errors
 def train(
     algo: Annotated[
-        str | None, typer.Option("--algo", help="learner name, see `shiftrl algos`")
+        str | None,
+        typer.Option("--algo", help="learner or recipe, e.g. iql, cql, spot (`shiftrl algos`)"),
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="target data: .npz, .hdf5 or local Minari id")
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="target data: a built-in ID such as hopper/medium-v0 (all: `shiftrl data "
+            "list`; another size or seed: hopper/medium-n100000-s1-v0), a .npz or .hdf5 file, "
+            "or a local Minari id",
+        ),
     ] = None,
     source: Annotated[
         list[str] | None, typer.Option("--source", help="source-dynamics data (repeatable)")
     ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="gradient steps")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="gradient steps [default: 1,000,000]")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed [default: 0]")] = None,
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -70,11 +80,18 @@ def train(
     ] = None,
     eval_env: Annotated[
         list[str] | None,
-        typer.Option("--eval-env", help="Gymnasium id to evaluate in (repeatable)"),
+        typer.Option(
+            "--eval-env",
+            help="Gymnasium id to evaluate in (repeatable) [default: the dataset's own env]",
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="run folder")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="run folder [default: runs/<algo>-<data>-s<seed>]"),
+    ] = None,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="named hyperparameter preset")
+        str | None,
+        typer.Option("--preset", help="named hyperparameter preset [default: the paper's]"),
     ] = None,
     addon: Annotated[
         list[str] | None,
@@ -89,14 +106,20 @@ def train(
         typer.Option("--target-count", help="keep whole target episodes up to N transitions"),
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override: key=value (repeatable)")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="override a setting, key=value (repeatable), e.g. eval_every=10000, "
+            "alpha=2.5, dara.eta=0.2",
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)] = True,
 ) -> None:
     """Train an offline learner; writes a run folder with metrics, checkpoints and a plot."""
+    progress = from_flag(progress)
     from shiftrl.bench.runner import parse_seeds
     from shiftrl.data.io import data_reference, load_recorded
     from shiftrl.training.config import apply_overrides, make_config
@@ -168,13 +191,13 @@ def eval_(
     env: Annotated[
         list[str] | None, typer.Option("--env", help="Gymnasium id (default: the run's eval envs)")
     ] = None,
-    episodes: Annotated[int, typer.Option("--episodes")] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    episodes: Annotated[int, typer.Option("--episodes", help="evaluation episodes per env")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the start states")] = 0,
     step: Annotated[
         str,
         typer.Option("--step", help="checkpoint: latest, best (best evaluation) or a step"),
     ] = "latest",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Evaluate a trained policy: mean return and normalized score."""
     from rich.console import Console
@@ -328,8 +351,17 @@ def demo(
             "pendulum; 'morec': MOREC's refrigerator experiment"
         ),
     ] = "offline",
-    out: Annotated[Path | None, typer.Option("--out")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="offline demo: gradient steps")] = 10_000,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="folder of the demo's data and runs [default: shiftrl-demo, or "
+            "shiftrl-demo-morec for morec]",
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", help="offline demo: gradient steps per learner")
+    ] = 10_000,
     quick: Annotated[
         bool, typer.Option("--quick", help="morec: small networks, short rollouts (~1-2 min)")
     ] = False,
@@ -380,12 +412,19 @@ def finetune(
             "own, SSAR 5,000; else 0)",
         ),
     ] = None,
-    eval_every: Annotated[int, typer.Option("--eval-every")] = 10_000,
-    eval_episodes: Annotated[int, typer.Option("--eval-episodes")] = 10,
-    resume: Annotated[bool, typer.Option("--resume")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", help="evaluate every N environment steps")
+    ] = 10_000,
+    eval_episodes: Annotated[
+        int, typer.Option("--eval-episodes", help="episodes per evaluation")
+    ] = 10,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the fine-tuning run in --out")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)] = True,
 ) -> None:
     """Fine-tune a trained policy online (its own dynamics or a shifted one)."""
+    progress = from_flag(progress)
     from shiftrl.training.finetune import finetune as run_finetune
 
     res = run_finetune(

@@ -51,8 +51,12 @@ def bench(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster to join (default: start one)")
     ] = None,
-    cpus_per_job: Annotated[float | None, typer.Option("--cpus-per-job")] = None,
-    gpus_per_job: Annotated[float | None, typer.Option("--gpus-per-job")] = None,
+    cpus_per_job: Annotated[
+        float | None, typer.Option("--cpus-per-job", help="Ray: CPUs each job reserves")
+    ] = None,
+    gpus_per_job: Annotated[
+        float | None, typer.Option("--gpus-per-job", help="Ray: GPUs each job reserves")
+    ] = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="live table of jobs")
     ] = None,

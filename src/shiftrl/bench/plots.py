@@ -1,4 +1,4 @@
-"""Plots for `shiftrl report`: learning curves, per-cell score bars and aggregate metrics.
+"""Plots for `shiftrl report`: learning curves (one axis per row, the methods overlaid),\nper-cell score bars and aggregate metrics.
 
 matplotlib is imported on first use (Agg backend); each function writes one PNG and
 returns False when there is nothing to draw.
@@ -30,44 +30,76 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, dpi=110, metadata={"Software": None})
 
 
-def plot_curve(c: CellResult, path: Path, online: bool = False) -> bool:
-    """The cell's offline learning curve, or (`online`) its online phase's, over seeds."""
+def _curve_runs(c: CellResult, online: bool) -> list:
     phases = [r.online for r in c.runs if r.online is not None] if online else list(c.runs)
-    runs = [r for r in phases if any(s is not None for s in r.scores)]
-    if not runs:
+    return [r for r in phases if any(s is not None for s in r.scores)]
+
+
+def _mean_curve(runs: list) -> tuple[list, np.ndarray, np.ndarray] | None:
+    """Mean and std over seeds at the evaluation steps all runs share."""
+    common = sorted(set.intersection(*(set(r.steps) for r in runs)))
+    if not common:
+        return None
+    table = np.array(
+        [
+            [
+                np.nan if (v := dict(zip(r.steps, r.scores, strict=True))[s]) is None else v
+                for s in common
+            ]
+            for r in runs
+        ],
+        float,
+    )
+    return common, np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+
+
+def plot_curves(study: Study, path: Path, block: str = "", online: bool = False) -> bool:
+    """Learning curves of one block: one axis per row (dataset / task), the columns
+    (methods) overlaid on it, each its mean over seeds with a ± std band; a legend of the
+    methods drawn. Online: the online phases, the offline final score dashed."""
+    from shiftrl.bench.report import grid  # here: report imports this module
+
+    _, rows, cols, cells = grid(study)
+    panels, env_steps = [], online
+    for row in rows:
+        lines = []
+        for j, col in enumerate(cols):
+            c = cells.get((block, row, col))
+            env_steps |= c is not None and c.cell.online_only  # its runs log environment steps
+            runs = _curve_runs(c, online) if c is not None else []
+            if runs and (curve := _mean_curve(runs)) is not None:
+                lines.append((j, col, len(runs), curve, c.stat("final") if online else None))
+        if lines:
+            panels.append((row, lines))
+    if not panels:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    if online and (off := c.stat("final")) is not None:
-        ax.axhline(off[0], color="C1", ls="--", lw=1, label="offline final (mean)")
-    for r in runs:
-        xs = [x for x, s in zip(r.steps, r.scores, strict=True) if s is not None]
-        ys = [s for s in r.scores if s is not None]
-        ax.plot(xs, ys, color="0.6", lw=0.8, alpha=0.7)
-    common = sorted(set.intersection(*(set(r.steps) for r in runs)))
-    if common:
-        table = np.array(
-            [
-                [
-                    np.nan if (v := dict(zip(r.steps, r.scores, strict=True))[s]) is None else v
-                    for s in common
-                ]
-                for r in runs
-            ],
-            float,
-        )
-        m, sd = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
-        ax.plot(common, m, color="C0", lw=2, label=f"mean of {len(runs)} seeds")
-        ax.fill_between(common, m - sd, m + sd, color="C0", alpha=0.2, label="± std")
-        ax.legend(fontsize=8, loc="lower right")
-    if online and not common:
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(c.cell.name + (" (online)" if online else ""), fontsize=9)
-    env_steps = online or c.cell.online_only  # an online-only run logs environment steps
-    ax.set_xlabel("online environment steps" if env_steps else "gradient steps")
-    ax.set_ylabel("normalized score")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.2 * nrows + 0.6), squeeze=False)
+    drawn: dict[str, object] = {}
+    for ax, (row, lines) in zip(axes.flat, panels, strict=False):
+        for j, col, n, (steps, m, sd), offline in lines:
+            (line,) = ax.plot(steps, m, color=f"C{j % 10}", lw=1.8)
+            ax.fill_between(steps, m - sd, m + sd, color=f"C{j % 10}", alpha=0.15)
+            drawn.setdefault(f"{col} ({n} seeds)" if n != 1 else f"{col} (1 seed)", line)
+            if offline is not None:
+                ax.axhline(offline[0], color=f"C{j % 10}", ls="--", lw=0.8)
+        ax.set_title(row, fontsize=9)
+        ax.set_xlabel("online environment steps" if env_steps else "gradient steps", fontsize=8)
+        ax.set_ylabel("normalized score", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.legend(
+        list(drawn.values()),
+        list(drawn),
+        loc="lower center",
+        ncol=min(4, len(drawn)),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.08 if nrows == 1 else 0.04, 1, 1))
     _save(fig, path)
     plt.close(fig)
     return True
@@ -99,6 +131,8 @@ def plot_scores(
                 c.stat(bar) if (c := cells.get((block, row, col))) is not None else None
                 for row in rows
             ]
+            if not any(stats):  # no bar for this method here: not in the legend either
+                continue
             best = [
                 c.stat(mark) if (c := cells.get((block, row, col))) is not None else None
                 for row in rows

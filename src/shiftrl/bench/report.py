@@ -27,10 +27,12 @@ of the mean over all its evaluation environments; cells evaluated in none of the
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from shiftrl.bench.plots import plot_aggregates, plot_curve, plot_scores
+from shiftrl.bench.plots import plot_aggregates, plot_curves, plot_scores
 from shiftrl.bench.render import Block, to_html, to_markdown
 from shiftrl.bench.results import CellResult, RunResult, Study, load_study
 from shiftrl.bench.stats import Interval, stratified_bootstrap
@@ -321,36 +323,48 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
         header += ["seeds", "final", "best"]
     doc.append(("table", [*header, "status"], body))
 
-    doc.append(("h", 2, "Learning curves"))
-    doc.append(("p", "Mean ± std over seeds at common evaluation steps; grey: single seeds."))
-    for c in study.cells:
-        rel = f"plots/curves/{c.cell.name}.png"
-        if plot_curve(c, study.dir / rel):
-            doc.append(("img", c.cell.name, rel))
+    blocks, _, _, _ = grid(study)
+    phases = [(False, "Learning curves", "curves")]
     if o2o:
-        doc.append(("h", 2, "Online learning curves"))
+        phases.append((True, "Online learning curves", "online"))
+    for online, title, folder in phases:
+        doc.append(("h", 2, title))
         doc.append(
             (
                 "p",
-                "The online phase of each cell over online environment steps: mean ± std "
-                "over seeds; grey: single seeds; dashed: the offline final score (mean).",
+                "One panel per row of the tables, the methods overlaid: mean over seeds at "
+                "their common evaluation steps, shaded ± std"
+                + (
+                    "; over online environment steps, dashed: each method's offline final "
+                    "score (mean)."
+                    if online
+                    else "."
+                ),
             )
         )
-        for c in study.cells:
-            rel = f"plots/online/{c.cell.name}.png"
-            if plot_curve(c, study.dir / rel, online=True):
-                doc.append(("img", f"{c.cell.name} (online)", rel))
+        for block in blocks:
+            name = re.sub(r"[^A-Za-z0-9._+=-]+", "_", block).strip("_") or "all"
+            rel = f"plots/{folder}/{name}.png"
+            if plot_curves(study, study.dir / rel, block, online=online):
+                doc.append(("img", f"{title}: {block}" if block else title, rel))
 
     if study.profile:
         doc.append(("h", 2, "Reproduce"))
-        doc.append(
-            (
-                "code",
-                f"shiftrl bench {study.name} --profile {study.profile} --out {study.dir.name}\n"
-                f"shiftrl report {study.dir.name}",
-            )
-        )
+        doc.append(("code", reproduce_command(study)))
     return doc
+
+
+def reproduce_command(study: Study) -> str:
+    """The commands that make this study again: its folder as given to `report`, and, for a
+    study run on a selection, its cells (`--only`) and seeds."""
+    folder = shlex.quote(str(study.dir))
+    line = f"shiftrl bench {study.name} --profile {study.profile} --out {folder}"
+    seeds = sorted({s for c in study.cells for s in c.planned_seeds})
+    if study.budget is not None and seeds and seeds != sorted(study.budget.seeds):
+        line += f" --seeds {','.join(map(str, seeds))}"
+    if study.unselected:
+        line += " --only " + shlex.quote(",".join(c.cell.name for c in study.cells))
+    return f"{line}\nshiftrl report {folder}"
 
 
 def _aggregate_blocks(study: Study, which: str, label: str, reps: int) -> list[Block]:
@@ -395,6 +409,8 @@ def _aggregate_blocks(study: Study, which: str, label: str, reps: int) -> list[B
         doc.append(("p", text))
         if aggs:
             doc.append(("table", AGG_HEADER, [_agg_row(a) for a in aggs]))
+        if few := [a for a in aggs if a[1] < FEW_RUNS]:
+            doc.append(("p", _few_runs_warning(few)))
         if i == 0 and which in ("final", "online"):
             name = "aggregates.png" if which == "final" else f"aggregates-{which}.png"
             if plot_aggregates(aggs, study.dir / "plots" / name):
@@ -403,6 +419,19 @@ def _aggregate_blocks(study: Study, which: str, label: str, reps: int) -> list[B
 
 
 AGG_HEADER = ["method", "runs", "tasks", "IQM", "mean", "optimality gap"]
+FEW_RUNS = 5
+"""Below this many runs a bootstrap interval says little: resampling n runs gives few
+distinct values (2 runs on 1 task: three), so the interval is narrow for want of data."""
+
+
+def _few_runs_warning(few: list) -> str:
+    named = ", ".join(f"{a[0]} ({a[1]} run{'s' if a[1] != 1 else ''})" for a in few[:4])
+    more = f" and {len(few) - 4} more" if len(few) > 4 else ""
+    return (
+        f"**Few runs:** the intervals of {named}{more} rest on fewer than {FEW_RUNS} runs: a "
+        "bootstrap over so few draws is narrow for want of data, not because the score is "
+        "certain. Run more seeds (`--seeds 0-4`) or tasks before comparing them."
+    )
 
 
 def _agg_row(agg: tuple[str, int, int, dict[str, Interval]]) -> list[str]:

@@ -311,6 +311,21 @@ def _load_recorded(d: Path, rec: dict[str, Any]) -> Study:
     )
 
 
+def _data_row(dataset: str) -> str:
+    """A run's data as a table row: a built-in ID in its one canonical spelling, so runs on
+    `hopper/medium-v0` and on its alias `hopper-base/medium-v0` share a row; a path or a
+    name as recorded."""
+    if not dataset:
+        return "data"
+    from shiftrl.core.errors import ShiftRLError
+    from shiftrl.data import registry
+
+    try:
+        return registry.qualified_id(*registry.resolve_build(dataset, None, 0))
+    except (ShiftRLError, KeyError, ValueError):
+        return dataset
+
+
 def _discover(d: Path) -> Study:
     """A folder of run folders without study.json: cells are the folders of `seed*/` runs."""
     cells: dict[Path, CellResult] = {}
@@ -333,7 +348,7 @@ def _discover(d: Path) -> Study:
                 target=conf.get("dataset", ""),
                 sources=tuple(conf.get("sources", ())),
                 eval_envs=tuple(conf.get("eval_envs", ())),
-                row=conf.get("dataset", "") or "data",
+                row=_data_row(conf.get("dataset", "")),
                 column=conf["algo"] + "".join(f"+{a['name']}" for a in conf.get("addons", [])),
             )
             cells[cell_dir] = CellResult(cell)

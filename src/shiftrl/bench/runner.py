@@ -27,6 +27,7 @@ from shiftrl.bench.seed_groups import plan_calls
 from shiftrl.bench.suites import Budget, Cell, Suite, get_suite
 from shiftrl.bench.worker import job_config, job_finished, job_scores, online_plan
 from shiftrl.core.errors import ConfigError
+from shiftrl.core.jsonfile import read_json_object
 from shiftrl.training import rundir
 
 STUDY_FILE = "study.json"
@@ -237,14 +238,7 @@ def _check_study_dir(study_dir: Path, suite: Suite, profile: str) -> dict[str, A
                 f"{study_dir} exists and is not a study folder (no {STUDY_FILE}); choose another --out"
             )
         return {}
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(
-            f"{path}: unreadable ({type(e).__name__}); the study folder is damaged"
-        ) from None
-    if not isinstance(old, dict):
-        raise ConfigError(f"{path}: not a shiftrl study record; the study folder is damaged")
+    old = read_json_object(path, "the study folder is damaged", ConfigError)
     if (old.get("suite"), old.get("profile")) == (suite.name, profile):
         return old
     budget = old.get("budget") or {}

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from shiftrl.core.cli_errors import user_errors
+from shiftrl.core.progress import PROGRESS_HELP, from_flag
 
 data_app = typer.Typer(
     help="Built-in datasets (toy tasks and the behaviour-policy zoo): make, list, inspect.",
@@ -39,9 +40,10 @@ def make(
         bool,
         typer.Option("--record", help="maintainers: record this build in checksums.json"),
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)] = True,
 ) -> None:
     """Make a dataset (deterministic from ID, size and seed) and cache it under $SHIFTRL_DATA."""
+    progress = from_flag(progress)
     from shiftrl.data import registry
 
     cid, size, seed = registry.resolve_build(dataset_id, size, seed)
@@ -77,11 +79,12 @@ def record_all(
         list[str] | None, typer.Argument(help="IDs to re-record (default: with --all)")
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="every recorded build")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)] = True,
 ) -> None:
     """Maintainers: re-make recorded builds here and record them for this platform and these
     versions (after a lock change: scripts/relock.sh). Builds already recorded here are
     skipped, so an interrupted run resumes; records of other platforms are kept."""
+    progress = from_flag(progress)
     from shiftrl.core.errors import ConfigError
     from shiftrl.data import records, registry
 
@@ -119,7 +122,7 @@ def list_(
     robot: Annotated[str | None, typer.Option("--robot", help="only this robot's datasets")] = None,
     made: Annotated[bool, typer.Option("--made", help="only datasets made here")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="also the cache folders")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every dataset that exists or can be made (made: its cached builds, by qualified ID)."""
     from shiftrl.data import registry
@@ -194,7 +197,7 @@ def info(
     dataset_id: Annotated[str, typer.Argument(help="e.g. hopper/medium-v0")],
     size: SizeOpt = None,
     seed: SeedOpt = 0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Provenance, size, return statistics, reference scores and checksum of a dataset."""
     data = dataset_info(dataset_id, size, seed)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import os
 import re
 import shutil
@@ -483,19 +482,13 @@ def cached_metadata(dataset_id: str, size: int | None = None, seed: int = 0) -> 
 
 def _read_cached_json(path: Path) -> dict[str, Any]:
     """A cached build's metadata.json, or one line naming the damaged cache folder."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(
-            f"{path}: damaged cached dataset metadata ({type(e).__name__}); delete "
-            f"{path.parent.parent} to rebuild the dataset"
-        ) from None
-    if not isinstance(raw, dict):
-        raise DataError(
-            f"{path}: damaged cached dataset metadata (not a JSON object); delete "
-            f"{path.parent.parent} to rebuild the dataset"
-        )
-    return raw
+    from shiftrl.core.jsonfile import read_json_object
+
+    return read_json_object(
+        path,
+        f"damaged cached dataset metadata; delete {path.parent.parent} to rebuild the dataset",
+        DataError,
+    )
 
 
 def cached_provenance(dataset_id: str, size: int | None = None, seed: int = 0) -> dict[str, Any]:

@@ -21,7 +21,7 @@ dynamics_app = typer.Typer(
 def train(
     dataset: Annotated[str, typer.Argument(help="dataset ID (e.g. hopper/medium-v0) or file")],
     out: Annotated[Path, typer.Option("--out", help="folder to save the trained model in")],
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     max_epochs: Annotated[
         int | None, typer.Option("--max-epochs", help="stop after N epochs at the latest")
     ] = None,
@@ -32,7 +32,9 @@ def train(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="reuse / store under $SHIFTRL_DATA")
     ] = True,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="show a progress bar")
+    ] = True,
 ) -> None:
     """Train a dynamics ensemble on DATASET and save it in --out (reused if cached)."""
     from shiftrl.api import load_dataset
@@ -81,8 +83,8 @@ def eval_(
     dataset: Annotated[str, typer.Option("--dataset", help="dataset ID or file to test on")],
     horizon: Annotated[int, typer.Option("--horizon", help="k for the k-step rollout error")] = 10,
     windows: Annotated[int, typer.Option("--windows", help="rollout start points")] = 256,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """One-step MSE per member and k-step rollout error against the data's trajectories."""
     from rich.console import Console

@@ -76,9 +76,12 @@ def save(
     keep: int = 2,
     finite: bool = True,
     score: float | None = None,
+    extra: dict | None = None,
 ) -> Path:
     """Write the checkpoint of `step` (its evaluation's mean normalized `score`, if any),
-    then rotate: the newest `keep` stay, and so do the newest finite one and the best one."""
+    then rotate: the newest `keep` stay, and so do the newest finite one and the best one.
+    `extra`: JSON-able host state the loop resumes with (an interrupted pretraining phase's
+    progress, the training-metric sums since the last evaluation; `load_extra`)."""
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -86,6 +89,8 @@ def save(
         "step": step,
         "carry": serialization.to_state_dict(carry),
     }
+    if extra:
+        payload["extra"] = json.dumps(extra)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(payload))
     note = _nonfinite_note(path)
@@ -142,6 +147,16 @@ def load(path: Path, template: Any) -> tuple[int, Any]:
             f"the run's config builds {diff[0]}); the run's config.json and checkpoints disagree"
         )
     return step, carry
+
+
+def load_extra(path: Path) -> dict:
+    """The `extra` a checkpoint was saved with ({} when none, or unreadable)."""
+    try:
+        payload = serialization.msgpack_restore(Path(path).read_bytes())
+        extra = json.loads(payload.get("extra") or "{}")
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return {}
+    return extra if isinstance(extra, dict) else {}
 
 
 def load_latest(run_dir: Path, template: Any, move_aside: bool = True) -> tuple[int, Any]:

@@ -42,7 +42,8 @@ class RunConfig:
     eval_envs: tuple[str, ...] = ()
     """Gymnasium ids to evaluate in; default: the dataset's own environment, if registered."""
     log_every: int = 1000
-    """Longest run of updates fused into one compiled call (progress bar granularity)."""
+    """Training losses (means since the last log) go to TensorBoard / W&B every this many
+    steps; compiled chunks (about 2 s each, `ChunkPacer`) end on its multiples."""
     keep_checkpoints: int = 2
     divergence_guard: bool = True
     """Stop the run at the first inf / NaN loss or parameter (False: train on, for research

@@ -1,5 +1,10 @@
 """Run logs: metrics.jsonl (one row per evaluation) and a CSV copy always; TensorBoard
-and Weights & Biases when asked for and installed."""
+and Weights & Biases when asked for and installed.
+
+The CSV is appended to, one row per evaluation; only a row bringing a column the header
+lacks (a divergence record, a metric that starts later) rewrites the file, once, with the
+union of the columns. The standard `csv` module writes it: pandas is no dependency of the
+library and adds nothing for a file of one row per evaluation."""
 
 from __future__ import annotations
 
@@ -20,17 +25,44 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def window_means(window: list[dict]) -> dict[str, float | None]:
-    """Mean of each metric over a window of chunk metrics, ignoring NaN (skipped sub-steps);
-    None for a metric that never ran in the window (e.g. RL losses during a BC phase)."""
-    import numpy as np
+class MetricWindow:
+    """Step-weighted means of training metrics over a window of compiled chunks (since the
+    last evaluation, or the last loss log): chunks differ in length, so each chunk's means
+    count by its steps. NaN (a skipped sub-step) is left out; a metric that never ran in the
+    window (RL losses during a BC phase) has mean None. Saved with an interrupt's checkpoint
+    (`to_json`), so the resumed run's next row averages the same steps."""
 
-    out: dict[str, float | None] = {}
-    for k in window[0]:
-        values = np.asarray([float(m[k]) for m in window])
-        finite = values[~np.isnan(values)]
-        out[k] = float(finite.mean()) if finite.size else None
-    return out
+    def __init__(self, sums: dict[str, float] | None = None, steps: dict[str, int] | None = None):
+        self.sums: dict[str, float] = dict(sums or {})
+        self.steps: dict[str, int] = dict(steps or {})
+
+    def add(self, metrics: dict[str, Any], steps: int) -> None:
+        for k, v in metrics.items():
+            v = float(v)
+            self.sums.setdefault(k, 0.0)
+            self.steps.setdefault(k, 0)
+            if not math.isnan(v):
+                self.sums[k] += v * steps
+                self.steps[k] += steps
+
+    def __bool__(self) -> bool:
+        return bool(self.sums)
+
+    def means(self) -> dict[str, float | None]:
+        return {k: (s / self.steps[k] if self.steps[k] else None) for k, s in self.sums.items()}
+
+    def to_json(self) -> dict:
+        return {"sums": self.sums, "steps": self.steps}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> MetricWindow:
+        d = d or {}
+        return cls(d.get("sums"), d.get("steps"))
+
+
+def _flat(row: dict) -> dict:
+    """The CSV's part of a row: scalars (per-episode return lists stay in the JSONL)."""
+    return {k: v for k, v in row.items() if not isinstance(v, list | dict)}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -78,6 +110,7 @@ class RunLogger:
         self.csv = self.run_dir / "metrics.csv"
         self._tb = None
         self._wandb = None
+        self._csv_keys: list[str] | None = None
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -105,7 +138,10 @@ class RunLogger:
         _write_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
         self._write_csv(kept)
 
-    def log(self, row: dict[str, Any]) -> None:
+    def log(self, row: dict[str, Any], sink_keys: Any = None) -> None:
+        """Append one row (metrics.jsonl, metrics.csv); its scalars also go to TensorBoard /
+        W&B, only those named in `sink_keys` when given (the training losses reach them
+        every `log_every` steps through `log_scalars` instead)."""
         row = {k: _clean(v) for k, v in row.items()}
         # one write of one whole line; a kill can at worst leave a torn last line, which
         # `read_rows` drops
@@ -115,23 +151,52 @@ class RunLogger:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._write_csv(self.rows())
+        self._append_csv(row)
         scalars = {k: v for k, v in row.items() if isinstance(v, int | float) and k != "step"}
+        if sink_keys is not None:
+            scalars = {k: v for k, v in scalars.items() if k in sink_keys}
+        self.log_scalars(row["step"], scalars)
+
+    def log_scalars(self, step: int, scalars: dict[str, Any]) -> None:
+        """Scalars to TensorBoard / W&B only (training losses between evaluations)."""
+        scalars = {
+            k: v for k, v in scalars.items() if isinstance(v, int | float) and math.isfinite(v)
+        }
+        if not scalars:
+            return
         if self._tb is not None:
             for k, v in scalars.items():
-                self._tb.add_scalar(k, v, row["step"])
+                self._tb.add_scalar(k, v, step)
             self._tb.flush()
         if self._wandb is not None:
-            self._wandb.log(scalars, step=row["step"])
+            self._wandb.log(scalars, step=step)
 
     def _write_csv(self, rows: list[dict]) -> None:
-        flat = [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in rows]
+        flat = [_flat(r) for r in rows]
         keys = list(dict.fromkeys(k for r in flat for k in r))
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
         w.writerows(flat)
         _write_atomic(self.csv, buf.getvalue())
+        self._csv_keys = keys
+
+    def _csv_header(self) -> list[str] | None:
+        if self._csv_keys is None and self.csv.exists():
+            with self.csv.open(newline="") as f:
+                self._csv_keys = next(csv.reader(f), None)
+        return self._csv_keys
+
+    def _append_csv(self, row: dict) -> None:
+        flat = _flat(row)
+        header = self._csv_header()
+        if not header or not set(flat) <= set(header):  # a new column: rewrite once
+            self._write_csv(self.rows())
+            return
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=header).writerow(flat)
+        with self.csv.open("a", newline="") as f:
+            f.write(buf.getvalue())
 
     def close(self) -> None:
         if self._tb is not None:

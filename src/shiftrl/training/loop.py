@@ -7,8 +7,9 @@ One train step, in order:
     2. add-ons update their own networks on that batch;
     3. add-ons transform the batch (reward corrections, appended model transitions);
     4. the learner updates, calling add-on hooks inside its losses.
-`make_train_chunk` fuses `length` such steps into one jit-compiled `lax.scan`; the
-datasets are an argument (not closed over), so one compilation serves a whole run.
+`make_train_chunk` fuses `length` such steps into one jit-compiled loop (`length` traced,
+so one compilation serves chunks of any length); the datasets are an argument (not closed
+over), so one compilation serves a whole run.
 """
 
 from __future__ import annotations
@@ -114,17 +115,16 @@ def init_carry(
         ad.name: jax.jit(ad.init, static_argnums=1)(jax.random.fold_in(k_addons, i), spec)
         for i, ad in enumerate(addons)
     }
-    carry = TrainCarry(
-        jax.jit(learner.init)(k_learner), addon_states, rng, jnp.zeros((), jnp.int32)
-    )
-    return strong_types(carry)  # else the first chunk's output types differ: a second compile
+    learner_state = jax.jit(learner.init)(k_learner)
+    carry = TrainCarry(learner_state, addon_states, rng, jnp.zeros((), jnp.int32))
+    return strong_types(carry)
 
 
 def calibrate_carry(addons: tuple[AddOn, ...], carry: TrainCarry, pre: Any) -> TrainCarry:
     """The carry with each add-on's state calibrated to the run's preprocessing `pre`
     (raw-unit settings such as DARA's input noise; `AddOn.calibrate`)."""
     states = {ad.name: ad.calibrate(carry.addons[ad.name], pre) for ad in addons}
-    return carry.replace(addons=states)
+    return strong_types(carry.replace(addons=states))
 
 
 def make_train_step(learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec):
@@ -173,6 +173,31 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
 
 
+def _zeros_like_shapes(shapes: Any) -> Any:
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def nan_mean_init(metrics: Any) -> tuple[Any, Any]:
+    """Running (sum, count) of each metric over non-NaN steps: NaN marks a skipped
+    sub-step (TD3's delayed actor), so a chunk's mean is a nanmean over its steps."""
+    sums = jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), jnp.float32), metrics)
+    counts = jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), jnp.int32), metrics)
+    return sums, counts
+
+
+def nan_mean_add(sums: Any, counts: Any, metrics: Any) -> tuple[Any, Any]:
+    valid = jax.tree.map(lambda x: ~jnp.isnan(x), metrics)
+    sums = jax.tree.map(
+        lambda s, x, v: s + jnp.where(v, x, 0).astype(jnp.float32), sums, metrics, valid
+    )
+    counts = jax.tree.map(lambda c, v: c + v.astype(jnp.int32), counts, valid)
+    return sums, counts
+
+
+def nan_mean_result(sums: Any, counts: Any) -> Any:
+    return jax.tree.map(lambda s, c: jnp.where(c > 0, s / jnp.maximum(c, 1), jnp.nan), sums, counts)
+
+
 def make_train_chunk(
     learner: Learner,
     addons: tuple[AddOn, ...],
@@ -182,6 +207,10 @@ def make_train_chunk(
 ):
     """A jitted `(carry, data, length) -> (carry, mean metrics over the chunk)`.
 
+    `length` is a traced argument (a `fori_loop` bound, not a `scan` length): one
+    compilation runs chunks of any length, so the host picks each chunk's length from the
+    measured step time (`ChunkPacer`) and from where the next evaluation falls, and the
+    result after N steps does not depend on how they were split into chunks.
     `axes` (from `seed_axes`): the carry holds several seeds stacked on a leading axis and
     one compiled program advances them all on the same data (metrics get the seed axis).
     `guard`: also return the divergence guard's `health` (see `Health`): after every step
@@ -190,32 +219,49 @@ def make_train_chunk(
     it marks a skipped sub-step (TD3's delayed actor); a NaN loss makes NaN parameters."""
     step = make_train_step(learner, addons, sampler)
 
-    def guarded_step(carry: TrainCarry, x: Any, data: DeviceData):
-        carry, metrics = step(carry, x, data)
-        no_inf = [~jnp.isinf(v).any() for v in jax.tree.leaves(metrics)]
-        ok = all_finite(carry) & jnp.all(jnp.stack(no_inf)) if no_inf else all_finite(carry)
-        return carry, (metrics, ok)
+    def chunk(carry: TrainCarry, data: DeviceData, length: jax.Array):
+        shapes = jax.eval_shape(partial(step, data=data), carry, None)[1]
+        sums, counts = nan_mean_init(shapes)
+        zeros = _zeros_like_shapes(shapes)
 
-    def chunk(carry: TrainCarry, data: DeviceData, length: int):
-        if not guard:
-            carry, metrics = jax.lax.scan(partial(step, data=data), carry, None, length=length)
-            # NaN marks metrics of skipped sub-steps (e.g. TD3's delayed actor)
-            return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
-        carry, (metrics, ok) = jax.lax.scan(
-            partial(guarded_step, data=data), carry, None, length=length
+        def body(i, state):
+            carry, sums, counts, guard_state = state
+            carry, metrics = step(carry, None, data)
+            sums, counts = nan_mean_add(sums, counts, metrics)
+            if guard:
+                ok_all, first_bad, at_bad, before_bad, prev = guard_state
+                no_inf = [~jnp.isinf(v).any() for v in jax.tree.leaves(metrics)]
+                ok = all_finite(carry) & jnp.all(jnp.stack(no_inf)) if no_inf else all_finite(carry)
+                newly_bad = ok_all & ~ok
+                before = jax.tree.map(lambda p, m: jnp.where(i > 0, p, m), prev, metrics)
+                guard_state = (
+                    ok_all & ok,
+                    jnp.where(newly_bad, i, first_bad),
+                    jax.tree.map(lambda a, m: jnp.where(newly_bad, m, a), at_bad, metrics),
+                    jax.tree.map(lambda b, m: jnp.where(newly_bad, m, b), before_bad, before),
+                    metrics,
+                )
+            return carry, sums, counts, guard_state
+
+        guard_state = (jnp.bool_(True), jnp.int32(0), zeros, zeros, zeros) if guard else ()
+        carry, sums, counts, guard_state = jax.lax.fori_loop(
+            0, length, body, (carry, sums, counts, guard_state)
         )
-        first_bad = jnp.argmin(ok)  # index of the first non-finite step (0 when all are fine)
+        carry = strong_types(carry)  # the next call's signature is this call's
+        if not guard:
+            return carry, nan_mean_result(sums, counts)
+        ok_all, first_bad, at_bad, before_bad, _ = guard_state
         health = {
-            "finite": jnp.all(ok),
-            "first_bad": first_bad,
-            "at_bad": jax.tree.map(lambda x: x[first_bad], metrics),
-            "before_bad": jax.tree.map(lambda x: x[jnp.maximum(first_bad - 1, 0)], metrics),
+            "finite": ok_all,
+            "first_bad": first_bad,  # index of the first non-finite step (0 when all are fine)
+            "at_bad": at_bad,
+            "before_bad": before_bad,
         }
-        return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics), health
+        return carry, nan_mean_result(sums, counts), health
 
-    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    @partial(jax.jit, donate_argnums=0)
     def train_chunk(carry: TrainCarry, data: DeviceData, length: int):
-        run = partial(chunk, length=length)
+        run = partial(chunk, length=jnp.asarray(length, jnp.int32))
         return (run if axes is None else _vmap(run, axes, 3 if guard else 2))(carry, data)
 
     return train_chunk
@@ -225,7 +271,9 @@ def make_pretrain_chunk(
     learner: Learner, addons: tuple[AddOn, ...], sampler: SamplerSpec, axes: Any = None
 ):
     """Add-on-only updates before learning starts (e.g. DARA's classifiers trained beforehand).
-    Each add-on trains for its own `pretrain_steps`; the learner is untouched. `axes` as in
+    Each add-on trains for its own `pretrain_steps`; the learner is untouched. A jitted
+    `(carry, data, length, start) -> (carry, last step's metrics)` running pretraining steps
+    `start .. start + length - 1` (both traced: one compilation). `axes` as in
     `make_train_chunk`."""
 
     def step(carry: TrainCarry, i: jax.Array, data: DeviceData):
@@ -244,16 +292,56 @@ def make_pretrain_chunk(
             metrics.update({f"addon/{ad.name}/{k}": v for k, v in m.items()})
         return carry.replace(addons=states, rng=rng), metrics
 
-    def chunk(carry: TrainCarry, data: DeviceData, steps: jax.Array):
-        carry, metrics = jax.lax.scan(partial(step, data=data), carry, steps)
-        return carry, jax.tree.map(lambda x: x[-1], metrics)
+    def chunk(carry: TrainCarry, data: DeviceData, length: jax.Array, start: jax.Array):
+        shapes = jax.eval_shape(partial(step, data=data), carry, start)[1]
 
-    @partial(jax.jit, static_argnames="length")
+        def body(i, state):
+            return step(state[0], i, data)
+
+        return jax.lax.fori_loop(start, start + length, body, (carry, _zeros_like_shapes(shapes)))
+
+    @jax.jit
     def pretrain(carry: TrainCarry, data: DeviceData, length: int, start=0):
-        run = partial(chunk, steps=jnp.arange(length) + start)
+        run = partial(
+            chunk, length=jnp.asarray(length, jnp.int32), start=jnp.asarray(start, jnp.int32)
+        )
         return (run if axes is None else _vmap(run, axes))(carry, data)
 
     return pretrain
+
+
+# -- chunk lengths ----------------------------------------------------------------------------
+CHUNK_SECONDS = 2.0
+"""Wall time one compiled call aims at. A compiled call cannot be interrupted: Ctrl-C, the
+progress bar and the divergence guard wait for it, so it is kept to a few seconds whatever
+the learner's step time (CQL at ~60 ms/step would otherwise run 1,000 steps, a minute)."""
+
+
+class ChunkPacer:
+    """How many steps the next compiled call runs: as many as take about `seconds` at the
+    step rate measured on the previous calls (the first call, which compiles, is not
+    measured), never past `limit` (the next evaluation or log step), growing at most
+    `growth`-fold per call so one fast measurement cannot launch a minute-long call."""
+
+    def __init__(self, seconds: float = CHUNK_SECONDS, first: int = 10, growth: int = 8):
+        self.seconds, self.growth = seconds, growth
+        self._length, self._calls = first, 0
+
+    def next(self, limit: int) -> int:
+        return max(1, min(self._length, limit))
+
+    def done(self, length: int, seconds: float) -> None:
+        self._calls += 1
+        if self._calls == 1:  # compilation time says nothing about the step time
+            return
+        rate = length / max(seconds, 1e-6)
+        self._length = max(1, min(int(rate * self.seconds), self._length * self.growth))
+
+
+def next_boundary(step: int, steps: int, *every: int) -> int:
+    """The first step after `step` where a chunk must end: a multiple of any of `every`
+    (evaluations, loss logs) or the end of the run."""
+    return min([steps, *((step // e + 1) * e for e in every if e > 0)])
 
 
 # -- seeds vmapped --------------------------------------------------------------------------
@@ -322,16 +410,3 @@ def unstack_carry(carry: TrainCarry, i: int, axes: Any = None) -> TrainCarry:
     flat = _flat_axes(axes, carry)
     leaves = [x if ax is None else x[i] for ax, x in zip(flat, jax.tree.leaves(carry), strict=True)]
     return jax.tree.unflatten(jax.tree.structure(carry), leaves)
-
-
-def chunk_length(steps: int, eval_every: int, log_every: int) -> int:
-    """Largest divisor of gcd(steps, eval_every) not above log_every, so every chunk has
-    the same length (one compilation) and evaluations fall on chunk boundaries."""
-    g = int(np.gcd(steps, eval_every))
-    best = 1
-    for d in range(1, int(np.sqrt(g)) + 1):
-        if g % d == 0:
-            for cand in (d, g // d):
-                if cand <= log_every:
-                    best = max(best, cand)
-    return best

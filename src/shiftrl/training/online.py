@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,16 +29,23 @@ import numpy as np
 from flax import serialization, struct
 
 from shiftrl.core.errors import ConfigError, DivergenceError
+from shiftrl.core.interrupt import StopRequest
 from shiftrl.core.jax_utils import strong_types
+from shiftrl.core.progress import Progress, ProgressArg
 from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply
 from shiftrl.learners.base import NO_HOOKS, Hooks, Learner
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.evaluation import check_env_id, eval_seed, evaluate
-from shiftrl.training.logger import RunLogger, window_means
-from shiftrl.training.loop import all_finite
-from shiftrl.training.progress import TrainProgress
+from shiftrl.training.logger import MetricWindow, RunLogger
+from shiftrl.training.loop import (
+    ChunkPacer,
+    all_finite,
+    nan_mean_add,
+    nan_mean_init,
+    nan_mean_result,
+)
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
 
@@ -155,12 +163,20 @@ def make_update_burst(
         state, metrics = learner.update(carry.learner, batch, k_up, hooks)
         return carry.replace(learner=state, rng=rng, extra=extra), metrics
 
-    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    @partial(jax.jit, donate_argnums=0)
     def burst(carry: OnlineCarry, offline, length: int):
-        carry, metrics = jax.lax.scan(
-            partial(one_update, offline=offline), carry, None, length=length
-        )
-        return carry, jax.tree.map(lambda x: jnp.nanmean(x, axis=0), metrics)
+        # `length` traced: one compilation for the paced sub-bursts of any length
+        update = partial(one_update, offline=offline)
+        shapes = jax.eval_shape(update, carry, None)[1]
+        sums, counts = nan_mean_init(shapes)
+
+        def body(_, state):
+            carry, sums, counts = state
+            carry, metrics = update(carry, None)
+            return (carry, *nan_mean_add(sums, counts, metrics))
+
+        carry, sums, counts = jax.lax.fori_loop(0, length, body, (carry, sums, counts))
+        return strong_types(carry), nan_mean_result(sums, counts)
 
     return burst
 
@@ -187,7 +203,7 @@ def train_online(
     init_state: Any = None,
     prefill_data: TransitionDataset | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callable[[dict], None]] = (),
     extra_meta: dict | None = None,
     reference: tuple[float, float] | None = None,
@@ -207,14 +223,14 @@ def train_online(
     run_dir = Path(out)
     rng = jax.random.PRNGKey(config.seed)
     rng, k_init = jax.random.split(rng)
-    state = strong_types(init_state if init_state is not None else learner.init(k_init))
+    state = init_state if init_state is not None else learner.init(k_init)
     replay = replay_init(config.buffer_size, learner.spec.obs_dim, learner.spec.act_dim)
     if prefill_data is not None:
         replay = prefill(replay, prefill_data, pre)
     extra = {}
     if addons:
         extra = {"addons": dict(addon_states or {}), "updates": jnp.zeros((), jnp.int32)}
-    carry = OnlineCarry(state, replay, rng, jnp.zeros((), jnp.int32), extra)
+    carry = strong_types(OnlineCarry(state, replay, rng, jnp.zeros((), jnp.int32), extra))
     offline = None
     if offline_data is not None and config.offline_fraction > 0:
         offline = {k: jnp.asarray(v) for k, v in apply(offline_data, pre).items()}
@@ -229,65 +245,21 @@ def train_online(
             "choose another folder"
         )
     rundir.make_dir(run_dir)
+    prefilled = len(prefill_data) if prefill_data is not None else 0
+    loop = _OnlineLoop(
+        learner,
+        config,
+        env_id,
+        pre,
+        run_dir,
+        RunLogger,
+        reference,
+        tuple(addons),
+        offline,
+        prefilled,
+    )
     with rundir.FolderLock(run_dir):
-        return _train_online_locked(
-            learner,
-            config,
-            run_dir,
-            carry,
-            pre,
-            env_id,
-            resume,
-            progress,
-            callbacks,
-            extra_meta,
-            reference,
-            addons,
-            offline,
-        )
-
-
-def _train_online_locked(
-    learner,
-    config,
-    run_dir,
-    carry,
-    pre,
-    env_id,
-    resume,
-    progress,
-    callbacks,
-    extra_meta,
-    reference,
-    addons,
-    offline,
-) -> list[dict]:
-    fresh = not (resume and (run_dir / "config.json").exists())
-    if fresh and not rundir.is_empty(run_dir):
-        raise ConfigError(
-            f"run folder {run_dir} already exists; resume it (--resume) or choose another folder"
-        )
-    rundir.mark(run_dir)
-    if fresh:
-        meta = {
-            "online_config": config.to_json(),
-            "algo": learner.name,
-            "learner": dataclasses.asdict(learner.config),
-            "preprocessor": pre.to_json(),
-            "obs_dim": learner.spec.obs_dim,
-            "act_dim": learner.spec.act_dim,
-            **(extra_meta or {}),
-        }
-        (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
-    elif checkpoint.latest(run_dir) is not None:
-        _, carry = checkpoint.load_latest(run_dir, carry)
-    logger = RunLogger(run_dir)
-    start = int(carry.env_steps)
-    logger.truncate_after(start)
-    loop = _OnlineLoop(learner, config, env_id, pre, run_dir, logger, reference, addons, offline)
-    loop.run(carry, start, progress, callbacks)
-    logger.close()
-    return logger.rows()
+        return loop.start(carry, resume, progress, callbacks, extra_meta)
 
 
 @dataclass
@@ -297,11 +269,14 @@ class _OnlineLoop:
     env_id: str
     pre: Preprocessor
     run_dir: Path
-    logger: RunLogger
+    make_logger: Any
+    """RunLogger, opened by `start` once the folder is locked and checked."""
     reference: tuple[float, float] | None = None
     """Reference scores for the normalized score (default: the env registry's)."""
     addons: tuple = ()
     offline: dict | None = None
+    prefilled: int = 0
+    """Rows of offline data the buffer starts with (rebuilt on resume, never saved)."""
 
     def __post_init__(self):
         c = self.config
@@ -313,8 +288,54 @@ class _OnlineLoop:
         self.burst = make_update_burst(
             self.learner, c.batch_size, self.addons, total_updates, c.offline_fraction
         )
+        self.pacer = ChunkPacer()
+        self.window, self.finished = MetricWindow(), []
 
-    def run(self, carry: OnlineCarry, start: int, progress: bool, callbacks) -> None:
+    def start(self, carry, resume, progress, callbacks, extra_meta) -> list[dict]:
+        """In the locked folder: a fresh run writes config.json, a resumed one loads its
+        last checkpoint (and the updates an interrupt left owing); then train."""
+        run_dir, config, learner = self.run_dir, self.config, self.learner
+        fresh = not (resume and (run_dir / "config.json").exists())
+        if fresh and not rundir.is_empty(run_dir):
+            raise ConfigError(
+                f"run folder {run_dir} already exists; resume it (--resume) or choose another "
+                "folder"
+            )
+        rundir.mark(run_dir)
+        owed = 0
+        if fresh:
+            meta = {
+                "online_config": config.to_json(),
+                "algo": learner.name,
+                "learner": dataclasses.asdict(learner.config),
+                "preprocessor": self.pre.to_json(),
+                "obs_dim": learner.spec.obs_dim,
+                "act_dim": learner.spec.act_dim,
+                **(extra_meta or {}),
+            }
+            (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
+        elif checkpoint.latest(run_dir) is not None:
+            extra = checkpoint.load_extra(checkpoint.latest(run_dir))
+            carry = self.load_checkpoint(carry, extra)
+            owed = int(extra.get("updates_owed", 0))
+            self.window = MetricWindow.from_json(extra.get("window"))
+        self.logger = self.make_logger(run_dir)
+        start = int(carry.env_steps)
+        self.logger.truncate_after(start)
+        with StopRequest() as stop:
+            self.run(carry, start, progress, callbacks, stop, owed)
+        self.logger.close()
+        return self.logger.rows()
+
+    def run(
+        self,
+        carry: OnlineCarry,
+        start: int,
+        progress: ProgressArg,
+        callbacks,
+        stop: StopRequest,
+        owed: int = 0,
+    ) -> None:
         c = self.config
         envs = gym.make_vec(
             self.env_id,
@@ -324,12 +345,20 @@ class _OnlineLoop:
         )
         np_rng = np.random.default_rng(c.seed + start)
         obs, _ = envs.reset(seed=[c.seed * 1000 + start + i for i in range(c.num_envs)])
-        ep_ret, finished = np.zeros(c.num_envs), []
-        steps, window, t0 = start, [], time.perf_counter()
+        ep_ret = np.zeros(c.num_envs)
+        steps, t0 = start, time.perf_counter()
         try:
-            with TrainProgress(
-                c.total_steps, start, enabled=progress, title=f"{self.learner.name} online"
+            with Progress(
+                f"{self.learner.name} online",
+                c.total_steps,
+                start=start,
+                unit="env steps",
+                rate_unit="env steps/s",
+                progress=progress,
             ) as bar:
+                if owed:  # an interrupt left these updates of the last iteration undone
+                    carry = self.update(carry, owed, steps, stop)
+                    carry = self.after_iteration(carry, steps, bar, callbacks, t0)
                 while steps < c.total_steps:
                     rows = {k: [] for k in FIELDS}
                     for _ in range(c.steps_per_iter // c.num_envs):
@@ -355,7 +384,7 @@ class _OnlineLoop:
                         ):
                             rows[k_].append(np.asarray(v, np.float32))
                         ep_ret += reward
-                        finished += ep_ret[done].tolist()
+                        self.finished += ep_ret[done].tolist()
                         ep_ret[done] = 0.0
                         obs = next_obs
                         steps += c.num_envs
@@ -365,24 +394,85 @@ class _OnlineLoop:
                         env_steps=jnp.asarray(steps, jnp.int32),
                     )
                     if steps >= c.start_steps and steps > c.learning_starts:
-                        length = int(c.steps_per_iter * c.utd)
-                        carry, metrics = self.burst(carry, self.offline, length)
-                        window.append(metrics)
-                        if not bool(self.finite(carry.learner)):
-                            self.diverged(steps)
+                        carry = self.update(carry, int(c.steps_per_iter * c.utd), steps, stop)
                     bar.advance(c.steps_per_iter)
-                    if steps % c.snapshot_every == 0 if c.snapshot_every else False:
-                        self.save_snapshot(carry, steps)
-                    if steps % c.eval_every == 0 or steps >= c.total_steps:
-                        row = self.log_row(carry, steps, window, finished, t0)
-                        window, finished = [], []
-                        bar.report(row)
-                        for cb in callbacks:
-                            cb(row)
-                    if steps % c.checkpoint_every == 0 or steps >= c.total_steps:
-                        checkpoint.save(self.run_dir, steps, carry, keep=1)
+                    carry = self.after_iteration(carry, steps, bar, callbacks, t0)
+                    if stop.requested and steps < c.total_steps:
+                        self.save_interrupted(carry, steps, 0)
+                        stop.check()
         finally:
             envs.close()
+
+    def update(self, carry: OnlineCarry, updates: int, steps: int, stop: StopRequest):
+        """`updates` gradient updates in compiled sub-bursts of a few seconds each; on a stop
+        request, a checkpoint records the updates still owed and the run stops."""
+        left = updates
+        while left:
+            n = self.pacer.next(left)
+            t = time.perf_counter()
+            carry, metrics = self.burst(carry, self.offline, n)
+            self.window.add(jax.device_get(metrics), n)  # waits for the sub-burst
+            self.pacer.done(n, time.perf_counter() - t)
+            left -= n
+            if not bool(self.finite(carry.learner)):
+                self.diverged(steps)
+            if stop.requested and left:
+                self.save_interrupted(carry, steps, left)
+                stop.check()
+        return carry
+
+    def after_iteration(self, carry, steps: int, bar, callbacks, t0: float) -> OnlineCarry:
+        c = self.config
+        if c.snapshot_every and steps % c.snapshot_every == 0:
+            self.save_snapshot(carry, steps)
+        if steps % c.eval_every == 0 or steps >= c.total_steps:
+            row = self.log_row(carry, steps, t0)
+            if row.get("normalized_score") is not None:
+                bar.note(f"score {row['normalized_score']:.1f} at {steps:,}")
+            for cb in callbacks:
+                cb(row)
+        if steps % c.checkpoint_every == 0 or steps >= c.total_steps:
+            self.save(carry, steps)
+        return carry
+
+    def save(self, carry: OnlineCarry, steps: int, extra: dict | None = None) -> None:
+        """A checkpoint holding only the replay rows that cannot be rebuilt: not the empty
+        rest of the preallocated buffer, and not the prefilled offline data (the resumed
+        run prefills it again; fine-tuning checks the data's checksums), while the buffer
+        has not wrapped around. `replay_rows` records which rows [first, last) it holds."""
+        replay = carry.replay
+        capacity = replay.data["reward"].shape[0]
+        size, ptr = int(replay.size), int(replay.ptr)
+        first, last = (self.prefilled, size) if size < capacity and ptr == size else (0, capacity)
+        rows = {k: v[first:last] for k, v in replay.data.items()}
+        kept = carry.replace(replay=replay.replace(data=rows))
+        extra = {**(extra or {}), "replay_rows": [first, last]}
+        checkpoint.save(self.run_dir, steps, kept, keep=1, extra=extra)
+
+    def load_checkpoint(self, carry: OnlineCarry, extra: dict) -> OnlineCarry:
+        """The last checkpoint into `carry` (whose buffer already holds the prefill):
+        its saved rows go back in place; a checkpoint without `replay_rows` holds them all."""
+        replay = carry.replay
+        capacity = replay.data["reward"].shape[0]
+        first, last = extra.get("replay_rows", (0, capacity))
+        template = carry.replace(
+            replay=replay.replace(data={k: v[first:last] for k, v in replay.data.items()})
+        )
+        _, loaded = checkpoint.load_latest(self.run_dir, template)
+        data = {k: replay.data[k].at[first:last].set(v) for k, v in loaded.replay.data.items()}
+        return loaded.replace(replay=loaded.replay.replace(data=data))
+
+    def save_interrupted(self, carry: OnlineCarry, steps: int, owed: int) -> None:
+        """Ctrl-C: a checkpoint of the environment step reached, the updates of its
+        iteration still owed and the metric sums since the last evaluation."""
+        extra = {"updates_owed": owed, "window": self.window.to_json()}
+        self.save(carry, steps, extra)
+        print(
+            f"shiftrl: saved a checkpoint at environment step {steps:,}; continue with "
+            f"--resume (out {self.run_dir})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def diverged(self, steps: int) -> None:
         """The divergence guard of online training (checked after every update burst):
@@ -394,13 +484,14 @@ class _OnlineLoop:
             f"after the updates; {kept}. Lower the learning rates"
         )
 
-    def log_row(self, carry, steps, window, finished, t0) -> dict:
+    def log_row(self, carry, steps, t0) -> dict:
         c = self.config
         row: dict[str, Any] = {"step": steps}
-        if window:
-            row.update(window_means(window))
-        if finished:
-            row["train/episode_return"] = float(np.mean(finished))
+        if self.window:
+            row.update(self.window.means())
+        if self.finished:
+            row["train/episode_return"] = float(np.mean(self.finished))
+        self.window, self.finished = MetricWindow(), []
         state = carry.learner
 
         def policy(o):

@@ -58,15 +58,16 @@ from flax import struct
 
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.core.errors import ConfigError, DivergenceError
+from shiftrl.core.jax_utils import strong_types
+from shiftrl.core.progress import Progress
 from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.learners.base import Hooks
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.evaluation import EvalResult, check_env_id, eval_seed
-from shiftrl.training.logger import RunLogger, window_means
+from shiftrl.training.logger import MetricWindow, RunLogger
 from shiftrl.training.loop import all_finite
 from shiftrl.training.online import OnlineConfig, identity_preprocessor
-from shiftrl.training.progress import TrainProgress
 
 STEP_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "prev_action", "reset")
 CARRY_FIELDS = ("carry_pi", "carry_q")
@@ -141,18 +142,6 @@ def sample_windows(replay: SequenceReplay, rng: jax.Array, batch_size: int, wind
         domain=jnp.full((batch_size,), TARGET, jnp.int32),
         extras=extras,
     )
-
-
-def strong_types(tree: Any) -> Any:
-    """`tree` with Python scalars and weakly typed leaves (what an eager init leaves, e.g.
-    an optimizer's step count) made strongly typed arrays: the update burst returns strong
-    types, and a weak leaf in its first input would compile the burst a second time."""
-
-    def strong(x):
-        x = jnp.asarray(x)
-        return jnp.asarray(x, x.dtype) if x.weak_type else x
-
-    return jax.tree.map(strong, tree)
 
 
 class ContextCarry(struct.PyTreeNode):
@@ -376,8 +365,13 @@ class _ContextLoop:
         ep_ret, finished = np.zeros(n), []
         steps, window, t0 = start, [], time.perf_counter()
         try:
-            with TrainProgress(
-                c.total_steps, start, enabled=progress, title=f"{self.learner.name} online"
+            with Progress(
+                f"{self.learner.name} online",
+                c.total_steps,
+                start=start,
+                unit="env steps",
+                rate_unit="env steps/s",
+                progress=progress,
             ) as bar:
                 while steps < c.total_steps:
                     rows = {k: [] for k in (*STEP_FIELDS, *CARRY_FIELDS)}
@@ -435,7 +429,7 @@ class _ContextLoop:
                     if steps % c.eval_every == 0 or steps >= c.total_steps:
                         row = self.log_row(carry, steps, window, finished, t0)
                         window, finished = [], []
-                        bar.report(row)
+                        bar.note(_score_note(row, steps))
                         for cb in callbacks:
                             cb(row)
                     if steps % c.checkpoint_every == 0 or steps >= c.total_steps:
@@ -479,10 +473,20 @@ class _ContextLoop:
     def log_row(self, carry, steps, window, finished, t0) -> dict:
         row: dict[str, Any] = {"step": steps}
         if window:
-            row.update(window_means(window))
+            means = MetricWindow()
+            for metrics in window:  # one entry per update burst, equal weights
+                means.add(metrics, 1)
+            row.update({k: v for k, v in means.means().items() if v is not None})
         if finished:
             row["train/episode_return"] = float(np.mean(finished))
         row.update(self.evaluate(carry.learner))
         row["elapsed_s"] = time.perf_counter() - t0
         self.logger.log(row)
         return row
+
+
+def _score_note(row: dict, steps: int) -> str:
+    """The latest evaluation beside the progress bar."""
+    if row.get("normalized_score") is not None:
+        return f"score {row['normalized_score']:.1f} at step {steps:,}"
+    return f"return {row['return']:.1f} at step {steps:,}" if "return" in row else ""

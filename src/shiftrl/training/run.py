@@ -25,7 +25,9 @@ import numpy as np
 
 from shiftrl import __version__
 from shiftrl.addons import build_addons
-from shiftrl.core.errors import ConfigError, DataError, DivergenceError
+from shiftrl.core.errors import ConfigError, DataError
+from shiftrl.core.interrupt import StopRequest
+from shiftrl.core.progress import Progress, ProgressArg
 from shiftrl.core.types import SOURCE, TARGET
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.data.preprocess import Preprocessor, apply, fit_preprocessor
@@ -33,21 +35,20 @@ from shiftrl.envs.reference import reference_scores
 from shiftrl.learners.base import Learner
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.config import RunConfig, validate_config
-from shiftrl.training.evaluation import RecurrentPolicy, check_env_id, eval_seed, evaluate
-from shiftrl.training.logger import RunLogger, window_means
+from shiftrl.training.evaluation import check_env_id
+from shiftrl.training.logger import MetricWindow, RunLogger
 from shiftrl.training.loop import (
     MIXINGS,
+    ChunkPacer,
     SamplerSpec,
     batch_counts,
     calibrate_carry,
     choose_seed_axes,
-    chunk_length,
     init_carry,
     make_pretrain_chunk,
     make_train_chunk,
     stack_carries,
     to_device,
-    unstack_carry,
 )
 from shiftrl.training.policy import (  # re-exported: the run-level API lives here
     Policy,
@@ -56,7 +57,7 @@ from shiftrl.training.policy import (  # re-exported: the run-level API lives he
     load_policy,
     plot_learning_curve,
 )
-from shiftrl.training.progress import TrainProgress
+from shiftrl.training.runloop import RunLoop
 
 Callback = Callable[[dict], None]
 __all__ = ["Policy", "Run", "build_learner", "load_policy", "train", "train_seeds"]
@@ -160,20 +161,42 @@ def annotated_arrays(
     return out
 
 
-def pretrain_addons(learner, addons, sampler, carry, data, progress: bool = True, axes: Any = None):
+def pretrain_addons(
+    learner,
+    addons,
+    sampler,
+    carry,
+    data,
+    progress: ProgressArg = True,
+    axes: Any = None,
+    start: int = 0,
+    stop: StopRequest | None = None,
+    save: Callable[[Any, int], None] | None = None,
+):
     """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
-    in compiled chunks under a progress bar (`axes`: the carry holds stacked seeds)."""
+    in compiled chunks of a few seconds under a progress bar (`axes`: the carry holds
+    stacked seeds), from pretraining step `start`. On a `stop` request, `save(carry, done)`
+    is called after the chunk in flight, then KeyboardInterrupt is raised."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
-    if steps == 0:
+    if start >= steps:
         return carry
     chunk = make_pretrain_chunk(learner, addons, sampler, axes)
-    length = chunk_length(steps, steps, 1000)
+    pacer = ChunkPacer()
     names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
-    with TrainProgress(steps, 0, enabled=progress, title=f"pretrain {names}") as bar:
-        for start in range(0, steps, length):
-            carry, _ = chunk(carry, data, length, start)
-            jax.block_until_ready(carry)  # the bar counts steps done, not steps dispatched
-            bar.advance(length)
+    with Progress(f"pretrain {names}", steps, start=start, progress=progress) as bar:
+        done = start
+        while done < steps:
+            n = pacer.next(steps - done)
+            t0 = time.perf_counter()
+            new, _ = chunk(carry, data, n, done)
+            jax.block_until_ready(new)  # the bar counts steps done, not steps dispatched
+            pacer.done(n, time.perf_counter() - t0)
+            carry, done = new, done + n
+            bar.advance(n)
+            if stop is not None and stop.requested and done < steps:
+                if save is not None:
+                    save(carry, done)
+                stop.check()
     return carry
 
 
@@ -267,7 +290,7 @@ def train(
     sources: Sequence[TransitionDataset] = (),
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callback] = (),
 ) -> Run:
     setup = prepare(config, target, sources)
@@ -282,7 +305,7 @@ def train_seeds(
     seeds: Sequence[int] = (0, 1, 2),
     out: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callback] = (),
 ) -> list[Run]:
     """Several seeds of `config` as one vmapped program, into `out/seed<k>` run folders.
@@ -319,7 +342,7 @@ def _train_members(
     configs: list[RunConfig],
     run_dirs: list[Path],
     resume: bool,
-    progress: bool,
+    progress: ProgressArg,
     callbacks: Sequence[Callback],
     stacked: bool = False,
 ) -> list[Run]:
@@ -338,12 +361,13 @@ def _train_open(
     setup: Setup,
     configs: list[RunConfig],
     folders: list[rundir.OpenRun],
-    progress: bool,
+    progress: ProgressArg,
     callbacks: Sequence[Callback],
     stacked: bool,
 ) -> list[Run]:
     learner, addons, sampler = setup.learner, setup.addons, setup.sampler
     run_dirs = [f.path for f in folders]
+    stop = StopRequest()  # entered once config.json is written (below)
     fresh = [f.pre is None for f in folders]
     if any(fresh) and not all(fresh):
         raise ConfigError(
@@ -363,11 +387,12 @@ def _train_open(
             RunLogger(d, c.tensorboard, c.wandb_project, c.to_json())
             for c, d in zip(configs, run_dirs, strict=True)
         ]
-        start = 0
+        # from here on a first Ctrl-C stops at a chunk boundary with a checkpoint
+        stop.__enter__()
+        start, pretrained, windows = 0, 0, None
         if all(fresh):
             carry = stack_carries(carries, axes) if stacked else carries[0]
-            carry = pretrain_addons(learner, addons, sampler, carry, data, progress, axes)
-            for c, d in zip(configs, run_dirs, strict=True):
+            for c, d in zip(configs, run_dirs, strict=True):  # first: pretraining may resume
                 _write_meta(d, c, pre, setup)
         else:
             loaded = [checkpoint.load_latest(d, t) for d, t in zip(run_dirs, carries, strict=True)]
@@ -379,10 +404,14 @@ def _train_open(
                 )
             start = steps[0]
             carry = stack_carries([c for _, c in loaded], axes) if stacked else loaded[0][1]
+            extras = [checkpoint.load_extra(checkpoint.latest(d)) for d in run_dirs]
+            # an interrupted pretraining phase records how far it got; else it was complete
+            pretrained = extras[0].get("pretrain_done", None)
+            windows = [MetricWindow.from_json(e.get("window")) for e in extras]
             for lg in loggers:
                 lg.truncate_after(start)
         members = list(zip(configs, run_dirs, loggers, strict=True))
-        loop = _Loop(
+        loop = RunLoop(
             configs[0],
             learner,
             train_chunk,
@@ -393,7 +422,20 @@ def _train_open(
             members,
             axes,
         )
-        loop.run(carry, start, progress, callbacks)
+        if pretrained is not None:
+            carry = pretrain_addons(
+                learner,
+                addons,
+                sampler,
+                carry,
+                data,
+                progress,
+                axes,
+                start=pretrained,
+                stop=stop,
+                save=loop.save_pretraining,
+            )
+        loop.run(carry, start, progress, callbacks, stop, windows)
     except BaseException:
         # a fresh run that never reached its first checkpoint leaves nothing of shiftrl's
         # behind (the user's own files, and the marker beside them, stay)
@@ -401,6 +443,8 @@ def _train_open(
             if new and checkpoint.latest(f.path) is None:
                 rundir.remove_own_files(f.path, remove_folder=f.created)
         raise
+    finally:
+        stop.__exit__(None, None, None)
     runs = []
     for c, d, lg in members:
         lg.close()
@@ -427,171 +471,3 @@ def _write_meta(run_dir: Path, config: RunConfig, pre: Preprocessor, setup: Setu
         "batch_counts": list(setup.sampler.counts),
     }
     (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
-
-
-@dataclass
-class _Loop:
-    """What the host loop needs besides the carry: chunks, evaluations, checkpoints.
-    `members` are (config, run folder, logger) per seed; `axes` (`seed_axes`): the carry
-    holds them all stacked."""
-
-    config: RunConfig
-    learner: Learner
-    train_chunk: Any
-    data: Any
-    pre: Preprocessor
-    eval_envs: list[str]
-    references: dict[str, list[float]]
-    members: list[tuple[RunConfig, Path, RunLogger]]
-    axes: Any = None
-
-    @property
-    def stacked(self) -> bool:
-        return self.axes is not None
-
-    def __post_init__(self):
-        # jitted once per run; the learner state is an argument, never captured
-        self.act = jax.jit(self.learner.act)
-        self.act_step = jax.jit(self.learner.act_step) if self.learner.recurrent else None
-        self._warned: set[int] = set()
-
-    def run(self, carry, start: int, progress: bool, callbacks) -> None:
-        config = self.config
-        length = chunk_length(config.steps, config.eval_every, config.log_every)
-        title = config.algo + (f" x{len(self.members)} seeds" if self.stacked else "")
-        with TrainProgress(config.steps, start, enabled=progress, title=title) as bar:
-            step, window, t0 = start, [], time.perf_counter()
-            while step < config.steps:
-                carry, metrics, health = self.train_chunk(carry, self.data, length)
-                self.check_health(health, step)
-                jax.block_until_ready(metrics)  # the bar counts steps done, not dispatched
-                step += length
-                window.append(metrics)
-                bar.advance(length)
-                if step % config.eval_every and step != config.steps:
-                    continue
-                rows = []
-                for i, (cfg, run_dir, logger) in enumerate(self.members):
-                    own = unstack_carry(carry, i, self.axes) if self.stacked else carry
-                    own_window = [unstack_carry(m, i) for m in window] if self.stacked else window
-                    row = {"step": step, **window_means(own_window)}
-                    finite = config.divergence_guard or checkpoint.is_finite(own)
-                    if finite:
-                        row.update(self.evaluate(own.learner, cfg.seed))
-                    else:  # guard off: a non-finite policy has no score to measure
-                        row["nonfinite"] = True
-                    row["elapsed_s"] = time.perf_counter() - t0
-                    logger.log(row)
-                    checkpoint.save(
-                        run_dir,
-                        step,
-                        own,
-                        cfg.keep_checkpoints,
-                        finite=finite,
-                        score=row.get("normalized_score"),
-                    )
-                    rows.append(row)
-                    for cb in callbacks:
-                        cb({**row, "seed": cfg.seed} if self.stacked else row)
-                window = []
-                bar.report(_mean_row(rows))
-
-    def check_health(self, health: dict, chunk_start: int) -> None:
-        """The divergence guard's verdict on one chunk: a member whose losses or parameters
-        went non-finite stops the run with one line (or, guard off, one warning), its
-        metrics marked; the checkpoints on disk are all finite and stay."""
-        finite = np.atleast_1d(np.asarray(health["finite"]))
-        if finite.all():
-            return
-        for i in np.flatnonzero(~finite):
-            cfg, run_dir, logger = self.members[i]
-            pick = (lambda x, i=i: np.asarray(x)[i]) if self.stacked else np.asarray
-            at_step = chunk_start + int(pick(health["first_bad"])) + 1
-            culprit = _culprit({k: float(pick(v)) for k, v in health["at_bad"].items()})
-            seed = f" (seed {cfg.seed})" if self.stacked else ""
-            what = f"training diverged at step {at_step}{seed}: {culprit}"
-            if not self.config.divergence_guard:
-                if i not in self._warned:
-                    self._warned.add(i)
-                    print(
-                        f"shiftrl: warning: {what}; divergence_guard is off, training on",
-                        file=sys.stderr,
-                    )
-                continue
-            losses = {k: v for k, v in health["at_bad"].items() if "loss" in k}
-            logger.log(
-                {
-                    "step": at_step,
-                    "diverged": True,
-                    "diverged_reason": culprit,
-                    **{k: float(pick(v)) for k, v in losses.items()},
-                }
-            )
-            last = checkpoint.latest(run_dir)
-            kept = (
-                f"the last finite checkpoint ({last.name}) is kept"
-                if last
-                else ("no checkpoint had been written yet")
-            )
-            raise DivergenceError(
-                f"{what}; {kept}. Lower the learning rates, or --set divergence_guard=false "
-                "to train on regardless"
-            )
-
-    def evaluate(self, learner_state, seed: int) -> dict[str, Any]:
-        """Per-env returns and normalized scores, plus their averages over the eval envs."""
-        if not self.eval_envs:
-            return {}
-
-        def policy(obs):
-            return np.asarray(self.act(learner_state, obs))
-
-        if self.learner.recurrent:  # states carried through each episode, reset at its start
-            learner = self.learner
-            policy = RecurrentPolicy(
-                self.act_step, learner.initial_carry, learner_state, learner.spec.act_dim
-            )
-
-        start = eval_seed(seed)  # the same start states at every evaluation (and online)
-        row, scores, returns = {}, [], []
-        for env_id in self.eval_envs:
-            ref = self.references.get(env_id)
-            res = evaluate(
-                policy,
-                self.pre,
-                env_id,
-                self.config.eval_episodes,
-                start,
-                tuple(ref) if ref else None,
-            )
-            row.update({f"eval/{env_id}/{k}": v for k, v in res.to_json().items() if k != "env"})
-            returns.append(res.mean_return)
-            if not np.isnan(res.normalized):
-                scores.append(res.normalized)
-        row["normalized_score"] = float(np.mean(scores)) if scores else None
-        row["return"] = float(np.mean(returns))
-        return row
-
-
-def _culprit(losses: dict[str, float]) -> str:
-    """Which loss gave out, for the divergence line: the non-finite ones, else (the update
-    itself overflowed the parameters) the largest loss of that step."""
-    # an inf names the culprit best; a NaN may also mark a skipped sub-step (TD3's actor)
-    bad = [k for k, v in losses.items() if np.isinf(v)]
-    bad = bad or [k for k, v in losses.items() if np.isnan(v) and "loss" in k]
-    if bad:
-        return ", ".join(f"{k} = {losses[k]}" for k in bad[:3]) + " (non-finite)"
-    finite = {k: v for k, v in losses.items() if np.isfinite(v) and "loss" in k}
-    if finite:
-        name = max(finite, key=lambda k: abs(finite[k]))
-        return f"parameters became non-finite in the update after {name} = {finite[name]:.3g}"
-    return "parameters became non-finite"
-
-
-def _mean_row(rows: list[dict]) -> dict:
-    """The seeds' mean score and return, for the progress bar."""
-    out = {}
-    for key in ("normalized_score", "return"):
-        values = [r[key] for r in rows if r.get(key) is not None]
-        out[key] = float(np.mean(values)) if values else None
-    return out

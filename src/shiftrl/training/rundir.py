@@ -27,6 +27,7 @@ from typing import Any
 
 from shiftrl import __version__
 from shiftrl.core.errors import ConfigError, DataError, ShiftRLError
+from shiftrl.core.jsonfile import read_json_object
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.training import checkpoint
 
@@ -271,13 +272,8 @@ def read_meta(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
         raise ShiftRLError(f"{run_dir}: not a shiftrl run folder (no config.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ShiftRLError(
-            f"{path}: unreadable ({type(e).__name__}); the run folder is damaged"
-        ) from None
-    if isinstance(meta, dict) and meta.get("kind") == "online-context":
+    meta = read_json_object(path, "the run folder is damaged")
+    if meta.get("kind") == "online-context":
         raise ShiftRLError(
             f"{run_dir} is an online context run (`shiftrl train-online`): continue it with "
             f"`shiftrl train-online --resume --out {run_dir}`; its scores per dynamics are in "

@@ -19,7 +19,7 @@ def zoo_train(
     ],
     steps: Annotated[int, typer.Option("--steps", help="environment transitions")] = 1_000_000,
     out: Annotated[Path | None, typer.Option("--out", help="run folder")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
 ) -> None:
     """Train a behaviour policy with online SAC (checkpointed, resumable)."""
