@@ -133,7 +133,9 @@ def test_finetune_improves_a_weak_policy(tmp_path):
         app, [*argv, "--eval-every", "1000", "--eval-episodes", "2", "--no-progress"]
     )
     assert r.exit_code == 0, r.output
-    assert r.output.startswith(f"done: {out}") and "score before" in r.output
+    # --no-progress: plain progress lines (on stderr), then the outcome
+    done = [x for x in r.output.splitlines() if x.startswith("done: ")]
+    assert done == [done[0]] and done[0].startswith(f"done: {out}") and "score before" in done[0]
     record = json.loads((out / "finetune.json").read_text())
     assert record["env"] == shifted
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
