@@ -73,6 +73,18 @@ class SACState(struct.PyTreeNode):
     """Learner-specific additions (CQL's Lagrange multiplier)."""
 
 
+OFFLINERL_KIT = {
+    "policy_lr": 1e-4,
+    "qf_lr": 3e-4,
+    "log_std_min": -5.0,
+    "log_std_offset": 0.0,
+    "alpha_max": 1.0,
+    "actor_lr_cosine": True,
+}
+"""MOPO / MOBILE's SAC (OfflineRL-Kit): actor and temperature lr 1e-4, critics 3e-4, log
+sigma in [-5, 2] starting around 0, alpha <= 1, the actor's lr cosine-annealed over the run."""
+
+
 class SAC(Learner):
     name = "sac"
     Config = SACConfig
@@ -81,27 +93,9 @@ class SAC(Learner):
     PRESETS = {
         "default": SACConfig(),
         "zoo": SACConfig(hidden=(128, 128)),
-        # MOPO / MOBILE's SAC (OfflineRL-Kit): actor and temperature lr 1e-4, critics 3e-4
-        # (alpha's lr too), log sigma in [-5, 2] from 0, alpha <= 1, actor lr cosine-annealed
-        "mopo": SACConfig(
-            policy_lr=1e-4,
-            qf_lr=3e-4,
-            log_std_min=-5.0,
-            log_std_offset=0.0,
-            alpha_max=1.0,
-            actor_lr_cosine=True,
-        ),
+        "mopo": SACConfig(**OFFLINERL_KIT),
         # MOBILE (official gym configs): as mopo, deterministic backup, TD target clamped at 0
-        "mobile": SACConfig(
-            policy_lr=1e-4,
-            qf_lr=3e-4,
-            log_std_min=-5.0,
-            log_std_offset=0.0,
-            alpha_max=1.0,
-            actor_lr_cosine=True,
-            backup_entropy=False,
-            clip_target_at_zero=True,
-        ),
+        "mobile": SACConfig(**OFFLINERL_KIT, backup_entropy=False, clip_target_at_zero=True),
     }
 
     def __init__(self, config: SACConfig, spec):
