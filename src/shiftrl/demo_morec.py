@@ -98,7 +98,7 @@ def fit_models(
             settings.reward,
             settings.seed,
             z=data["door"],
-            on_chunk=bar.update,
+            on_chunk=bar.report,
         )
     t2 = time.perf_counter()
     return (

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shiftrl.core.cli_errors import user_errors
+from shiftrl.core.progress import PROGRESS_HELP, from_flag
 
 reward_app = typer.Typer(
     help="MOREC's dynamics reward r_D(s, a, s') (a transition filter): train, evaluate.",
@@ -32,7 +33,7 @@ def train(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="reuse / store under $SHIFTRL_DATA")
     ] = True,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)] = True,
 ) -> None:
     """Learn a dynamics reward on DATASET and save it in --out (reused if cached)."""
     from shiftrl.api import load_dataset
@@ -61,7 +62,9 @@ def train(
             )
         typer.echo(f"{out}: already learned on this data with these settings")
         return
-    model, record = fit_dynamics_reward(data, config, seed=seed, cache=cache, progress=progress)
+    model, record = fit_dynamics_reward(
+        data, config, seed=seed, cache=cache, progress=from_flag(progress)
+    )
     save_reward(model, out, {k: v for k, v in record.items() if k not in ("reused", "cache_dir")})
     how = f"learned {record['iterations']} iterations in {record['seconds']:.0f} s"
     if record["reused"]:

@@ -123,7 +123,7 @@ def fit_dynamics_reward(
     *,
     seed: int = 0,
     cache: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> tuple[DynamicsReward, dict[str, Any]]:
     """A dynamics reward for `dataset`: from the cache when the same data, settings and seed
     were learned before (record["reused"] is True), else learned now and cached."""
@@ -148,7 +148,7 @@ def fit_dynamics_reward(
             dataset.next_observations,
             config,
             seed=seed,
-            on_chunk=bar.update,
+            on_chunk=bar.report,
         )
     meta = dataset.metadata
     record = {
