@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,32 @@ MODEL_FILE = "ensemble.msgpack"
 RECORD_FILE = "dynamics.json"
 
 
-def cache_key(checksum: str, config: EnsembleConfig, seed: int) -> str:
-    """What identifies a trained ensemble: the data, every model setting and the seed."""
+def settings_key(checksum: str, settings: dict[str, Any], seed: int, version: int) -> str:
+    """A cache key for something trained on data: the data's checksum, every setting, the
+    seed and the file format's version (the dynamics ensemble's and the dynamics reward's)."""
     blob = json.dumps(
-        {"data": checksum, "config": config.to_json(), "seed": seed, "format": FORMAT_VERSION},
-        sort_keys=True,
+        {"data": checksum, "config": settings, "seed": seed, "format": version}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cache_key(checksum: str, config: EnsembleConfig, seed: int) -> str:
+    """What identifies a trained ensemble: the data, every model setting and the seed."""
+    return settings_key(checksum, config.to_json(), seed, FORMAT_VERSION)
+
+
+def publish(folder: Path, model_file: str, write: Callable[[Path], Any]) -> None:
+    """Make `folder` the cache entry `write(dir)` writes: into a temporary sibling first, then
+    moved in place, unless another process published the same entry (`model_file` there)
+    meanwhile; a leftover folder without its model file is replaced."""
+    tmp = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
+    write(tmp)
+    if (folder / model_file).exists():  # another process finished the same training first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a leftover without a model file
+        os.replace(tmp, folder)
 
 
 def cache_root() -> Path:
@@ -178,13 +198,6 @@ def fit_dynamics(
         )
     record = make_record(dataset, config, seed, report, key)
     if cache:
-        tmp = cache_root() / f".{key}.{os.getpid()}.tmp"
-        save_model(model, tmp, record)
-        if (folder / MODEL_FILE).exists():  # another process finished the same training first
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(folder, ignore_errors=True)  # a leftover without a model file
-            os.replace(tmp, folder)
+        publish(folder, MODEL_FILE, lambda tmp: save_model(model, tmp, record))
         shutil.rmtree(partial, ignore_errors=True)
     return model, {**record, "reused": False, "cache_dir": str(folder) if cache else None}

@@ -6,10 +6,8 @@ setting and the seed, so MOREC-MOPO and MOREC-MOBILE runs on the same data share
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from shiftrl.dynamics.reward.model import (
     init_discriminator,
 )
 from shiftrl.dynamics.reward.train import train_dynamics_reward
+from shiftrl.dynamics.store import publish, settings_key
 
 FORMAT = "shiftrl-dynamics-reward"
 FORMAT_VERSION = 1
@@ -35,11 +34,8 @@ RECORD_FILE = "dynamics_reward.json"
 
 
 def cache_key(checksum: str, config: RewardConfig, seed: int) -> str:
-    blob = json.dumps(
-        {"data": checksum, "config": config.to_json(), "seed": seed, "format": FORMAT_VERSION},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    """What identifies a learned dynamics reward: the data, every setting and the seed."""
+    return settings_key(checksum, config.to_json(), seed, FORMAT_VERSION)
 
 
 def cache_root() -> Path:
@@ -170,12 +166,5 @@ def fit_dynamics_reward(
         "history": report.history,
     }
     if cache:
-        tmp = cache_root() / f".{key}.{os.getpid()}.tmp"
-        save_reward(model, tmp, record)
-        if (folder / MODEL_FILE).exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
+        publish(folder, MODEL_FILE, lambda tmp: save_reward(model, tmp, record))
     return model, {**record, "reused": False, "cache_dir": str(folder) if cache else None}
