@@ -366,13 +366,19 @@ class SSAR(AddOn):
         )
 
         def loss_fn(params):
-            return jnp.mean(gap * self.beta(params, batch.obs) * mask)
+            beta = self.beta(params, batch.obs)
+            return jnp.mean(gap * beta * mask), beta
 
-        loss, grads = jax.value_and_grad(loss_fn)(state["beta"].params)
-        stepped = state["beta"].apply_gradients(grads=grads)
-        beta_state = jax.tree.map(
-            lambda new, old: jnp.where(active, new, old), stepped, state["beta"]
-        )
+        def step_beta(beta_state):
+            (loss, beta), grads = jax.value_and_grad(loss_fn, has_aux=True)(beta_state.params)
+            return beta_state.apply_gradients(grads=grads), loss, beta
+
+        def hold_beta(beta_state):
+            return beta_state, *loss_fn(beta_state.params)
+
+        # a cond, not a select: beta(s) is a 3x512 network, larger than TD3+BC's critics,
+        # and its backward pass on the steps that do not use it halved the run's speed
+        beta_state, loss, beta = jax.lax.cond(active, step_beta, hold_beta, state["beta"])
 
         # the n schedule: freeze once the trusted samples meet the threshold on average
         # (checked on the learner step counter, on actor steps only, as the official code)
@@ -384,7 +390,6 @@ class SSAR(AddOn):
         n = jnp.where(check & ~freeze, jnp.minimum(state["n"] + increment, self.max_n), state["n"])
         new = {**state, "beta": beta_state, "n": n, "frozen": state["frozen"] | freeze}
         new["step"] = step
-        beta = self.beta(state["beta"].params, batch.obs)
         b_mean, b_std = masked_mean_std(beta, trust)
         has = jnp.sum(trust) > 0
         metrics = {

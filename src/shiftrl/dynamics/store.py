@@ -73,10 +73,55 @@ def cache_root() -> Path:
     return data_root() / "dynamics"
 
 
-def save_model(model: DynamicsModel, directory: str | Path, record: dict[str, Any]) -> Path:
-    """Write `ensemble.msgpack` and `dynamics.json` into `directory` (atomically per file)."""
+# -- the file format shared with the dynamics reward's store ------------------------------
+def write_files(
+    directory: str | Path, model_name: str, record_name: str, payload: dict, record: dict
+) -> Path:
+    """Write the msgpack `payload` and a readable copy of `record` into `directory`, each
+    atomically (a killed write leaves the previous file, never half of one)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for name, data in (
+        (model_name, serialization.msgpack_serialize(payload)),
+        (record_name, (json.dumps(record, indent=1) + "\n").encode()),
+    ):
+        tmp = directory / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, directory / name)
+    return directory / model_name
+
+
+def model_file(path: str | Path, model_name: str, what: str) -> Path:
+    """The model file a user named (its folder or the file), or one clear error."""
+    path = Path(path)
+    file = path / model_name if path.is_dir() else path
+    if not file.exists():
+        raise DataError(f"{path}: no {what} here (expected {model_name})")
+    return file
+
+
+def read_payload(file: Path, fmt: str, version: int, what: str) -> dict:
+    """The msgpack payload of `file` (plain data: nothing executes); ValueError when it is
+    not a `fmt` file or was written by a newer format version."""
+    payload = serialization.msgpack_restore(file.read_bytes())
+    if payload.get("format") != fmt:
+        raise ValueError(f"not a {what}")
+    if int(payload["format_version"]) > version:
+        raise ValueError("written by a newer shiftrl")
+    return payload
+
+
+def restore_params(template: Any, state_dict: dict) -> Any:
+    """Parameters restored into `template`'s structure, their shapes checked against it."""
+    params = serialization.from_state_dict(template, state_dict)
+    for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(params), strict=True):
+        if tuple(want.shape) != tuple(np.shape(got)):
+            raise ValueError("parameter shapes do not match the recorded settings")
+    return params
+
+
+def save_model(model: DynamicsModel, directory: str | Path, record: dict[str, Any]) -> Path:
+    """Write `ensemble.msgpack` and `dynamics.json` into `directory` (atomically per file)."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -90,37 +135,20 @@ def save_model(model: DynamicsModel, directory: str | Path, record: dict[str, An
         "holdout_mse": np.asarray(model.holdout_mse),
         "record": json.dumps(record),
     }
-    for name, data in (
-        (MODEL_FILE, serialization.msgpack_serialize(payload)),
-        (RECORD_FILE, (json.dumps(record, indent=1) + "\n").encode()),
-    ):
-        tmp = directory / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, directory / name)
-    return directory / MODEL_FILE
+    return write_files(directory, MODEL_FILE, RECORD_FILE, payload, record)
 
 
 def load_model(path: str | Path) -> tuple[DynamicsModel, dict[str, Any]]:
     """A saved ensemble (its folder or its `ensemble.msgpack`) and its record."""
-    path = Path(path)
-    file = path / MODEL_FILE if path.is_dir() else path
-    if not file.exists():
-        raise DataError(f"{path}: no trained dynamics model here (expected {MODEL_FILE})")
+    file = model_file(path, MODEL_FILE, "trained dynamics model")
     try:
-        payload = serialization.msgpack_restore(file.read_bytes())
-        if payload.get("format") != FORMAT:
-            raise ValueError("not a dynamics model")
-        if int(payload["format_version"]) > FORMAT_VERSION:
-            raise ValueError("written by a newer shiftrl")
+        payload = read_payload(file, FORMAT, FORMAT_VERSION, "dynamics model")
         config = EnsembleConfig.from_json(json.loads(payload["config"]))
         obs_dim, act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
         template = jax.eval_shape(
             lambda: init_params(config, obs_dim, act_dim, jax.random.PRNGKey(0))
         )
-        params = serialization.from_state_dict(template, payload["params"])
-        for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(params), strict=True):
-            if tuple(want.shape) != tuple(np.shape(got)):
-                raise ValueError("parameter shapes do not match the recorded settings")
+        params = restore_params(template, payload["params"])
         model = DynamicsModel(
             params=jax.tree.map(jnp.asarray, params),
             input_mean=jnp.asarray(payload["input_mean"]),

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, struct
 
-from shiftrl.core.errors import ConfigError, DivergenceError
+from shiftrl.core.errors import ConfigError
 from shiftrl.core.interrupt import StopRequest
 from shiftrl.core.jax_utils import strong_types
 from shiftrl.core.progress import Progress, ProgressArg
@@ -46,6 +46,7 @@ from shiftrl.training.loop import (
     nan_mean_init,
     nan_mean_result,
 )
+from shiftrl.training.vec_envs import VecEnvs, divergence_error
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
 
@@ -337,15 +338,9 @@ class _OnlineLoop:
         owed: int = 0,
     ) -> None:
         c = self.config
-        envs = gym.make_vec(
-            self.env_id,
-            num_envs=c.num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-        )
+        envs = VecEnvs(self.env_id, c.num_envs, c.seed, start)
+        envs.finished = self.finished  # the episodes' returns land in the logged window
         np_rng = np.random.default_rng(c.seed + start)
-        obs, _ = envs.reset(seed=[c.seed * 1000 + start + i for i in range(c.num_envs)])
-        ep_ret = np.zeros(c.num_envs)
         steps, t0 = start, time.perf_counter()
         try:
             with Progress(
@@ -362,7 +357,7 @@ class _OnlineLoop:
                 while steps < c.total_steps:
                     rows = {k: [] for k in FIELDS}
                     for _ in range(c.steps_per_iter // c.num_envs):
-                        obs_n = self.pre.obs(obs)
+                        obs_n = self.pre.obs(envs.obs)
                         if steps < c.start_steps:
                             unit = np_rng.uniform(
                                 -1.0, 1.0, (c.num_envs, self.learner.spec.act_dim)
@@ -370,23 +365,13 @@ class _OnlineLoop:
                         else:
                             k = jax.random.fold_in(carry.rng, steps)
                             unit = np.asarray(self.explore(carry.learner, obs_n, k))
-                        next_obs, reward, term, trunc, info = envs.step(
-                            self.pre.action_to_env(unit)
-                        )
-                        done = term | trunc
-                        real_next = next_obs.copy()
-                        for i in np.flatnonzero(done):  # same-step autoreset: true last obs in info
-                            real_next[i] = info["final_obs"][i]
+                        _, reward, term, _, real_next = envs.step(self.pre.action_to_env(unit))
                         for k_, v in zip(
                             FIELDS,
                             (obs_n, unit, self.pre.reward(reward), self.pre.obs(real_next), term),
                             strict=True,
                         ):
                             rows[k_].append(np.asarray(v, np.float32))
-                        ep_ret += reward
-                        self.finished += ep_ret[done].tolist()
-                        ep_ret[done] = 0.0
-                        obs = next_obs
                         steps += c.num_envs
                     rows = {k: jnp.asarray(np.concatenate(v)) for k, v in rows.items()}
                     carry = carry.replace(
@@ -415,7 +400,7 @@ class _OnlineLoop:
             self.pacer.done(n, time.perf_counter() - t)
             left -= n
             if not bool(self.finite(carry.learner)):
-                self.diverged(steps)
+                raise divergence_error(self.run_dir, steps)
             if stop.requested and left:
                 self.save_interrupted(carry, steps, left)
                 stop.check()
@@ -474,16 +459,6 @@ class _OnlineLoop:
             flush=True,
         )
 
-    def diverged(self, steps: int) -> None:
-        """The divergence guard of online training (checked after every update burst):
-        non-finite parameters stop the run before they reach a checkpoint."""
-        last = checkpoint.latest(self.run_dir)
-        kept = f"the last finite checkpoint ({last.name}) is kept" if last else "no checkpoint yet"
-        raise DivergenceError(
-            f"online training diverged by environment step {steps}: non-finite parameters "
-            f"after the updates; {kept}. Lower the learning rates"
-        )
-
     def log_row(self, carry, steps, t0) -> dict:
         c = self.config
         row: dict[str, Any] = {"step": steps}
@@ -491,7 +466,8 @@ class _OnlineLoop:
             row.update(self.window.means())
         if self.finished:
             row["train/episode_return"] = float(np.mean(self.finished))
-        self.window, self.finished = MetricWindow(), []
+        self.window = MetricWindow()
+        self.finished.clear()  # the list the environments append to
         state = carry.learner
 
         def policy(o):

@@ -57,7 +57,7 @@ import numpy as np
 from flax import struct
 
 from shiftrl.addons.base import AddOn, AddOnContext
-from shiftrl.core.errors import ConfigError, DivergenceError
+from shiftrl.core.errors import ConfigError
 from shiftrl.core.jax_utils import strong_types
 from shiftrl.core.progress import Progress
 from shiftrl.core.types import TARGET, Batch
@@ -68,6 +68,7 @@ from shiftrl.training.evaluation import EvalResult, check_env_id, eval_seed
 from shiftrl.training.logger import MetricWindow, RunLogger
 from shiftrl.training.loop import all_finite
 from shiftrl.training.online import OnlineConfig, identity_preprocessor
+from shiftrl.training.vec_envs import VecEnvs, divergence_error
 
 STEP_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "prev_action", "reset")
 CARRY_FIELDS = ("carry_pi", "carry_q")
@@ -352,17 +353,10 @@ class _ContextLoop:
 
     def run(self, carry: ContextCarry, start: int, progress: bool, callbacks) -> None:
         c, n, act_dim = self.config, self.config.num_envs, self.learner.spec.act_dim
-        envs = gym.make_vec(
-            self.env_id,
-            num_envs=n,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-        )
+        envs = VecEnvs(self.env_id, n, c.seed, start)
         np_rng = np.random.default_rng(c.seed + start)
-        obs, _ = envs.reset(seed=[c.seed * 1000 + start + i for i in range(n)])
         enc = self.learner.initial_carry(n)
         prev, reset = np.zeros((n, act_dim), np.float32), np.ones(n, bool)
-        ep_ret, finished = np.zeros(n), []
         steps, window, t0 = start, [], time.perf_counter()
         try:
             with Progress(
@@ -376,20 +370,14 @@ class _ContextLoop:
                 while steps < c.total_steps:
                     rows = {k: [] for k in (*STEP_FIELDS, *CARRY_FIELDS)}
                     for _ in range(c.steps_per_iter // n):
-                        obs_n = self.pre.obs(obs)
+                        obs_n = self.pre.obs(envs.obs)
                         k = jax.random.fold_in(carry.rng, steps)
                         carry_in = enc
                         enc, unit = self.explore_step(carry.learner, enc, obs_n, prev, reset, k)
                         unit = np.asarray(unit)
                         if steps < c.start_steps:  # SAC's warm-up; the encoders still step
                             unit = np_rng.uniform(-1.0, 1.0, (n, act_dim)).astype(np.float32)
-                        next_obs, reward, term, trunc, info = envs.step(
-                            self.pre.action_to_env(unit)
-                        )
-                        done = term | trunc
-                        real_next = next_obs.copy()
-                        for i in np.flatnonzero(done):  # same-step autoreset: true last obs
-                            real_next[i] = info["final_obs"][i]
+                        _, reward, term, done, real_next = envs.step(self.pre.action_to_env(unit))
                         values = (
                             obs_n,
                             unit,
@@ -403,13 +391,9 @@ class _ContextLoop:
                         )
                         for key, v in zip(rows, values, strict=True):
                             rows[key].append(np.asarray(v, np.float32))
-                        ep_ret += reward
-                        finished += ep_ret[done].tolist()
-                        ep_ret[done] = 0.0
                         # the next step starts a new episode where this one ended
                         prev = np.where(done[:, None], 0.0, unit).astype(np.float32)
                         reset = done.copy()
-                        obs = next_obs
                         steps += n
                     rows = {k: jnp.asarray(np.stack(v, axis=1)) for k, v in rows.items()}
                     carry = carry.replace(
@@ -423,12 +407,12 @@ class _ContextLoop:
                         carry, metrics = self.burst(carry, int(c.steps_per_iter * c.utd))
                         window.append(metrics)
                         if not bool(self.finite(carry.learner)):
-                            self.diverged(steps)
+                            raise divergence_error(self.run_dir, steps)
                     bar.advance(c.steps_per_iter)
                     row = None
                     if steps % c.eval_every == 0 or steps >= c.total_steps:
-                        row = self.log_row(carry, steps, window, finished, t0)
-                        window, finished = [], []
+                        row = self.log_row(carry, steps, window, envs.finished, t0)
+                        window, envs.finished = [], []
                         bar.note(_score_note(row, steps))
                         for cb in callbacks:
                             cb(row)
@@ -437,14 +421,6 @@ class _ContextLoop:
                         checkpoint.save(self.run_dir, steps, carry, keep=1, score=score)
         finally:
             envs.close()
-
-    def diverged(self, steps: int) -> None:
-        last = checkpoint.latest(self.run_dir)
-        kept = f"the last finite checkpoint ({last.name}) is kept" if last else "no checkpoint yet"
-        raise DivergenceError(
-            f"online training diverged by environment step {steps}: non-finite parameters "
-            f"after the updates; {kept}. Lower the learning rates"
-        )
 
     def evaluate(self, learner_state) -> dict[str, Any]:
         """Per-dynamics returns and normalized scores, and their means."""

@@ -7,7 +7,6 @@ setting and the seed, so MOREC-MOPO and MOREC-MOBILE runs on the same data share
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,14 @@ from shiftrl.dynamics.reward.model import (
     init_discriminator,
 )
 from shiftrl.dynamics.reward.train import train_dynamics_reward
-from shiftrl.dynamics.store import publish, settings_key
+from shiftrl.dynamics.store import (
+    model_file,
+    publish,
+    read_payload,
+    restore_params,
+    settings_key,
+    write_files,
+)
 
 FORMAT = "shiftrl-dynamics-reward"
 FORMAT_VERSION = 1
@@ -45,8 +51,6 @@ def cache_root() -> Path:
 
 
 def save_reward(model: DynamicsReward, directory: str | Path, record: dict[str, Any]) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     sc = model.scaling
     payload = {
         "format": FORMAT,
@@ -62,28 +66,14 @@ def save_reward(model: DynamicsReward, directory: str | Path, record: dict[str, 
         },
         "record": json.dumps(record),
     }
-    for name, data in (
-        (MODEL_FILE, serialization.msgpack_serialize(payload)),
-        (RECORD_FILE, (json.dumps(record, indent=1) + "\n").encode()),
-    ):
-        tmp = directory / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, directory / name)
-    return directory / MODEL_FILE
+    return write_files(directory, MODEL_FILE, RECORD_FILE, payload, record)
 
 
 def load_reward(path: str | Path) -> tuple[DynamicsReward, dict[str, Any]]:
     """A saved dynamics reward (its folder or its `reward.msgpack`) and its record."""
-    path = Path(path)
-    file = path / MODEL_FILE if path.is_dir() else path
-    if not file.exists():
-        raise DataError(f"{path}: no learned dynamics reward here (expected {MODEL_FILE})")
+    file = model_file(path, MODEL_FILE, "learned dynamics reward")
     try:
-        payload = serialization.msgpack_restore(file.read_bytes())
-        if payload.get("format") != FORMAT:
-            raise ValueError("not a dynamics reward")
-        if int(payload["format_version"]) > FORMAT_VERSION:
-            raise ValueError("written by a newer shiftrl")
+        payload = read_payload(file, FORMAT, FORMAT_VERSION, "dynamics reward")
         config = RewardConfig.from_json(json.loads(payload["config"]))
         obs_dim, act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
         k = len(np.atleast_1d(payload["expert"]))
@@ -91,10 +81,7 @@ def load_reward(path: str | Path) -> tuple[DynamicsReward, dict[str, Any]]:
             lambda: init_discriminator(jax.random.PRNGKey(0), config, obs_dim, act_dim)
         )
         template = jax.tree.map(lambda x: jax.ShapeDtypeStruct((k, *x.shape), x.dtype), one)
-        snapshots = serialization.from_state_dict(template, payload["snapshots"])
-        for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(snapshots), strict=True):
-            if tuple(want.shape) != tuple(np.shape(got)):
-                raise ValueError("parameter shapes do not match the recorded settings")
+        snapshots = restore_params(template, payload["snapshots"])
         scaling = Scaling(
             **{k: jnp.asarray(v, jnp.float32) for k, v in payload["scaling"].items()},
             obs_scale=config.obs_scale,
