@@ -63,7 +63,8 @@ def test_spot_suite_configs(profile):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_ssar_suite_configs(profile):
     jobs = _configs("ssar", profile)
-    assert len(jobs) == 54  # 9 rows x (TD3+BC, +SSAR, +SSAR uniform, CQL, ...)
+    # 9 rows x (TD3+BC, +SSAR, +SSAR uniform, CQL, ...) + the 3 medium rows' trust control
+    assert len(jobs) == 57
     for job, config in jobs:
         backbone = "cql" if job.cell.column.startswith("CQL") else "td3bc"
         assert config.algo == backbone
@@ -75,13 +76,19 @@ def test_ssar_suite_configs(profile):
         uniform = job.cell.column.endswith(" uniform")  # the control: beta's batch mean
         assert ssar["beta_form"] == ("uniform" if uniform else "state")
         official = preset_settings(backbone, job.cell.target)
+        if job.cell.column == "TD3+BC+SSAR top-half trust":  # the median-return trust
+            assert official["select"] == "traj" and job.cell.row.endswith("-medium")
+            assert ssar["trust_score"] is None and ssar["trust_return"] is None
+            official = {k: v for k, v in official.items() if k != "trust_score"}
         assert official and {k: ssar[k] for k in official} == official
         for key, value in ADDON_STEPS[profile]["ssar"].items():
             assert ssar[key] == value
     columns = {"TD3+BC", "TD3+BC+SSAR", "TD3+BC+SSAR uniform", "CQL", "CQL+SSAR"}
-    assert {j.cell.column for j, _ in jobs} == columns | {"CQL+SSAR uniform"}
+    columns |= {"CQL+SSAR uniform", "TD3+BC+SSAR top-half trust"}
+    assert {j.cell.column for j, _ in jobs} == columns
     assert get_suite("ssar").layout.arrows == {
         "TD3+BC+SSAR": "TD3+BC",
+        "TD3+BC+SSAR top-half trust": "TD3+BC",
         "CQL+SSAR": "CQL",
         "TD3+BC+SSAR uniform": "TD3+BC+SSAR",
         "CQL+SSAR uniform": "CQL+SSAR",

@@ -24,6 +24,7 @@ def test_ssar_quick_at_20k_steps_plans_scaled_jobs():
         "hopper-medium.td3bc/seed0",
         "hopper-medium.td3bc-ssar/seed0",
         "hopper-medium.td3bc-ssar-uniform/seed0",
+        "hopper-medium.td3bc-ssar-top-half/seed0",
     }
     for job in jobs:
         assert job.profile == "quick-20k" and job.to_json()["profile"] == "quick-20k"
