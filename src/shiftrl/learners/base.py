@@ -200,3 +200,26 @@ class Learner:
     @classmethod
     def config_fields(cls) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(cls.Config)}
+
+
+class RecurrentActing:
+    """`act` and `explore` of a recurrent learner (MAPLE, context SAC): its `act_step` /
+    `explore_step` at an episode's first step (fresh carry, zero previous action), for
+    callers that act on single states; episodes go through the step methods."""
+
+    recurrent: ClassVar[bool] = True
+
+    def first_step(self, obs: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
+        """(carry, previous action, reset) of an episode's first step for `obs` [n, d]."""
+        n = obs.shape[0]
+        return self.initial_carry(n), jnp.zeros((n, self.spec.act_dim)), jnp.ones((n,), bool)
+
+    def act(self, state: Any, obs: jax.Array) -> jax.Array:
+        """The deterministic action at an episode's first step (no history)."""
+        carry, prev, reset = self.first_step(obs)
+        return self.act_step(state, carry, obs, prev, reset)[1]
+
+    def explore(self, state: Any, obs: jax.Array, rng: jax.Array) -> jax.Array:
+        """A sampled action at an episode's first step (no history)."""
+        carry, prev, reset = self.first_step(obs)
+        return self.explore_step(state, carry, obs, prev, reset, rng)[1]

@@ -42,7 +42,7 @@ from shiftrl.core.types import (
     SEGMENT_VALID,
     Batch,
 )
-from shiftrl.learners.base import NO_HOOKS, Hooks, Learner, objective
+from shiftrl.learners.base import NO_HOOKS, Hooks, Learner, RecurrentActing, objective
 from shiftrl.learners.sac import SACConfig
 from shiftrl.nets import CriticEnsemble, TanhGaussianActor
 from shiftrl.nets.context import EMBEDDING, HIDDEN, ContextEncoder, encode_sequence
@@ -94,12 +94,11 @@ def _rows(x: jax.Array) -> jax.Array:
     return jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
 
 
-class MAPLE(Learner):
+class MAPLE(RecurrentActing, Learner):
     name = "maple"
     Config = MAPLEConfig
     description = "context-conditioned SAC (GRU context encoders) on model rollouts (MAPLE)"
     paper = "Chen, Yu, Li, Luo, Qin, Shang & Ye, NeurIPS 2021"
-    recurrent = True
     PRESETS = {
         # PyTorch MAPLE (polixir/OfflineRL maple_config.py): lr 3e-4 for policy (with its
         # GRU), critics (with theirs) and alpha; target entropy -|A|; tau 5e-3
@@ -326,16 +325,3 @@ class MAPLE(Learner):
     def explore_step(self, state: MAPLEState, carry: dict, obs, prev_action, reset, rng):
         carry, z = self.context_step(state, carry, obs, prev_action, reset)
         return carry, self.sample(state.actor.params["pi"], z, obs, rng)[0]
-
-    def _first_step(self, obs: jax.Array):
-        n = obs.shape[0]
-        return self.initial_carry(n), jnp.zeros((n, self.spec.act_dim)), jnp.ones((n,), bool)
-
-    def act(self, state: MAPLEState, obs: jax.Array) -> jax.Array:
-        """The action at an episode's first step (no history); evaluation uses `act_step`."""
-        carry, prev, reset = self._first_step(obs)
-        return self.act_step(state, carry, obs, prev, reset)[1]
-
-    def explore(self, state: MAPLEState, obs: jax.Array, rng: jax.Array) -> jax.Array:
-        carry, prev, reset = self._first_step(obs)
-        return self.explore_step(state, carry, obs, prev, reset, rng)[1]

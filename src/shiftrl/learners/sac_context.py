@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from shiftrl.core.jax_utils import adam_state, copy_params
 from shiftrl.core.types import Batch
-from shiftrl.learners.base import Hooks, objective
+from shiftrl.learners.base import Hooks, RecurrentActing, objective
 from shiftrl.learners.sac import SAC, SACConfig, SACState
 from shiftrl.nets import TanhGaussianActor
 from shiftrl.nets.context import EMBEDDING, HIDDEN, ContextEncoder, encode_sequence
@@ -59,12 +59,11 @@ class ContextSACConfig(SACConfig):
     the env was stepped (burn-in); the context of the transition is the window's last."""
 
 
-class ContextSAC(SAC):
+class ContextSAC(RecurrentActing, SAC):
     name = "sac-context"
     Config = ContextSACConfig
     description = "SAC with recurrent context encoders (MAPLE's GRU), online"
     paper = "Haarnoja et al. 2018 + MAPLE's context encoder (Chen et al., NeurIPS 2021)"
-    recurrent = True
     PRESETS = {
         "default": ContextSACConfig(),
         "small": ContextSACConfig(hidden=(64, 64), context_hidden=32),
@@ -155,23 +154,9 @@ class ContextSAC(SAC):
         carry, z = self.step_context(state, carry, obs, prev_action, reset)
         return carry, self.sample_with(state.actor.params, obs, z, rng)[0]
 
-    def _first_step(self, obs):
-        """(carry, previous action, reset) of an episode's first step for `obs` [n, d]."""
-        n = obs.shape[0]
-        return self.initial_carry(n), jnp.zeros((n, self.spec.act_dim)), jnp.ones((n,), bool)
-
-    def act(self, state: SACState, obs: jax.Array) -> jax.Array:
-        """The action at an episode's first step (no history); use `act_step` in episodes."""
-        carry, prev, reset = self._first_step(obs)
-        return self.act_step(state, carry, obs, prev, reset)[1]
-
-    def explore(self, state: SACState, obs: jax.Array, rng: jax.Array) -> jax.Array:
-        carry, prev, reset = self._first_step(obs)
-        return self.explore_step(state, carry, obs, prev, reset, rng)[1]
-
     def value(self, state: SACState, obs: jax.Array) -> jax.Array:
         """min_i Q_i(s, z, pi(s, z)) with the context of an episode's first step."""
-        carry, prev, reset = self._first_step(obs)
+        carry, prev, reset = self.first_step(obs)
         _, z_q = self.encoder.apply(state.critic.params["encoder"], carry["q"], obs, prev, reset)
         action = self.act(state, obs)
         return self.q_with(state.critic.params, obs, z_q, action).min(0)
