@@ -314,3 +314,25 @@ def test_training_killed_mid_way_resumes_to_the_same_model(data, tmp_path):
     for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(np.asarray(whole.elites), np.asarray(resumed.elites))
+
+
+def test_epoch_progress_prints_plain_lines_open_ended(monkeypatch, capsys):
+    """Off a terminal the ensemble's progress is plain lines (core.progress), and without
+    max_epochs (early stopping only) they show epochs done with no fraction or ETA."""
+    from shiftrl.core import progress as core_progress
+    from shiftrl.dynamics.ensemble import EnsembleConfig
+    from shiftrl.dynamics.progress import EpochProgress
+
+    monkeypatch.setattr(core_progress, "PLAIN_EVERY_S", 0.0)
+    row = {"epoch": 3, "holdout_mse_elites": 0.0123, "epochs_since_update": 1}
+    with EpochProgress(EnsembleConfig(), enabled="plain") as bar:
+        bar.report(row)
+    with EpochProgress(EnsembleConfig(max_epochs=10), enabled="plain") as bar:
+        bar.report(row)
+    with EpochProgress(EnsembleConfig(), enabled=False) as bar:
+        bar.report(row)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4, lines  # one per report and one at the end, for each shown bar
+    assert lines[0].startswith("shiftrl: dynamics: 3 epochs, ") and "%" not in lines[0]
+    assert "held-out MSE 0.0123 (elites), no gain 1/5" in lines[0] and "ETA" not in lines[0]
+    assert lines[2].startswith("shiftrl: dynamics: 3/10 epochs (30%)") and "ETA" in lines[2]

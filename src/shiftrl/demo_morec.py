@@ -87,7 +87,7 @@ def fit_models(
             data["next_obs"],
             settings.ensemble,
             seed=settings.seed,
-            on_epoch=bar.update,
+            on_epoch=bar.report,
         )
     t1 = time.perf_counter()
     with RewardProgress(settings.reward, enabled=progress) as bar:

@@ -35,12 +35,13 @@ def progress_mode(progress: ProgressArg) -> Mode:
 
 class Progress:
     """One long task's progress: `advance(n)` / `update(done)` as work completes (never as
-    it is dispatched), `note(text)` for the latest result (a score, a loss)."""
+    it is dispatched), `note(text)` for the latest result (a score, a loss). `total` None:
+    open-ended work (training until early stopping), shown without a fraction or ETA."""
 
     def __init__(
         self,
         title: str,
-        total: int,
+        total: int | None,
         *,
         start: int = 0,
         unit: str = "steps",
@@ -81,7 +82,7 @@ class Progress:
             )
             self._bar.__enter__()
             self._task = self._bar.add_task(
-                self.title, total=self.total, completed=self.done, note=""
+                self.title, total=self.total, completed=self.done, note=self._note
             )
         return self
 
@@ -95,7 +96,7 @@ class Progress:
         self.update(self.done + n)
 
     def update(self, done: int) -> None:
-        self.done = min(done, self.total)
+        self.done = done if self.total is None else min(done, self.total)
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
         elif self.mode == "plain" and time.monotonic() - self._last >= PLAIN_EVERY_S:
@@ -119,15 +120,17 @@ class Progress:
         self._last = now
         elapsed = now - self._t0
         rate = (self.done - self._start) / elapsed if elapsed > 0 else 0.0
-        parts = [
-            f"{self.done:,}/{self.total:,} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)"
-        ]
+        if self.total is None:
+            parts = [f"{self.done:,} {self.unit}"]
+        else:
+            share = 100 * self.done / max(self.total, 1)
+            parts = [f"{self.done:,}/{self.total:,} {self.unit} ({share:.0f}%)"]
         if rate > 0:
             parts.append(f"{rate:,.1f} {self.rate_unit}")
         if self._note:
             parts.append(self._note)
         parts.append(f"{_duration(elapsed)} elapsed")
-        if rate > 0 and self.done < self.total:
+        if rate > 0 and self.total is not None and self.done < self.total:
             parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
         self._print(", ".join(parts))
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shiftrl.core.cli_errors import user_errors
+from shiftrl.core.progress import PROGRESS_HELP, from_flag
 
 dynamics_app = typer.Typer(
     help="Dynamics ensembles for model-based offline RL (MOPO, MOBILE): train, evaluate.",
@@ -32,13 +33,10 @@ def train(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="reuse / store under $SHIFTRL_DATA")
     ] = True,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="show a progress bar")
-    ] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help=PROGRESS_HELP)] = True,
 ) -> None:
     """Train a dynamics ensemble on DATASET and save it in --out (reused if cached)."""
     from shiftrl.api import load_dataset
-    from shiftrl.core.errors import ConfigError
     from shiftrl.dynamics.ensemble import EnsembleConfig
     from shiftrl.dynamics.store import MODEL_FILE, cache_key, fit_dynamics, load_model, save_model
 
@@ -48,17 +46,10 @@ def train(
     config = EnsembleConfig().with_overrides(overrides)
     data = load_dataset(dataset)
     key = cache_key(data.checksum(), config, seed)
-    if (out / MODEL_FILE).exists():
-        _, record = load_model(out)
-        if record.get("key") != key:
-            raise ConfigError(
-                f"{out} already holds a dynamics model trained on other data or settings; "
-                "choose another --out"
-            )
-        typer.echo(f"{out}: already trained on this data with these settings")
+    if holds_this_training(out, MODEL_FILE, key, load_model, "dynamics model"):
         return
-    model, record = fit_dynamics(data, config, seed=seed, cache=cache, progress=progress)
-    save_model(model, out, {k: v for k, v in record.items() if k not in ("reused", "cache_dir")})
+    model, record = fit_dynamics(data, config, seed=seed, cache=cache, progress=from_flag(progress))
+    save_model(model, out, saved_record(record))
     mse = ", ".join(f"{x:.4g}" for x in record_mse(model))
     how = f"trained {record['epochs']} epochs"
     if record["reused"]:
@@ -68,6 +59,27 @@ def train(
         f"{record['samples_per_second']:.0f} samples/s on {record['device']}); "
         f"held-out MSE per member: {mse}; elites {[int(e) for e in model.elites]}; saved {out}"
     )
+
+
+def holds_this_training(out: Path, model_file: str, key: str, load, what: str) -> bool:
+    """Whether --out already holds this training (same data, settings and seed: say so and
+    stop); a different one there is refused, never overwritten."""
+    from shiftrl.core.errors import ConfigError
+
+    if not (out / model_file).exists():
+        return False
+    _, record = load(out)
+    if record.get("key") != key:
+        raise ConfigError(
+            f"{out} already holds a {what} trained on other data or settings; choose another --out"
+        )
+    typer.echo(f"{out}: already trained on this data with these settings")
+    return True
+
+
+def saved_record(record: dict) -> dict:
+    """The record saved beside a model in --out: without where this process found it."""
+    return {k: v for k, v in record.items() if k not in ("reused", "cache_dir")}
 
 
 def record_mse(model) -> list[float]:

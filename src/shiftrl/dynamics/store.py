@@ -24,6 +24,7 @@ import numpy as np
 from flax import serialization
 
 from shiftrl.core.errors import ConfigError, DataError
+from shiftrl.core.progress import ProgressArg
 from shiftrl.data.dataset import TransitionDataset
 from shiftrl.dynamics.ensemble import (
     DynamicsModel,
@@ -198,7 +199,7 @@ def fit_dynamics(
     *,
     seed: int = 0,
     cache: bool = True,
-    progress: bool = True,
+    progress: ProgressArg = True,
 ) -> tuple[DynamicsModel, dict[str, Any]]:
     """A trained ensemble for `dataset`: from the cache when the same data, settings and seed
     were trained before (record["reused"] is True), else trained now and cached."""
@@ -221,7 +222,7 @@ def fit_dynamics(
             dataset.next_observations,
             config,
             seed=seed,
-            on_epoch=bar.update,
+            on_epoch=bar.report,
             resume_dir=partial,
         )
     record = make_record(dataset, config, seed, report, key)

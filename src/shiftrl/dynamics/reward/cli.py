@@ -37,7 +37,7 @@ def train(
 ) -> None:
     """Learn a dynamics reward on DATASET and save it in --out (reused if cached)."""
     from shiftrl.api import load_dataset
-    from shiftrl.core.errors import ConfigError
+    from shiftrl.dynamics.cli import holds_this_training, saved_record
     from shiftrl.dynamics.reward.model import RewardConfig
     from shiftrl.dynamics.reward.store import (
         MODEL_FILE,
@@ -53,19 +53,12 @@ def train(
     config = RewardConfig().with_overrides(overrides)
     data = load_dataset(dataset)
     key = cache_key(data.checksum(), config, seed)
-    if (out / MODEL_FILE).exists():
-        _, record = load_reward(out)
-        if record.get("key") != key:
-            raise ConfigError(
-                f"{out} already holds a dynamics reward learned on other data or settings; "
-                "choose another --out"
-            )
-        typer.echo(f"{out}: already learned on this data with these settings")
+    if holds_this_training(out, MODEL_FILE, key, load_reward, "dynamics reward"):
         return
     model, record = fit_dynamics_reward(
         data, config, seed=seed, cache=cache, progress=from_flag(progress)
     )
-    save_reward(model, out, {k: v for k, v in record.items() if k not in ("reused", "cache_dir")})
+    save_reward(model, out, saved_record(record))
     how = f"learned {record['iterations']} iterations in {record['seconds']:.0f} s"
     if record["reused"]:
         how = f"reused the cached dynamics reward from {record['cache_dir']} ({how})"
