@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shiftrl.core.errors import ConfigError
+from shiftrl.core.progress import ProgressArg
 from shiftrl.learners import ONLINE_LEARNERS
 from shiftrl.learners.base import LearnerSpec
 from shiftrl.training.online import OnlineConfig
@@ -163,7 +164,7 @@ def train_online(
     overrides: dict[str, Any] | Sequence[str] | None = None,
     eval_envs: Sequence[str] | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callable[[dict], None]] = (),
 ) -> list[dict]:
     """Train a context learner online on `env` (e.g. a dynamics-randomized env) into `out`;
