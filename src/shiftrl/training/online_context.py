@@ -59,7 +59,7 @@ from flax import struct
 from shiftrl.addons.base import AddOn, AddOnContext
 from shiftrl.core.errors import ConfigError
 from shiftrl.core.jax_utils import strong_types
-from shiftrl.core.progress import Progress
+from shiftrl.core.progress import Progress, ProgressArg
 from shiftrl.core.types import TARGET, Batch
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.learners.base import Hooks
@@ -258,7 +258,7 @@ def train_context_online(
     addons: tuple[AddOn, ...] = (),
     eval_envs: Sequence[str] | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressArg = True,
     callbacks: Sequence[Callable[[dict], None]] = (),
     extra_meta: dict | None = None,
 ) -> list[dict]:
@@ -351,7 +351,7 @@ class _ContextLoop:
         )
         self.finite = jax.jit(all_finite)
 
-    def run(self, carry: ContextCarry, start: int, progress: bool, callbacks) -> None:
+    def run(self, carry: ContextCarry, start: int, progress: ProgressArg, callbacks) -> None:
         c, n, act_dim = self.config, self.config.num_envs, self.learner.spec.act_dim
         envs = VecEnvs(self.env_id, n, c.seed, start)
         np_rng = np.random.default_rng(c.seed + start)
