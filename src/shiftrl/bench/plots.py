@@ -91,15 +91,21 @@ def plot_curves(study: Study, path: Path, block: str = "", online: bool = False)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
+    # as many legend columns as the labels' width allows (8-pt text is ~0.075 in a
+    # character, plus the line handle): a single row of long labels ran off the figure
+    width, height = fig.get_size_inches()
+    entry = 0.075 * max(len(label) for label in drawn) + 0.6
+    ncol = max(1, min(len(drawn), int(width // entry)))
+    legend_rows = -(-len(drawn) // ncol)
     fig.legend(
         list(drawn.values()),
         list(drawn),
         loc="lower center",
-        ncol=min(4, len(drawn)),
+        ncol=ncol,
         fontsize=8,
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0.08 if nrows == 1 else 0.04, 1, 1))
+    fig.tight_layout(rect=(0, min(0.45, (0.2 * legend_rows + 0.1) / height), 1, 1))
     _save(fig, path)
     plt.close(fig)
     return True
