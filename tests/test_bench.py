@@ -92,6 +92,46 @@ def test_resume_after_killed_sweep_runs_only_missing_jobs(smoke, tmp_path):
     assert {s.job.id: s.final for s in again.states} == original
 
 
+def test_reuse_copies_only_identically_configured_finished_runs(smoke, tmp_path):
+    """`--reuse DIR`: a finished run of DIR made with exactly a job's configuration is copied
+    in (and skipped as finished, same scores); one made with another setting is not, and a
+    folder this study already has is never replaced."""
+    from shiftrl.bench.reuse import REUSED_FILE, reusable_run, reuse_finished_runs
+
+    result, _ = smoke
+    source = tmp_path / "another-study"
+    shutil.copytree(result.dir, source)
+    changed = source / "pointreach-mixed.bc/seed1/config.json"
+    record = json.loads(changed.read_text())
+    record["config"]["learner"]["actor_lr"] = 1e-3  # made with another setting
+    changed.write_text(json.dumps(record))
+
+    lines: list[str] = []
+    out = tmp_path / "smoke-quick"
+    again = run_suite(
+        "smoke", out=out, only="*/seed0", reuse=[source], progress=False, echo=lines.append
+    )
+    assert lines[0] == f"reused 2 finished run(s) from {source}"
+    assert [s.status for s in again.states] == ["skipped"] * 2
+    finals = {s.job.id: s.final for s in result.states}
+    for st in again.states:
+        assert st.final == finals[st.job.id]
+        marker = (out / st.job.id / REUSED_FILE).read_text().strip()
+        assert marker == str((source / st.job.id).resolve())
+        assert (out / "logs" / f"{st.job.id}.log").exists()
+
+    (bc1,) = plan_jobs("smoke", "quick", seeds=(1,), only="pointreach-mixed.bc")
+    assert reusable_run(bc1.to_json(), [source]) is None  # another actor_lr
+    assert reusable_run(bc1.to_json(), [result.dir]) == result.dir / bc1.id
+    own = out / bc1.id
+    own.mkdir(parents=True)
+    (own / "config.json").write_text("{}")  # this study's own (unfinished) run
+    assert reuse_finished_runs([bc1], out, [result.dir]) == []
+    assert (own / "config.json").read_text() == "{}"
+    with pytest.raises(ConfigError, match="no such study folder"):
+        reuse_finished_runs([bc1], out, [tmp_path / "missing"])
+
+
 def test_smoke_sweep_on_real_local_ray(smoke, tmp_path):
     pytest.importorskip("ray")
     import ray

@@ -91,6 +91,14 @@ def bench(
             "same run folders); throughput: also time N seeds vmapped",
         ),
     ] = 1,
+    reuse: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reuse",
+            help="suites: copy in the finished runs of this study folder whose configuration "
+            "is exactly a job's, instead of training them again (repeatable)",
+        ),
+    ] = None,
     as_json: Annotated[bool | None, typer.Option("--json", help="throughput: JSON")] = None,
     peers: Annotated[
         bool | None,
@@ -99,7 +107,7 @@ def bench(
 ) -> None:
     """Run a benchmark suite (resumable, parallel), or `bench throughput`; no SUITE lists them.
 
-    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`. `--steps N` runs the profile at N gradient steps instead of its own (e.g. quick at 20,000 on a CPU machine), as its own study (profile `quick-20k`); `--online-steps M` sets the online phases of offline-to-online suites (`o2o`) to M steps (profile `quick-20k-online50k`).
+    A suite writes one run folder per job under --out, skips finished jobs and resumes interrupted ones; then run `shiftrl report DIR`. `--steps N` runs the profile at N gradient steps instead of its own (e.g. quick at 20,000 on a CPU machine), as its own study (profile `quick-20k`); `--online-steps M` sets the online phases of offline-to-online suites (`o2o`) to M steps (profile `quick-20k-online50k`). `--reuse DIR` copies in DIR's finished runs of identically configured jobs (baseline cells shared between suites).
 
     `bench throughput` measures gradient updates per second at paper sizes beside d3rlpy and a minimal fused JAX loop (options --algo, --steps, --json, --peers).
     """
@@ -115,6 +123,7 @@ def bench(
         "--gpus-per-job": gpus_per_job,
         "--progress": progress,
         "--online-steps": online_steps,
+        "--reuse": reuse,
     }
     throughput_opts = {"--algo": algo, "--json": as_json, "--peers": peers}
     if suite == THROUGHPUT:
@@ -162,6 +171,7 @@ def bench(
         steps=steps,
         online_steps=online_steps,
         vmap_seeds=vmap_seeds,
+        reuse=tuple(reuse or ()),
     )
     typer.echo(result.summary())
     if result.failed:

@@ -308,6 +308,7 @@ def run_suite(
     steps: int | None = None,
     online_steps: int | None = None,
     vmap_seeds: int = 1,
+    reuse: Sequence[str | Path] = (),
 ) -> SweepResult:
     """Run every unfinished job of `suite` under `profile`; see the module docstring.
 
@@ -316,7 +317,9 @@ def run_suite(
     study folder of the profile at other steps is refused. `online_steps` sets every online
     phase of offline-to-online cells to that many steps (label suffix `-online20k`).
     `vmap_seeds` > 1 trains up to that many seeds of a cell as one vmapped program
-    (`seed_groups`): the same run folders, faster on an accelerator.
+    (`seed_groups`): the same run folders, faster on an accelerator. `reuse`: study folders
+    whose finished runs of exactly these jobs' configurations are copied in instead of
+    trained again (`bench.reuse`).
 
     Finished jobs (a metrics row at the final step; for offline-to-online jobs also the
     online phase's finetune.json) are skipped; interrupted ones resume from their last
@@ -341,6 +344,11 @@ def run_suite(
     lock = rundir.FolderLock(study_dir, "study folder").acquire()
     try:
         old = _check_study_dir(study_dir, suite, profile)
+        if reuse:
+            from shiftrl.bench.reuse import reuse_finished_runs
+
+            reused = reuse_finished_runs(jobs, study_dir, reuse)
+            echo(f"reused {len(reused)} finished run(s) from {', '.join(map(str, reuse))}")
         return _sweep(
             suite,
             profile,
