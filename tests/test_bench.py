@@ -112,6 +112,10 @@ def test_reuse_copies_only_identically_configured_finished_runs(smoke, tmp_path)
         "smoke", out=out, only="*/seed0", reuse=[source], progress=False, echo=lines.append
     )
     assert lines[0] == f"reused 2 finished run(s) from {source}"
+    # a plain --only pattern matches as a substring: the selection is printed
+    assert lines[1] == (
+        "--only selects 2 cell(s), 2 job(s): pointreach-mixed.bc, pointreach-mixed.td3bc"
+    )
     assert [s.status for s in again.states] == ["skipped"] * 2
     finals = {s.job.id: s.final for s in result.states}
     for st in again.states:

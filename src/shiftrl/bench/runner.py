@@ -349,6 +349,12 @@ def run_suite(
 
             reused = reuse_finished_runs(jobs, study_dir, reuse)
             echo(f"reused {len(reused)} finished run(s) from {', '.join(map(str, reuse))}")
+        if only:  # plain patterns match as substrings: show what was selected
+            cells = list(dict.fromkeys(j.cell.name for j in jobs))
+            shown = ", ".join(cells[:6]) + (
+                f", ... ({len(cells) - 6} more)" if len(cells) > 6 else ""
+            )
+            echo(f"--only selects {len(cells)} cell(s), {len(jobs)} job(s): {shown}")
         return _sweep(
             suite,
             profile,
