@@ -195,6 +195,11 @@ class SAC(Learner):
     def td_target(self, state: SACState, batch: Batch, rng) -> jax.Array:
         next_a, next_logp = self.sample(state.actor.params, batch.next_obs, rng)
         target_q = self.q(state.critic_target, batch.next_obs, next_a).min(0)
+        return self.soft_backup(state, batch, target_q, next_logp)
+
+    def soft_backup(self, state: SACState, batch: Batch, target_q, next_logp) -> jax.Array:
+        """y = r + gamma (1 - done) (min_i Q'_i - alpha log pi'(a'|s')) without gradient; the
+        entropy term only with `backup_entropy`, y clamped at 0 with `clip_target_at_zero`."""
         if self.config.backup_entropy:
             target_q = target_q - self.alpha(state) * next_logp
         target = batch.reward + self.config.discount * (1.0 - batch.terminal) * target_q

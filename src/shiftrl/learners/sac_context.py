@@ -192,12 +192,7 @@ class ContextSAC(RecurrentActing, SAC):
         _, z_q_next = self.contexts(state.critic_target["encoder"], batch, "carry_q")
         next_a, next_logp = self.sample_with(state.actor.params, batch.next_obs, z_pi_next, rng)
         target_q = self.q_with(state.critic_target, batch.next_obs, z_q_next, next_a).min(0)
-        if self.config.backup_entropy:
-            target_q = target_q - self.alpha(state) * next_logp
-        target = batch.reward + self.config.discount * (1.0 - batch.terminal) * target_q
-        if self.config.clip_target_at_zero:
-            target = jnp.maximum(target, 0.0)
-        return jax.lax.stop_gradient(target)
+        return self.soft_backup(state, batch, target_q, next_logp)
 
     def critic_loss(self, critic_params, state: SACState, batch: Batch, rng, hooks: Hooks):
         target = self.td_target(state, batch, rng)

@@ -338,8 +338,8 @@ class _OnlineLoop:
         owed: int = 0,
     ) -> None:
         c = self.config
-        envs = VecEnvs(self.env_id, c.num_envs, c.seed, start)
-        envs.finished = self.finished  # the episodes' returns land in the logged window
+        # the episodes' returns go straight into the list `log_row` reports and clears
+        envs = VecEnvs(self.env_id, c.num_envs, c.seed, start, finished=self.finished)
         np_rng = np.random.default_rng(c.seed + start)
         steps, t0 = start, time.perf_counter()
         try:

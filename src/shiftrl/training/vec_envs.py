@@ -17,7 +17,9 @@ class VecEnvs:
     """`num_envs` copies of `env_id`, reset with seeds that depend on the run's seed and the
     step it (re)starts from, so a resumed run does not replay the episodes it already saw."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, start: int):
+    def __init__(
+        self, env_id: str, num_envs: int, seed: int, start: int, finished: list | None = None
+    ):
         self.envs = gym.make_vec(
             env_id,
             num_envs=num_envs,
@@ -26,8 +28,9 @@ class VecEnvs:
         )
         self.obs, _ = self.envs.reset(seed=[seed * 1000 + start + i for i in range(num_envs)])
         self.episode_return = np.zeros(num_envs)
-        self.finished: list[float] = []
-        """Returns of the episodes ended since the caller last cleared it."""
+        self.finished: list[float] = [] if finished is None else finished
+        """Returns of the episodes ended, appended to (a caller's list, which it clears
+        when it logs them)."""
 
     def step(self, env_actions: np.ndarray):
         """One step of every copy: (obs, reward, terminal, done, next_obs). `obs` is the
