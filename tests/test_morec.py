@@ -193,6 +193,33 @@ def test_presets_and_checks():
         MORECMOPO(selection="best").bind(sac)
 
 
+def test_neorl_presets_and_fixed_temperatures_reach_the_run_config():
+    """The released NeoRL rows (Hopper-v3-H: lambda 20, real ratio 0.5, alpha fixed) and the
+    MOBILE gym configs that fix alpha at 0.2 arrive in the run config a recipe builds."""
+    from shiftrl.training.config import make_config
+
+    config = make_config("morec-mopo", dataset="hopper/neorl-high-v0")
+    record = config.addons[0]
+    assert (record["penalty"], record["selection"], record["real_ratio"]) == (20.0, "select", 0.5)
+    assert record["state_clip"] == 1e6  # NeoRL states carry the x-position
+    assert not config.learner.auto_entropy and config.learner.alpha_multiplier == 0.2
+    sac = get_learner("sac")(config.learner, LearnerSpec(3, 1, 100))
+    state = sac.init(jax.random.PRNGKey(0))
+    assert float(sac.alpha(state)) == pytest.approx(0.2)
+
+    mobile = make_config("mobile", dataset="walker2d/neorl-high-v0")
+    assert (mobile.addons[0]["horizon"], mobile.addons[0]["beta"]) == (1, 2.5)
+    assert mobile.addons[0]["real_ratio"] == 0.5 and mobile.learner.backup_entropy
+    hopper = make_config("mobile", dataset="hopper/neorl-high-v0").learner
+    assert hopper.auto_entropy  # the NeoRL hopper `auto-alpha` key never reached argparse
+    gym = make_config("mobile", dataset="hopper/medium-v0").learner
+    assert (gym.auto_entropy, gym.alpha_multiplier, gym.backup_entropy) == (False, 0.2, False)
+    assert make_config("mobile", dataset="walker2d/medium-v0").learner.auto_entropy
+    mobile_hopper = make_config("morec-mobile", dataset="hopper/neorl-high-v0")
+    assert mobile_hopper.learner.alpha_multiplier == 0.1 and mobile_hopper.addons[0]["beta"] == 2.5
+    assert make_config("morec-mopo", dataset="hopper/medium-v0").addons[0]["state_clip"] == 25.0
+
+
 def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     """`shiftrl dynamics-reward train / eval`, then `shiftrl train --algo morec-mopo` with that
     reward: the ensemble (test_mopo's settings: reused from the cache), then SAC on real +

@@ -35,6 +35,21 @@ def _morec_settings(algo: str) -> Callable[[str], dict[str, Any]]:
     return settings
 
 
+def _mobile_learner_settings(dataset: str) -> dict[str, Any]:
+    from shiftrl.addons.mobile import learner_settings
+
+    return learner_settings(dataset)
+
+
+def _morec_learner_settings(algo: str) -> Callable[[str], dict[str, Any]]:
+    def settings(dataset: str) -> dict[str, Any]:
+        from shiftrl.addons.morec import learner_settings
+
+        return learner_settings(algo, dataset)
+
+    return settings
+
+
 def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
     def settings(dataset: str) -> dict[str, Any]:
         from shiftrl.addons.ssar import preset_settings
@@ -53,6 +68,10 @@ class Recipe:
     description: str
     paper: str
     settings: Callable[[str], dict[str, Any]] = field(default=lambda dataset: {})
+    """The add-on's per-dataset settings (the papers' per-task values)."""
+    learner_settings: Callable[[str], dict[str, Any]] = field(default=lambda dataset: {})
+    """Per-dataset changes to the learner preset (e.g. a fixed SAC temperature where the
+    released configs turn automatic tuning off)."""
 
     def addon_record(self, dataset: str) -> dict[str, Any]:
         from shiftrl.addons import ADDONS
@@ -120,6 +139,7 @@ RECIPES: dict[str, Recipe] = {
             "Q'(s', a') (h, beta per dataset)",
             "Sun, Zhang, Jia, Zhang, Yu & Yu, ICML 2023",
             _mobile_settings,
+            _mobile_learner_settings,
         ),
         Recipe(
             "morec-mopo",
@@ -130,6 +150,7 @@ RECIPES: dict[str, Recipe] = {
             "reward, rollouts of 100 ended below r_D 0.6 (lambda, rule per dataset)",
             "Luo, Xu, Cao & Yu, ICLR 2024",
             _morec_settings("morec-mopo"),
+            _morec_learner_settings("morec-mopo"),
         ),
         Recipe(
             "morec-mobile",
@@ -140,6 +161,7 @@ RECIPES: dict[str, Recipe] = {
             "dynamics reward; beta per dataset)",
             "Luo, Xu, Cao & Yu, ICLR 2024",
             _morec_settings("morec-mobile"),
+            _morec_learner_settings("morec-mobile"),
         ),
     )
 }

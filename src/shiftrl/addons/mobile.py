@@ -121,7 +121,21 @@ MOBILE_PRESETS: dict[str, tuple[int, float, float]] = {
     "walker2d-medium": (5, 0.5, 0.05),
     "walker2d-medium-replay": (1, 0.5, 0.05),
     "walker2d-medium-expert": (1, 1.5, 0.05),
+    # NeoRL (official configs for Hopper/HalfCheetah/Walker2d-v3 low/medium/high), on the
+    # project's NeoRL-like levels
+    "halfcheetah-neorl-low": (5, 0.5, 0.05),
+    "halfcheetah-neorl-medium": (5, 0.5, 0.05),
+    "halfcheetah-neorl-high": (5, 1.5, 0.05),
+    "hopper-neorl-low": (5, 2.5, 0.05),
+    "hopper-neorl-medium": (5, 1.5, 0.05),
+    "hopper-neorl-high": (5, 2.5, 0.05),
+    "walker2d-neorl-low": (1, 2.5, 0.05),
+    "walker2d-neorl-medium": (1, 2.5, 0.05),
+    "walker2d-neorl-high": (1, 2.5, 0.5),
 }
+
+# The gym configs that turn SAC's automatic temperature off (alpha then fixed at 0.2).
+MOBILE_FIXED_ALPHA: dict[str, float] = {"hopper-medium": 0.2, "hopper-medium-replay": 0.2}
 
 
 def preset_settings(dataset_id: str) -> dict[str, Any]:
@@ -136,3 +150,24 @@ def preset_settings(dataset_id: str) -> dict[str, Any]:
     if key == "walker2d-medium":
         settings["model_max_epochs"] = 30  # the official config caps the dynamics here
     return settings
+
+
+def learner_settings(dataset_id: str) -> dict[str, Any]:
+    """Changes to SAC's `mobile` preset for a dataset: a fixed temperature where the official
+    gym config turns automatic tuning off, and the soft backup on NeoRL, whose configs set
+    `deterministic_backup=False` (their hopper `auto-alpha: False` is spelled with hyphens and
+    never reaches argparse's `auto_alpha`, so tuning stays on there)."""
+    from shiftrl.addons.spot import task_key
+
+    key = task_key(dataset_id) or ""
+    if key in MOBILE_FIXED_ALPHA:
+        return fixed_alpha(MOBILE_FIXED_ALPHA[key])
+    if "-neorl-" in key:
+        return {"backup_entropy": True}
+    return {}
+
+
+def fixed_alpha(alpha: float) -> dict[str, Any]:
+    """SAC settings for a constant temperature: log alpha stays at its initial 0 and the
+    multiplier sets alpha itself."""
+    return {"auto_entropy": False, "alpha_multiplier": alpha}

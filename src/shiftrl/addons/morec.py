@@ -228,6 +228,16 @@ MOREC_MOPO_PRESETS: dict[str, tuple[float, str]] = {
     "walker2d-medium": (0.5, "softmax"),
     "walker2d-medium-replay": (0.25, "select"),
     "walker2d-medium-expert": (1.0, "softmax"),
+    # NeoRL (the released script's Hopper/HalfCheetah/Walker2d-v3-L/M/H rows)
+    "halfcheetah-neorl-low": (2.0, "select"),
+    "halfcheetah-neorl-medium": (2.0, "select"),
+    "halfcheetah-neorl-high": (2.0, "softmax"),
+    "hopper-neorl-low": (2.0, "select"),
+    "hopper-neorl-medium": (20.0, "select"),
+    "hopper-neorl-high": (20.0, "select"),
+    "walker2d-neorl-low": (2.0, "softmax"),
+    "walker2d-neorl-medium": (2.0, "softmax"),
+    "walker2d-neorl-high": (2.0, "select"),
 }
 
 # MOREC-MOBILE's per-task beta (real ratio 0.5 where noted): generate_tmuxp_morec_mobile.py
@@ -244,7 +254,31 @@ MOREC_MOBILE_PRESETS: dict[str, tuple[float, float]] = {
     "walker2d-medium": (0.75, 0.05),
     "walker2d-medium-replay": (0.1, 0.05),
     "walker2d-medium-expert": (0.25, 0.05),
+    "halfcheetah-neorl-low": (1.0, 0.05),
+    "halfcheetah-neorl-medium": (0.5, 0.05),
+    "halfcheetah-neorl-high": (0.75, 0.05),
+    "hopper-neorl-low": (0.5, 0.05),
+    "hopper-neorl-medium": (2.0, 0.05),
+    "hopper-neorl-high": (2.5, 0.05),
+    "walker2d-neorl-low": (0.75, 0.05),
+    "walker2d-neorl-medium": (0.25, 0.05),
+    "walker2d-neorl-high": (0.1, 0.5),
 }
+
+# Real ratio 0.5 in the released MOREC-MOPO rows (0.05 elsewhere).
+MOREC_MOPO_REAL_RATIO: dict[str, float] = {"hopper-neorl-medium": 0.5, "hopper-neorl-high": 0.5}
+
+# Fixed SAC temperatures where the released rows turn automatic tuning off: MOREC-MOPO's
+# Hopper-v3-H (MOPO's default alpha 0.2) and Hopper-v3-L (alpha 0.1); MOREC-MOBILE's
+# Hopper-v3-H (its alpha 0.1).
+MOREC_FIXED_ALPHA: dict[tuple[str, str], float] = {
+    ("morec-mopo", "hopper-neorl-high"): 0.2,
+    ("morec-mopo", "hopper-neorl-low"): 0.1,
+    ("morec-mobile", "hopper-neorl-high"): 0.1,
+}
+
+NEORL_STATE_CLIP = 1e6
+"""Candidate clip on NeoRL (x-position in the state: D4RL's 25 would cut it)."""
 
 
 def preset_settings(algo: str, dataset_id: str) -> dict[str, Any]:
@@ -252,16 +286,30 @@ def preset_settings(algo: str, dataset_id: str) -> dict[str, Any]:
     from shiftrl.addons.spot import task_key
 
     key = task_key(dataset_id) or ""
+    settings: dict[str, Any] = {}
     if algo == "morec-mopo" and key in MOREC_MOPO_PRESETS:
         penalty, selection = MOREC_MOPO_PRESETS[key]
-        return {"penalty": penalty, "selection": selection}
+        settings = {"penalty": penalty, "selection": selection}
+        if key in MOREC_MOPO_REAL_RATIO:
+            settings["real_ratio"] = MOREC_MOPO_REAL_RATIO[key]
     if algo == "morec-mobile" and key in MOREC_MOBILE_PRESETS:
         beta, real_ratio = MOREC_MOBILE_PRESETS[key]
-        settings: dict[str, Any] = {"beta": beta, "real_ratio": real_ratio}
+        settings = {"beta": beta, "real_ratio": real_ratio}
         if key == "walker2d-medium":
             settings["model_max_epochs"] = 30
-        return settings
-    return {}
+    if "-neorl-" in key:
+        settings["state_clip"] = NEORL_STATE_CLIP
+    return settings
 
 
-__all__ = ["MORECMOBILE", "MORECMOPO", "TransitionFilter", "preset_settings"]
+def learner_settings(algo: str, dataset_id: str) -> dict[str, Any]:
+    """Changes to SAC's preset for a MOREC recipe on a dataset: a fixed temperature where the
+    released row turns automatic tuning off."""
+    from shiftrl.addons.mobile import fixed_alpha
+    from shiftrl.addons.spot import task_key
+
+    alpha = MOREC_FIXED_ALPHA.get((algo, task_key(dataset_id) or ""))
+    return fixed_alpha(alpha) if alpha is not None else {}
+
+
+__all__ = ["MORECMOBILE", "MORECMOPO", "TransitionFilter", "learner_settings", "preset_settings"]

@@ -120,9 +120,12 @@ def make_config(algo: str, preset: str | None = None, **run_kwargs: Any) -> RunC
         )
     if "addons" in run_kwargs:
         run_kwargs["addons"] = tuple(addon_record(a) for a in run_kwargs["addons"])
-    return RunConfig(
-        algo=learner_cls.name, learner=learner_cls.preset(preset), preset=preset, **run_kwargs
-    )
+    learner = learner_cls.preset(preset)
+    if recipe is not None:
+        learner = dataclasses.replace(
+            learner, **recipe.learner_settings(run_kwargs.get("dataset") or "")
+        )
+    return RunConfig(algo=learner_cls.name, learner=learner, preset=preset, **run_kwargs)
 
 
 _NONE_WORDS = ("none", "null")

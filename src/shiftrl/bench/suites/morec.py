@@ -15,8 +15,8 @@ NeoRL-style rows (MOREC's largest reported gains): the same columns on the proje
 NeoRL-like data (`<robot>/neorl-low|medium|high-v0`, 1,000 trajectories of a behaviour
 policy near 25 / 50 / 75% of the best zoo snapshot's return acting with its mean 80% of the
 time; docs/datasets.md), evaluated in the matching x-position environments
-(`shiftrl/<robot>-base-neorl-v0`). The recipes' per-task presets are D4RL's; MOREC's NeoRL
-settings are not reproduced, so these rows run the recipes' defaults.
+(`shiftrl/<robot>-base-neorl-v0`). MOBILE, MOREC-MOPO and MOREC-MOBILE take their released
+NeoRL rows (docs/methods.md); MOPO has none released and runs its defaults there.
 
 Budgets: `paper` 1M SAC steps (MOREC trains 3M: 3,000 epochs x 1,000), seeds 0-4; `quick`
 (declared) 100k steps, the dynamics ensemble capped at 20 epochs as in `mb`, seeds 0-2
