@@ -209,3 +209,25 @@ def test_tanh_gaussian_log_prob_matches_sampling():
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TD3BC.Config().alpha = 1.0  # type: ignore[misc]
+
+
+def test_sac_actor_on_target_critics_reads_the_target_q(batch):
+    """MOREC's MOBILE fork: the actor maximises min_i Q'_i (target critics), not the online
+    critics' min Q; with the flag the loss equals the plain loss on a state whose online
+    critics are the targets."""
+    from shiftrl.learners import SAC
+    from shiftrl.learners.base import NO_HOOKS
+
+    config = SAC.Config(hidden=(8,))
+    plain = SAC(config, SPEC)
+    on_target = SAC(dataclasses.replace(config, actor_on_target_critics=True), SPEC)
+    state = plain.init(jax.random.PRNGKey(0))
+    target = jax.tree.map(lambda p: 3.0 * p + 0.1, state.critic.params)
+    state = state.replace(critic_target=target)
+    swapped = state.replace(critic=state.critic.replace(params=target))
+    rng = jax.random.PRNGKey(1)
+    loss_target, _ = on_target.actor_loss(state.actor.params, state, batch, rng, NO_HOOKS)
+    loss_swapped, _ = plain.actor_loss(state.actor.params, swapped, batch, rng, NO_HOOKS)
+    loss_online, _ = plain.actor_loss(state.actor.params, state, batch, rng, NO_HOOKS)
+    np.testing.assert_allclose(np_(loss_target), np_(loss_swapped), rtol=1e-6)
+    assert abs(float(loss_target) - float(loss_online)) > 1e-3

@@ -218,6 +218,8 @@ def test_neorl_presets_and_fixed_temperatures_reach_the_run_config():
     mobile_hopper = make_config("morec-mobile", dataset="hopper/neorl-high-v0")
     assert mobile_hopper.learner.alpha_multiplier == 0.1 and mobile_hopper.addons[0]["beta"] == 2.5
     assert make_config("morec-mopo", dataset="hopper/medium-v0").addons[0]["state_clip"] == 25.0
+    random = make_config("morec-mobile", dataset="hopper/random-v0").learner
+    assert not random.backup_entropy and random.auto_entropy  # hopper-random's backup
 
 
 def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
@@ -305,6 +307,7 @@ def test_morec_mobile_recipe_composes_mobile_with_the_filter():
     config = make_config("morec-mobile", dataset="hopper/medium-replay-v0")
     assert config.algo == "sac" and config.preset == "morec-mobile"
     assert config.learner.backup_entropy and config.learner.clip_target_at_zero
+    assert config.learner.actor_on_target_critics  # the released MOBILE fork's actor loss
     record = config.addons[0]
     assert (record["name"], record["beta"], record["penalty"], record["horizon"]) == (
         "morec-mobile", 0.5, 0.0, 100,

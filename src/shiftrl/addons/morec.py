@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from shiftrl.addons.mobile import MOBILE
+from shiftrl.addons.mobile import MOBILE, fixed_alpha
 from shiftrl.addons.rollouts import MOPO
 from shiftrl.core.errors import ConfigError
 from shiftrl.learners.base import Learner, LearnerSpec
@@ -268,13 +268,14 @@ MOREC_MOBILE_PRESETS: dict[str, tuple[float, float]] = {
 # Real ratio 0.5 in the released MOREC-MOPO rows (0.05 elsewhere).
 MOREC_MOPO_REAL_RATIO: dict[str, float] = {"hopper-neorl-medium": 0.5, "hopper-neorl-high": 0.5}
 
-# Fixed SAC temperatures where the released rows turn automatic tuning off: MOREC-MOPO's
-# Hopper-v3-H (MOPO's default alpha 0.2) and Hopper-v3-L (alpha 0.1); MOREC-MOBILE's
-# Hopper-v3-H (its alpha 0.1).
-MOREC_FIXED_ALPHA: dict[tuple[str, str], float] = {
-    ("morec-mopo", "hopper-neorl-high"): 0.2,
-    ("morec-mopo", "hopper-neorl-low"): 0.1,
-    ("morec-mobile", "hopper-neorl-high"): 0.1,
+# Changes to SAC's preset in released rows: fixed temperatures where automatic tuning is off
+# (MOREC-MOPO's Hopper-v3-H at MOPO's default alpha 0.2 and Hopper-v3-L at 0.1; MOREC-MOBILE's
+# Hopper-v3-H at its alpha 0.1) and MOREC-MOBILE's deterministic backup on hopper-random.
+MOREC_LEARNER_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
+    ("morec-mopo", "hopper-neorl-high"): fixed_alpha(0.2),
+    ("morec-mopo", "hopper-neorl-low"): fixed_alpha(0.1),
+    ("morec-mobile", "hopper-neorl-high"): fixed_alpha(0.1),
+    ("morec-mobile", "hopper-random"): {"backup_entropy": False},
 }
 
 NEORL_STATE_CLIP = 1e6
@@ -303,13 +304,10 @@ def preset_settings(algo: str, dataset_id: str) -> dict[str, Any]:
 
 
 def learner_settings(algo: str, dataset_id: str) -> dict[str, Any]:
-    """Changes to SAC's preset for a MOREC recipe on a dataset: a fixed temperature where the
-    released row turns automatic tuning off."""
-    from shiftrl.addons.mobile import fixed_alpha
+    """Changes to SAC's preset for a MOREC recipe on a dataset (MOREC_LEARNER_SETTINGS)."""
     from shiftrl.addons.spot import task_key
 
-    alpha = MOREC_FIXED_ALPHA.get((algo, task_key(dataset_id) or ""))
-    return fixed_alpha(alpha) if alpha is not None else {}
+    return dict(MOREC_LEARNER_SETTINGS.get((algo, task_key(dataset_id) or ""), {}))
 
 
 __all__ = ["MORECMOBILE", "MORECMOPO", "TransitionFilter", "learner_settings", "preset_settings"]

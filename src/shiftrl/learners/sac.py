@@ -61,6 +61,9 @@ class SACConfig(CommonConfig):
     actor_lr_cosine: bool = False
     """Cosine-anneal the actor's learning rate to 0 over the run (OfflineRL-Kit's MOPO /
     MOBILE: CosineAnnealingLR over all epochs)."""
+    actor_on_target_critics: bool = False
+    """The actor maximises the target critics' min Q instead of the online critics' (the
+    MOBILE fork MOREC released: `critics_old` in the actor loss)."""
 
 
 class SACState(struct.PyTreeNode):
@@ -177,7 +180,8 @@ class SAC(Learner):
     def actor_loss(self, actor_params, state: SACState, batch: Batch, rng, hooks: Hooks):
         alpha = jax.lax.stop_gradient(self.alpha(state))
         pi, log_pi = self.sample(actor_params, batch.obs, rng)
-        q_pi = self.q(state.critic.params, batch.obs, pi).min(0)
+        critic = state.critic_target if self.config.actor_on_target_critics else state.critic.params
+        q_pi = self.q(critic, batch.obs, pi).min(0)
         terms = {
             "entropy": log_pi,
             "q": self.policy_q_term(actor_params, state, batch, q_pi),
@@ -269,5 +273,8 @@ class SAC(Learner):
 
 
 # MOREC's MOBILE runs (polixir/morec): MOBILE's SAC with deterministic_backup=False (the
-# entropy term stays in the TD target), target still clamped at 0
-SAC.PRESETS["morec-mobile"] = replace(SAC.PRESETS["mobile"], backup_entropy=True)
+# entropy term stays in the TD target), target still clamped at 0, and the fork's actor loss
+# on the target critics
+SAC.PRESETS["morec-mobile"] = replace(
+    SAC.PRESETS["mobile"], backup_entropy=True, actor_on_target_critics=True
+)
