@@ -156,3 +156,29 @@ def test_bench_throughput_measures_model_based_phases(monkeypatch):
     cost = run_cost(report, transitions=1_000_000, model_epochs=30, steps=10_000)
     assert (cost.dynamics, cost.rollouts, cost.policy) == (3000.0, 100.0, 100.0)
     assert cost.total == 3200.0
+
+
+def test_report_runs_lists_progress_scores_and_metrics(tmp_path):
+    """`shiftrl report DIR --runs --metric GLOB`: one line per planned run, finished,
+    partial or not started, with the mean of a metric's last --window values."""
+    curves = {
+        "pointreach-mixed.bc/seed0": [(100, 10.0), (200, 30.0)],
+        "pointreach-mixed.td3bc/seed0": [(100, 40.0)],
+    }
+    study = fake_study(tmp_path / "smoke-quick", "smoke", "quick", (0, 1), curves)
+    metrics = study / "pointreach-mixed.bc/seed0/metrics.jsonl"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    for row, value in zip(rows, (1.0, 2.0), strict=True):
+        row["addon/x/gap"], row["other"] = value, 9.0
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    result = run("report", study, "--runs", "--metric", "addon/x/*", "--window", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "| run | status | step | last | best | addon/x/gap |"
+    assert "| pointreach-mixed.bc/seed0 | finished | 200 / 200 | 30.0 | 30.0 | 1.5 |" in lines
+    assert "| pointreach-mixed.td3bc/seed0 | partial | 100 / 200 | 40.0 | 40.0 | - |" in lines
+    assert "| pointreach-mixed.td3bc/seed1 | not started | 0 / 200 | - | - | - |" in lines
+    assert not (study / "report.md").exists()  # --runs reads, it writes no report
+    line = one_error_line(run("report", study, "--metric", "other"))
+    assert "--metric goes with --runs" in line

@@ -6,6 +6,7 @@ Registered on the main app by `shiftrl.cli`, which wraps them in its one-line er
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -212,14 +213,54 @@ def report(
     study_dir: Annotated[Path, typer.Argument(help="a study folder written by `shiftrl bench`")],
     fmt: Annotated[str, typer.Option("--format", help="md or html")] = "md",
     reps: Annotated[int, typer.Option("--reps", help="bootstrap resamples for the CIs")] = 10_000,
+    runs: Annotated[
+        bool, typer.Option("--runs", help="print one line per run instead (progress, scores)")
+    ] = False,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="with --runs: a logged key or glob (e.g. 'addon/dara/*'), mean of its last "
+            "--window values per run; repeatable",
+        ),
+    ] = None,
+    window: Annotated[int, typer.Option("--window", help="rows averaged per --metric")] = 3,
 ) -> None:
-    """Tables (mean ± std of final and best scores), aggregate metrics with CIs, plots."""
+    """Tables (mean ± std of final and best scores), aggregate metrics with CIs, plots;
+    `--runs`: one line per run of the study (also while its sweep runs), with any logged
+    metric beside the scores."""
+    if runs:
+        if fmt != "md":
+            raise ConfigError(
+                "--runs prints a table (markdown when piped); --format is for reports"
+            )
+        _print_runs(study_dir, metric or [], window)
+        return
+    if metric:
+        raise ConfigError("--metric goes with --runs")
     from shiftrl.bench.report import write_report
 
     if reps < 100:
         raise ConfigError("--reps must be at least 100")
     path = write_report(study_dir, fmt, reps)
     typer.echo(f"wrote {path} (plots in {path.parent / 'plots'})")
+
+
+def _print_runs(study_dir: Path, patterns: list[str], window: int) -> None:
+    from shiftrl.bench.render import to_markdown
+    from shiftrl.bench.run_table import run_lines, table
+
+    header, rows = table(run_lines(study_dir, patterns, window))
+    if not sys.stdout.isatty():  # piped or redirected: a markdown table
+        typer.echo(to_markdown([("table", header, rows)]).rstrip())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(*header, title=f"{study_dir}: {len(rows)} runs")
+    for row in rows:
+        out.add_row(*row)
+    Console().print(out)
 
 
 def _model_based_throughput(algo: str, steps, vmap_seeds, peers, as_json) -> None:
