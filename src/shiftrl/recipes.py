@@ -3,6 +3,7 @@ with the `spot` add-on, whose settings follow the dataset (the papers' per-task 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,49 +15,31 @@ def _spot_settings(dataset: str) -> dict[str, Any]:
     return {"lam": preset_lambda(dataset)}
 
 
-def _mopo_settings(dataset: str) -> dict[str, Any]:
-    from shiftrl.addons.rollouts import preset_settings
+def _per_dataset(module: str, function: str, *args: str) -> Callable[[str], dict[str, Any]]:
+    """`module.function(*args, dataset)`, imported when first called: the add-on modules
+    import the learners, which must not import this registry back."""
 
-    return preset_settings(dataset)
+    def settings(dataset: str) -> dict[str, Any]:
+        return getattr(importlib.import_module(module), function)(*args, dataset)
+
+    return settings
 
 
-def _mobile_settings(dataset: str) -> dict[str, Any]:
-    from shiftrl.addons.mobile import preset_settings
-
-    return preset_settings(dataset)
+_mopo_settings = _per_dataset("shiftrl.addons.rollouts", "preset_settings")
+_mobile_settings = _per_dataset("shiftrl.addons.mobile", "preset_settings")
+_mobile_learner_settings = _per_dataset("shiftrl.addons.mobile", "learner_settings")
 
 
 def _morec_settings(algo: str) -> Callable[[str], dict[str, Any]]:
-    def settings(dataset: str) -> dict[str, Any]:
-        from shiftrl.addons.morec import preset_settings
-
-        return preset_settings(algo, dataset)
-
-    return settings
-
-
-def _mobile_learner_settings(dataset: str) -> dict[str, Any]:
-    from shiftrl.addons.mobile import learner_settings
-
-    return learner_settings(dataset)
+    return _per_dataset("shiftrl.addons.morec", "preset_settings", algo)
 
 
 def _morec_learner_settings(algo: str) -> Callable[[str], dict[str, Any]]:
-    def settings(dataset: str) -> dict[str, Any]:
-        from shiftrl.addons.morec import learner_settings
-
-        return learner_settings(algo, dataset)
-
-    return settings
+    return _per_dataset("shiftrl.addons.morec", "learner_settings", algo)
 
 
 def _ssar_settings(learner: str) -> Callable[[str], dict[str, Any]]:
-    def settings(dataset: str) -> dict[str, Any]:
-        from shiftrl.addons.ssar import preset_settings
-
-        return preset_settings(learner, dataset)
-
-    return settings
+    return _per_dataset("shiftrl.addons.ssar", "preset_settings", learner)
 
 
 @dataclass(frozen=True)
