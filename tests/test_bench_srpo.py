@@ -82,6 +82,7 @@ def test_srpo_suite_configs(profile):
     layout = suite.layout
     assert layout.arrows == {
         "context SAC+SRPO": "context SAC",
+        "context SAC+SRPO shuffled": "context SAC+SRPO",
         **{f"{b}+SRPO": b for b in ("CQL", "TD3+BC", "IQL")},
         **{f"{b}+SRPO shuffled": f"{b}+SRPO" for b in ("CQL", "TD3+BC", "IQL")},
         "MAPLE+DARA": "MAPLE",
@@ -215,7 +216,7 @@ def test_srpo_report_has_a_base_dynamics_table(srpo_study):
     best = _table(lines, "### Best score (base dynamics only)")
     assert best[0] == BASE_BEST
     assert "Incomplete suite" not in "\n".join(lines)
-    assert "**Runs finished:** 6 of 194." in "\n".join(lines)  # 162 + 24 MAPLE + 8 online
+    assert "**Runs finished:** 6 of 198." in "\n".join(lines)  # 162 + 24 MAPLE + 12 online
 
 
 def test_study_without_per_env_tables_still_reads(srpo_study, tmp_path):

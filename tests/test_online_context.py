@@ -317,7 +317,8 @@ def test_srpo_suite_online_block_plans_online_only_jobs(profile):
     from shiftrl.bench.runner import plan_jobs
 
     jobs = plan_jobs("srpo", profile, only=["*randomized*"])  # builds every job's run
-    assert len(jobs) == 2 * 2 * (3 if profile == "quick" else 5)  # envs x (base, +SRPO) x seeds
+    # envs x (base, +SRPO, its shuffled-label control) x seeds
+    assert len(jobs) == 2 * 3 * (3 if profile == "quick" else 5)
     steps = {"quick": (20_000, 200_000), "paper": (100_000, 1_000_000)}[profile]
     for job in jobs:
         assert job.data_ids == () and job.cell.data_label.startswith("online in shiftrl/")
@@ -325,8 +326,10 @@ def test_srpo_suite_online_block_plans_online_only_jobs(profile):
         pendulum = kw["env"] == "shiftrl/pendulum-randomized-gravity-v0"
         assert kw["steps"] == job.total_steps == steps[0 if pendulum else 1]
         assert kw["algo"] == "sac-context"
-        srpo = job.cell.column == "context SAC+SRPO"
+        srpo = job.cell.column != "context SAC"
         assert [a["name"] for a in kw["addons"]] == (["srpo"] if srpo else [])
+        if job.cell.column.endswith(" shuffled"):
+            assert kw["addons"][0]["labels_from"] == "shuffled"
 
 
 def test_srpo_report_shows_the_online_block(tmp_path):

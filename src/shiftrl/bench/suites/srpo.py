@@ -51,9 +51,12 @@ the sweep goes on.
 Online block (`_online_cells`, SRPO-like: the paper's online protocol, environments and
 ranges are not public): context SAC (`sac-context`) vs context SAC + SRPO (lambda 0.1, rho
 0.5, as offline), trained from scratch on `pendulum-randomized-gravity` (g x0.5 / 1 / 2
-drawn per episode) and `hopper-randomized-mass` (body mass x0.5 / 1 / 2), no data. A
-cell's score is the mean normalized score over the three dynamics, its curve that score
-against environment steps (sample efficiency); the arrow compares +SRPO with its base.
+drawn per episode) and `hopper-randomized-mass` (body mass x0.5 / 1 / 2), no data, with the
+shuffled-label control as offline (the discriminator's high/low labels drawn at random in
+the same count: is a gain SRPO's value ranking, or any extra reward shaping?). A cell's
+score is the mean normalized score over the three dynamics, its curve that score against
+environment steps (sample efficiency); the arrows compare +SRPO with its base and the
+control with +SRPO, as offline.
 Budgets: `paper` 100k (pendulum) / 1M (hopper) environment steps, evaluation every 10k x 10
 episodes per dynamics; `quick` 20% of those (20k / 200k), every 5k x 5; seeds as the
 profile's (quick: 0-2).
@@ -145,6 +148,7 @@ ONLINE_VARIANTS = {
     # column: (cell-name suffix, add-ons)
     "context SAC": ("", ()),
     "context SAC+SRPO": ("-srpo", (SRPO,)),
+    "context SAC+SRPO shuffled": ("-srpo-shuffled", (SRPO_SHUFFLED,)),
 }
 ONLINE_QUICK = OnlineBudget(fraction=0.2, eval_every=5000, eval_episodes=5)
 """20% of each env's online steps (pendulum 20k, hopper 200k), evaluated every 5k steps with
@@ -207,6 +211,7 @@ SUITE = Suite(
         blocks=(MODEL_FREE, MAPLE_BLOCK, ONLINE_BLOCK),
         arrows={
             "context SAC+SRPO": "context SAC",
+            "context SAC+SRPO shuffled": "context SAC+SRPO",
             **{f"{label}+SRPO": label for label in BASES},
             **{f"{label}+SRPO shuffled": f"{label}+SRPO" for label in BASES},
             "MAPLE+DARA": "MAPLE",
