@@ -55,7 +55,8 @@ def test_smoke_sweep_local(smoke):
         config = json.loads((run_dir / "config.json").read_text())["config"]
         assert config["steps"] == 200 and config["eval_every"] == 100
         assert [r["step"] for r in rows(run_dir)] == [100, 200]
-        assert (result.dir / "logs" / f"{job_id}.log").exists()
+        log = (result.dir / "logs" / f"{job_id}.log").read_text()
+        assert "200/200 steps (100%)" in log  # plain progress lines: `tail -f` shows a job's
     # a second sweep finds everything finished and starts nothing
     again = run_suite("smoke", out=result.dir, progress=False)
     assert [s.status for s in again.states] == ["skipped"] * 4

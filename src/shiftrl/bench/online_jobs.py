@@ -110,7 +110,7 @@ def run_online_job(
             print(f"== {job['id']} (online, {'resume from ' + str(start) if start else 'fresh'})")
             algo, env = kw.pop("algo"), kw.pop("env")
             train_online(
-                algo, env, run_dir, **kw, resume=True, progress=False, callbacks=(on_eval,)
+                algo, env, run_dir, **kw, resume=True, progress="plain", callbacks=(on_eval,)
             )
         result.update(finished_scores(run_dir), status="done")
     except Exception as e:  # one job's failure never stops the sweep

@@ -397,7 +397,7 @@ def _train(job: dict[str, Any], run_dir: Path, post: Callable[[Event], None]):
         post(("eval", job["id"], {"step": row["step"], "score": row.get("normalized_score")}))
 
     return train(
-        config, target, sources, out=run_dir, resume=True, progress=False, callbacks=(on_eval,)
+        config, target, sources, out=run_dir, resume=True, progress="plain", callbacks=(on_eval,)
     )
 
 
@@ -425,7 +425,7 @@ def _finetune(
         f"({'resumed' if resume else 'fresh'})",
         flush=True,
     )
-    res = finetune(run_dir, out=out, resume=resume, progress=False, **plan)
+    res = finetune(run_dir, out=out, resume=resume, progress="plain", **plan)
     offline = int(job["budget"]["steps"])
     post(("eval", job["id"], {"step": offline + plan["online_steps"], "score": res.score_after}))
     print(

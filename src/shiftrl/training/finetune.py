@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from shiftrl.core.errors import ConfigError, ShiftRLError
+from shiftrl.core.progress import ProgressArg
 from shiftrl.data.preprocess import Preprocessor
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.evaluation import check_env_shape, eval_seed, evaluate
@@ -74,7 +75,7 @@ def finetune(
     utd: float = 1.0,
     steps_per_iter: int = 1000,
     seed: int | None = None,
-    progress: bool = True,
+    progress: ProgressArg = True,
     resume: bool = False,
     replay: str | None = None,
     top: int | None = None,
