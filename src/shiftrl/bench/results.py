@@ -50,6 +50,8 @@ class RunResult:
     """The finished online phase's regret (CORL: mean of 1 - score / 100 over evaluations)."""
     env_scores: dict[str, list[float | None]] = field(default_factory=dict)
     """Per evaluation environment: its normalized score at each of `steps` (None: missing)."""
+    run_dir: Path | None = None
+    """The run folder it was read from."""
 
     def in_envs(self, envs: Sequence[str], fallback: bool = False) -> RunResult:
         """The offline run scored by the mean over `envs` alone (those it has scores for) at
@@ -61,7 +63,14 @@ class RunResult:
             cols = [self.env_scores[e] for e in envs if e in self.env_scores]
             scores = [_mean(vals) for vals in zip(*cols, strict=True)] if cols else []
             scores += [None] * (len(self.steps) - len(scores))
-        return RunResult(self.seed, list(self.steps), scores, self.planned_steps, self.version)
+        return RunResult(
+            self.seed,
+            list(self.steps),
+            scores,
+            self.planned_steps,
+            self.version,
+            run_dir=self.run_dir,
+        )
 
     @property
     def finished(self) -> bool:
@@ -200,6 +209,7 @@ def _read_run(
             planned_steps=int(planned_steps or online["total_steps"]),
             version=str(meta.get("shiftrl_version", "")),
             env_scores=_env_scores(rows),
+            run_dir=run_dir,
         )
     if "config" not in meta:  # not an offline run folder (e.g. an online phase's)
         return None
@@ -213,6 +223,7 @@ def _read_run(
         version=str(meta.get("shiftrl_version", "")),
         planned_online=planned_online,
         env_scores=_env_scores(rows),
+        run_dir=run_dir,
     )
     online_dir = run_dir / ONLINE_DIR
     if (online_dir / "config.json").exists():

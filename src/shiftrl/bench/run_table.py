@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shiftrl.bench.results import _read_rows, _seed_dirs, load_study
+from shiftrl.bench.results import _read_rows, load_study
 from shiftrl.core.errors import ConfigError
 
 
@@ -44,11 +44,6 @@ def run_lines(
     for cell in study.cells:
         by_seed = {r.seed: r for r in cell.runs}
         seeds = sorted(set(cell.planned_seeds) | set(by_seed))
-        dirs = {
-            int(d.name[4:]): d
-            for d in _seed_dirs(study.dir / cell.cell.name)
-            if d.name[4:].isdigit()
-        }
         for seed in seeds:
             run = by_seed.get(seed)
             name = f"{cell.cell.name}/seed{seed}"
@@ -57,7 +52,7 @@ def run_lines(
                 lines.append(RunLine(name, "not started", 0, planned, None, None))
                 continue
             scores = [s for s in run.scores if s is not None]
-            rows = _read_rows(dirs[seed] / "metrics.jsonl") if seed in dirs else []
+            rows = _read_rows(run.run_dir / "metrics.jsonl") if run.run_dir else []
             lines.append(
                 RunLine(
                     name,
