@@ -6,6 +6,7 @@ stops flagged terminal, metrics), and `morec-mopo` / `morec-mobile` end to end."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -288,6 +289,71 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     assert template.config == loaded.config
     shapes = lambda tree: [x.shape for x in jax.tree.leaves(tree)]  # noqa: E731
     assert shapes(template) == shapes(loaded)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_morec_mopo_learns_its_reward_once_and_resumes_from_a_kill(point_reach_data, tmp_path):
+    """No reward_dir: the first start learns the dynamics reward (and caches it), models.json
+    records both learned models with their cost; killed after the first evaluation, the
+    resumed run takes the reward from the cache (nothing retrained), restores the policy
+    phase from the checkpoint and goes on filtering with the same reward."""
+    import shiftrl
+    from shiftrl.dynamics.reward.store import MODEL_FILE
+    from shiftrl.dynamics.reward.store import cache_root as reward_cache
+    from shiftrl.envs.toy import POINT_REACH_ID
+
+    overrides = {
+        "hidden": (32, 32),
+        "batch_size": 64,
+        "eval_every": 40,
+        "eval_episodes": 2,
+        "morec-mopo.rollout_batch": 32,
+        "morec-mopo.rollout_every": 20,
+        "morec-mopo.horizon": 5,
+        "morec-mopo.model_hidden": (16,),
+        "morec-mopo.model_members": 3,
+        "morec-mopo.model_elites": 2,
+        "morec-mopo.model_max_epochs": 3,
+        "morec-mopo.reward_hidden": (16,),
+        "morec-mopo.reward_iterations": 100,
+        "morec-mopo.reward_snapshot_every": 50,
+        "morec-mopo.reward_seed": 7,  # a key no other test caches
+    }
+    common = dict(steps=80, eval_envs=[POINT_REACH_ID], overrides=overrides, progress=False)
+
+    def kill_after_first_eval(row):
+        if row["step"] == 40:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        shiftrl.train(
+            "morec-mopo",
+            point_reach_data,
+            out=tmp_path / "run",
+            callbacks=[kill_after_first_eval],
+            **common,
+        )
+    models = json.loads((tmp_path / "run" / "models.json").read_text())["morec-mopo"]
+    learned = models["dynamics_reward"]
+    assert not learned["reused"] and learned["iterations"] == 100 and learned["snapshots"] == 2
+    assert learned["seconds"] > 0 and "epochs" in json.dumps(models["dynamics"])
+    saved = Path(learned["cache_dir"]) / MODEL_FILE
+    stamp = saved.stat().st_mtime_ns
+    cached = sorted(p.name for p in reward_cache().iterdir())
+
+    run = shiftrl.train("morec-mopo", point_reach_data, out=tmp_path / "run", resume=True, **common)
+    assert sorted(p.name for p in reward_cache().iterdir()) == cached
+    assert saved.stat().st_mtime_ns == stamp
+    assert [r["step"] for r in run.rows] == [40, 80]
+    # the record of the first start is kept (a resume reuses, it does not learn)
+    again = json.loads((tmp_path / "run" / "models.json").read_text())["morec-mopo"]
+    assert again["dynamics_reward"] == learned
+    row = run.rows[-1]
+    assert 0.3 <= row["addon/morec-mopo/dynamics_reward"] <= 1.32
+    assert np.isfinite(row["critic/q"])
 
 
 def test_demo_names_are_checked():

@@ -138,6 +138,12 @@ class AddOn:
         not a train step goes here: MOPO trains or loads its dynamics ensemble."""
         return self
 
+    def prepared_records(self) -> dict[str, dict]:
+        """What `prepare` trained or loaded, by component ("dynamics", "dynamics_reward"):
+        each a JSON record (settings, cost, cache key, whether it was reused). A run folder
+        keeps them in models.json (default: nothing)."""
+        return {}
+
     def init(self, rng: jax.Array, spec: LearnerSpec) -> Any:
         return {}
 

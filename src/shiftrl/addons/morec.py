@@ -113,6 +113,11 @@ class TransitionFilter:
         object.__setattr__(ready, "_reward_record", record)
         return ready
 
+    def prepared_records(self) -> dict[str, dict]:
+        records = super().prepared_records()  # type: ignore[misc]
+        reward_record = getattr(self, "_reward_record", None)
+        return records if reward_record is None else {**records, "dynamics_reward": reward_record}
+
     def init(self, rng: jax.Array, spec: LearnerSpec) -> dict:
         state = super().init(rng, spec)  # type: ignore[misc]
         reward = getattr(self, "_reward", None)

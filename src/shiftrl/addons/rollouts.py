@@ -141,6 +141,10 @@ class MOPO(AddOn):
     def prepared(self) -> Prepared | None:
         return getattr(self, "_prepared", None)
 
+    def prepared_records(self) -> dict[str, dict]:
+        ready = self.prepared
+        return {} if ready is None else {"dynamics": ready.record}
+
     def prepare(self, datasets: list[Any], preprocessor: Any, progress: bool = True) -> MOPO:
         from shiftrl.dynamics import fit_dynamics, load_model, termination_fn
         from shiftrl.dynamics.termination import robot_of_env

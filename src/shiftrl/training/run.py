@@ -25,6 +25,7 @@ import numpy as np
 
 from shiftrl import __version__
 from shiftrl.addons import build_addons
+from shiftrl.addons.base import AddOn
 from shiftrl.core.errors import ConfigError, DataError
 from shiftrl.core.interrupt import StopRequest
 from shiftrl.core.progress import Progress, ProgressArg
@@ -410,6 +411,9 @@ def _train_open(
             windows = [MetricWindow.from_json(e.get("window")) for e in extras]
             for lg in loggers:
                 lg.truncate_after(start)
+        for d in run_dirs:  # a resumed run keeps the record of what its first start trained
+            if not (d / rundir.MODELS_FILE).exists():
+                _write_models(d, addons)
         members = list(zip(configs, run_dirs, loggers, strict=True))
         loop = RunLoop(
             configs[0],
@@ -454,6 +458,14 @@ def _train_open(
             plot_learning_curve(rows, d / "learning_curve.png", title)
         runs.append(Run(d, c, rows, load_policy(d, allow_nonfinite=not c.divergence_guard)))
     return runs
+
+
+def _write_models(run_dir: Path, addons: Sequence[AddOn]) -> None:
+    """What the add-ons' `prepare` trained or loaded (dynamics ensemble, dynamics reward):
+    settings, cost, cache key, reused or not; nothing when no add-on prepares a model."""
+    records = {a.name: r for a in addons if (r := a.prepared_records())}
+    if records:
+        (run_dir / rundir.MODELS_FILE).write_text(json.dumps(records, indent=2, default=float))
 
 
 def _write_meta(run_dir: Path, config: RunConfig, pre: Preprocessor, setup: Setup) -> None:

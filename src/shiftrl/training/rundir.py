@@ -33,6 +33,8 @@ from shiftrl.training import checkpoint
 
 MARKER = ".shiftrl-run"
 LOCK = ".shiftrl-lock"
+MODELS_FILE = "models.json"
+"""What an add-on's `prepare` trained or loaded (see `AddOn.prepared_records`)."""
 OWN_FILES = (
     MARKER,
     "config.json",
@@ -45,6 +47,7 @@ OWN_FILES = (
     "tensorboard",
     "wandb",
     "finetune.json",
+    MODELS_FILE,
     "snapshots",
 )
 """What a run writes into its folder (LOCK is kept: removing a lock file others may hold
