@@ -171,14 +171,21 @@ def test_report_runs_lists_progress_scores_and_metrics(tmp_path):
     for row, value in zip(rows, (1.0, 2.0), strict=True):
         row["addon/x/gap"], row["other"] = value, 9.0
     metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # a model-based run's models.json: the time it trained its model (a reused one: 0)
+    models = {"mopo": {"dynamics": {"seconds": 61.5, "reused": False}}}
+    (study / "pointreach-mixed.bc/seed0/models.json").write_text(json.dumps(models))
+    models["mopo"]["dynamics"]["reused"] = True
+    (study / "pointreach-mixed.td3bc/seed0/models.json").write_text(json.dumps(models))
 
     result = run("report", study, "--runs", "--metric", "addon/x/*", "--window", "2")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "| run | status | step | last | best | addon/x/gap |"
-    assert "| pointreach-mixed.bc/seed0 | finished | 200 / 200 | 30.0 | 30.0 | 1.5 |" in lines
-    assert "| pointreach-mixed.td3bc/seed0 | partial | 100 / 200 | 40.0 | 40.0 | - |" in lines
-    assert "| pointreach-mixed.td3bc/seed1 | not started | 0 / 200 | - | - | - |" in lines
+    assert lines[0] == "| run | status | step | last | best | dynamics s | addon/x/gap |"
+    assert (
+        "| pointreach-mixed.bc/seed0 | finished | 200 / 200 | 30.0 | 30.0 | 61.5 | 1.5 |" in lines
+    )
+    assert "| pointreach-mixed.td3bc/seed0 | partial | 100 / 200 | 40.0 | 40.0 | 0 | - |" in lines
+    assert "| pointreach-mixed.td3bc/seed1 | not started | 0 / 200 | - | - | - | - |" in lines
     assert not (study / "report.md").exists()  # --runs reads, it writes no report
     line = one_error_line(run("report", study, "--metric", "other"))
     assert "--metric goes with --runs" in line

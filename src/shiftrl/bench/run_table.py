@@ -4,12 +4,14 @@ delta_r per domain or SSAR's trusted fraction, read while a sweep is still runni
 
 A metric pattern is a key of metrics.jsonl or a glob over keys (`addon/dara/*`); a run's
 value is the mean over its last `window` rows that log the key (the add-ons' diagnostics
-are noisy from one evaluation to the next).
+are noisy from one evaluation to the next). Model-based runs also show the seconds they
+spent training their dynamics ensemble / dynamics reward (0: taken from the cache).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 
 from shiftrl.bench.results import _read_rows, load_study
 from shiftrl.core.errors import ConfigError
+from shiftrl.training.rundir import MODELS_FILE
 
 
 @dataclass
@@ -61,10 +64,27 @@ def run_lines(
                     run.planned_steps,
                     scores[-1] if scores else None,
                     max(scores) if scores else None,
-                    _metrics(rows, patterns, window),
+                    {**_model_seconds(run.run_dir), **_metrics(rows, patterns, window)},
                 )
             )
     return lines
+
+
+def _model_seconds(run_dir: Path | None) -> dict[str, float]:
+    """Seconds this run spent training its models (models.json; 0 when it took them from
+    the cache): `dynamics s`, `dynamics_reward s`."""
+    if run_dir is None or not (run_dir / MODELS_FILE).is_file():
+        return {}
+    try:
+        records = json.loads((run_dir / MODELS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    for by_model in records.values():
+        for model, record in by_model.items():
+            if isinstance(record, dict) and _number(record.get("seconds")):
+                out[f"{model} s"] = 0.0 if record.get("reused") else float(record["seconds"])
+    return out
 
 
 def _metrics(rows: list[dict[str, Any]], patterns: Sequence[str], window: int) -> dict[str, float]:
