@@ -94,13 +94,14 @@ def robot_of_env(env_id: str) -> str | None:
     """The robot behind a Gymnasium id, a shiftrl variant name or id; None if unknown.
     NeoRL-observation variants answer `<robot>-neorl` (their termination functions differ)."""
     from shiftrl.envs import ROBOTS, variant_of
-    from shiftrl.envs.toy import POINT_REACH_ID
+    from shiftrl.envs.toy import POINT_REACH_FLIPPED_ID, POINT_REACH_ID, POINT_REACH_THRUSTERS_ID
 
     variant = variant_of(env_id)
     if variant is not None:
         return variant.robot + ("-neorl" if variant.observation == "neorl" else "")
     by_base = {r.base_env_id: name for name, r in ROBOTS.items()}
-    by_base[POINT_REACH_ID] = "pointreach"
+    for toy in (POINT_REACH_ID, POINT_REACH_FLIPPED_ID, POINT_REACH_THRUSTERS_ID):
+        by_base[toy] = "pointreach"
     return by_base.get(env_id)
 
 
