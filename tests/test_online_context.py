@@ -357,3 +357,23 @@ def test_srpo_report_shows_the_online_block(tmp_path):
     assert ONLINE_BLOCK in text
     row = next(r for r in text.splitlines() if r.startswith("| pendulum-randomized-gravity |"))
     assert "40.0 ± 0.0" in row and "50.0 ± 0.0 ↑" in row
+    # the online block has its own heading and no "base dynamics only" tables (its cells
+    # are evaluated in every dynamics of their env, not in the base variants)
+    assert "## SRPO online (SRPO-like)" in text
+    online_part = text.split("## SRPO online (SRPO-like)")[1].split("\n## ")[0]
+    assert "base dynamics only" not in online_part
+    assert "base dynamics only" in text  # the model-free block keeps them
+
+    # a study of online cells alone states their budget, not the offline profile's
+    from dataclasses import replace
+
+    suite = get_suite("srpo")
+    online = replace(suite, cells=tuple(c for c in suite.cells if c.online_only))
+    alone = tmp_path / "srpo-online"
+    alone.mkdir()
+    write_study(alone, online, "quick", (0,), {}, "local")
+    text = write_report(alone, reps=50).read_text()
+    budget = next(line for line in text.splitlines() if line.startswith("**Budget:**"))
+    assert "shiftrl/pendulum-randomized-gravity-v0 20,000" in budget
+    assert "shiftrl/hopper-randomized-mass-v0 200,000" in budget
+    assert "gradient steps" not in budget and "evaluation every 5,000 steps" in budget

@@ -179,6 +179,28 @@ def _bootstrap(
 # ---------------------------------------------------------------------------------------
 # The document (rendered to markdown or html by bench.render)
 # ---------------------------------------------------------------------------------------
+def _budget_text(study: Study, o2o: bool) -> str:
+    """The budget line; online-only cells (trained online from scratch) get their own
+    steps, and a study of nothing else does not quote the offline budget it never ran."""
+    budget = study.budget
+    assert budget is not None
+    online_only = [c.cell for c in study.cells if c.cell.online_only]
+    if not online_only:
+        return budget.describe(with_online=o2o)
+    o = budget.online
+    steps = ", ".join(
+        f"{cell.online.env} {o.online_steps(cell.online):,}"
+        for cell in {c.online.env: c for c in online_only}.values()
+    )
+    text = (
+        f"online from scratch, environment steps per job: {steps}; evaluation every "
+        f"{o.eval_every:,} steps with {o.eval_episodes} episodes in each of the env's dynamics"
+    )
+    if len(online_only) == len(study.cells):
+        return text
+    return f"{budget.describe(with_online=o2o)}; online-only cells: {text}"
+
+
 def build(study: Study, reps: int = 10_000) -> list[Block]:
     doc: list[Block] = []
     o2o = study.online
@@ -195,7 +217,9 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
     facts = []
     if study.budget is not None:
         note = f" ({study.budget.note})" if study.budget.note else ""
-        facts.append(f"**Budget:** {study.budget.describe(with_online=o2o)}{note}.")
+        if all(c.cell.online_only for c in study.cells):
+            note = ""  # the profile's note is about its offline steps
+        facts.append(f"**Budget:** {_budget_text(study, o2o)}{note}.")
     seeds = sorted({s for c in study.cells for s in c.planned_seeds})
     facts.append(f"**Seeds:** {', '.join(map(str, seeds)) or MISSING}.")
     facts.append(f"**Runs finished:** {done} of {total}.")
@@ -239,8 +263,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
     blocks, _, _, _ = grid(study)
     per_env = {label: (envs, study.in_envs(envs)) for label, envs in study.per_env_tables.items()}
     for block in blocks:
-        head = study.layout.title + (f": {block}" if block else "")
-        doc.append(("h", 2, head))
+        doc.append(("h", 2, study.layout.heading(block)))
         if study.layout.note:
             doc.append(("p", study.layout.note))
         if o2o:
@@ -254,6 +277,10 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
             header, body = paper_table(study, block, which)
             doc.append(("table", header, body))
         for env_label, (envs, scoped) in per_env.items():
+            if not any(
+                set(c.cell.eval_envs) & set(envs) for c in study.cells if c.cell.block == block
+            ):
+                continue  # no cell of this block is evaluated in those envs
             for which, label in (("final", "Final score"), ("best", "Best score")):
                 doc.append(("h", 3, f"{label} ({env_label})"))
                 where = ", ".join(f"`{e}`" for e in envs)

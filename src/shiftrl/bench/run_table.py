@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shiftrl.bench.results import _read_rows, load_study
+from shiftrl.bench.results import Study, _read_rows, load_study
+from shiftrl.bench.suites.spec import Cell
 from shiftrl.core.errors import ConfigError
 from shiftrl.training.rundir import MODELS_FILE
 
@@ -51,7 +52,7 @@ def run_lines(
             run = by_seed.get(seed)
             name = f"{cell.cell.name}/seed{seed}"
             if run is None or not run.steps:
-                planned = run.planned_steps if run else study.budget.steps if study.budget else 0
+                planned = run.planned_steps if run else _planned(study, cell.cell)
                 lines.append(RunLine(name, "not started", 0, planned, None, None))
                 continue
             scores = [s for s in run.scores if s is not None]
@@ -68,6 +69,15 @@ def run_lines(
                 )
             )
     return lines
+
+
+def _planned(study: Study, cell: Cell) -> int:
+    """The steps a job not started yet will run (online-only cells: environment steps)."""
+    if study.budget is None:
+        return 0
+    if cell.online_only:
+        return study.budget.online.online_steps(cell.online)
+    return study.budget.steps
 
 
 def _model_seconds(run_dir: Path | None) -> dict[str, float]:

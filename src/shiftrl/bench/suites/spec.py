@@ -208,6 +208,14 @@ class TableLayout:
     """Extra tables of per-environment scores: label -> env ids. A cell's entry is the mean
     of its runs' `eval/<env>/normalized_score` over the listed envs it was evaluated in
     (SRPO: the base dynamics alone, beside the main table's mean over all its envs)."""
+    block_titles: Mapping[str, str] = field(default_factory=dict)
+    """block -> its own heading, for a block whose data `title` does not describe (SRPO's
+    online block); other blocks are headed "<title>: <block>"."""
+
+    def heading(self, block: str) -> str:
+        if block in self.block_titles:
+            return self.block_titles[block]
+        return self.title + (f": {block}" if block else "")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -219,6 +227,7 @@ class TableLayout:
             "arrows": dict(self.arrows),
             "note": self.note,
             "per_env_tables": {k: list(v) for k, v in self.per_env_tables.items()},
+            **({"block_titles": dict(self.block_titles)} if self.block_titles else {}),
         }
 
     @classmethod
@@ -232,6 +241,7 @@ class TableLayout:
             arrows=dict(d.get("arrows", {})),
             note=d.get("note", ""),
             per_env_tables={k: tuple(v) for k, v in d.get("per_env_tables", {}).items()},
+            block_titles=dict(d.get("block_titles", {})),
         )
 
 

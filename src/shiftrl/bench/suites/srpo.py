@@ -209,6 +209,10 @@ SUITE = Suite(
             *ONLINE_VARIANTS,
         ),
         blocks=(MODEL_FREE, MAPLE_BLOCK, ONLINE_BLOCK),
+        block_titles={
+            ONLINE_BLOCK: "SRPO online (SRPO-like): context SAC from scratch on envs whose "
+            "dynamics are drawn per episode, mean over those dynamics"
+        },
         arrows={
             "context SAC+SRPO": "context SAC",
             "context SAC+SRPO shuffled": "context SAC+SRPO",
