@@ -33,6 +33,20 @@ TINY_NETS = {
 FAST_RUN = {"batch_size": 64, "eval_episodes": 20}
 
 
+class Interrupt(Exception):
+    """Raised by `stop_at`'s callback: a run killed at a known step."""
+
+
+def stop_at(step: int):
+    """A training callback that kills the run at its evaluation row of `step`."""
+
+    def callback(row: dict) -> None:
+        if row["step"] == step:
+            raise Interrupt
+
+    return callback
+
+
 def tiny_overrides(algo: str, **extra) -> dict:
     from shiftrl.learners import get_learner
 

@@ -155,16 +155,13 @@ def test_presets_and_settings_are_checked():
         MOPO().bind(bc)
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_mopo_trains_end_to_end_and_resumes(point_reach_data, tmp_path):
     """Dynamics phase (cached), then SAC on real + model rows; killed after the first
     evaluation and resumed: the model comes from the cache, the buffer from the checkpoint."""
     import shiftrl
     from shiftrl.dynamics.store import cache_root
     from shiftrl.envs.toy import POINT_REACH_ID
+    from tests.conftest import Interrupt, stop_at
 
     overrides = {
         "hidden": (32, 32),
@@ -179,18 +176,9 @@ def test_mopo_trains_end_to_end_and_resumes(point_reach_data, tmp_path):
         "mopo.model_max_epochs": 3,
     }
     common = dict(steps=100, eval_envs=[POINT_REACH_ID], overrides=overrides, progress=False)
-
-    def kill_after_first_eval(row):
-        if row["step"] == 50:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
         shiftrl.train(
-            "mopo",
-            point_reach_data,
-            out=tmp_path / "run",
-            callbacks=[kill_after_first_eval],
-            **common,
+            "mopo", point_reach_data, out=tmp_path / "run", callbacks=[stop_at(50)], **common
         )
     models = sorted(p.name for p in cache_root().iterdir() if not p.name.startswith("."))
     run = shiftrl.train("mopo", point_reach_data, out=tmp_path / "run", resume=True, **common)

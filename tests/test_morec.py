@@ -223,6 +223,22 @@ def test_neorl_presets_and_fixed_temperatures_reach_the_run_config():
     assert not random.backup_entropy and random.auto_entropy  # hopper-random's backup
 
 
+TINY_MOREC_RUN = {
+    "hidden": (32, 32),
+    "batch_size": 64,
+    "eval_every": 40,
+    "eval_episodes": 2,
+    "morec-mopo.rollout_batch": 32,
+    "morec-mopo.rollout_every": 20,
+    "morec-mopo.horizon": 5,
+    "morec-mopo.model_hidden": (16,),
+    "morec-mopo.model_members": 3,
+    "morec-mopo.model_elites": 2,
+    "morec-mopo.model_max_epochs": 3,
+}
+"""Tiny MOREC-MOPO settings on PointReach: the ensemble is test_mopo's (cached once)."""
+
+
 def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     """`shiftrl dynamics-reward train / eval`, then `shiftrl train --algo morec-mopo` with that
     reward: the ensemble (test_mopo's settings: reused from the cache), then SAC on real +
@@ -249,24 +265,11 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert len(json.loads(evaluated.output)["perturbations"]) == 3
-    settings = {
-        "morec-mopo.reward_dir": str(reward_dir),
-        "hidden": "32,32",
-        "batch_size": 64,
-        "eval_every": 40,
-        "eval_episodes": 2,
-        "morec-mopo.rollout_batch": 32,
-        "morec-mopo.rollout_every": 20,
-        "morec-mopo.horizon": 5,
-        "morec-mopo.model_hidden": "16",
-        "morec-mopo.model_members": 3,
-        "morec-mopo.model_elites": 2,
-        "morec-mopo.model_max_epochs": 3,
-    }
+    settings = {"morec-mopo.reward_dir": str(reward_dir), **TINY_MOREC_RUN}
     args = ["train", "--algo", "morec-mopo", "--dataset", str(data), "--steps", "40"]
     args += ["--out", str(tmp_path / "run"), "--no-progress"]
     for k, v in settings.items():
-        args += ["--set", f"{k}={v}"]
+        args += ["--set", f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -291,50 +294,28 @@ def test_morec_mopo_trains_end_to_end_from_the_cli(point_reach_data, tmp_path):
     assert shapes(template) == shapes(loaded)
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_morec_mopo_learns_its_reward_once_and_resumes_from_a_kill(point_reach_data, tmp_path):
     """No reward_dir: the first start learns the dynamics reward (and caches it), models.json
     records both learned models with their cost; killed after the first evaluation, the
     resumed run takes the reward from the cache (nothing retrained), restores the policy
     phase from the checkpoint and goes on filtering with the same reward."""
-    import shiftrl
+    from shiftrl import train
     from shiftrl.dynamics.reward.store import MODEL_FILE
     from shiftrl.dynamics.reward.store import cache_root as reward_cache
     from shiftrl.envs.toy import POINT_REACH_ID
+    from tests.conftest import Interrupt, stop_at
 
     overrides = {
-        "hidden": (32, 32),
-        "batch_size": 64,
-        "eval_every": 40,
-        "eval_episodes": 2,
-        "morec-mopo.rollout_batch": 32,
-        "morec-mopo.rollout_every": 20,
-        "morec-mopo.horizon": 5,
-        "morec-mopo.model_hidden": (16,),
-        "morec-mopo.model_members": 3,
-        "morec-mopo.model_elites": 2,
-        "morec-mopo.model_max_epochs": 3,
+        **TINY_MOREC_RUN,
         "morec-mopo.reward_hidden": (16,),
         "morec-mopo.reward_iterations": 100,
         "morec-mopo.reward_snapshot_every": 50,
         "morec-mopo.reward_seed": 7,  # a key no other test caches
     }
     common = dict(steps=80, eval_envs=[POINT_REACH_ID], overrides=overrides, progress=False)
-
-    def kill_after_first_eval(row):
-        if row["step"] == 40:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        shiftrl.train(
-            "morec-mopo",
-            point_reach_data,
-            out=tmp_path / "run",
-            callbacks=[kill_after_first_eval],
-            **common,
+        train(
+            "morec-mopo", point_reach_data, out=tmp_path / "run", callbacks=[stop_at(40)], **common
         )
     models = json.loads((tmp_path / "run" / "models.json").read_text())["morec-mopo"]
     learned = models["dynamics_reward"]
@@ -344,7 +325,7 @@ def test_morec_mopo_learns_its_reward_once_and_resumes_from_a_kill(point_reach_d
     stamp = saved.stat().st_mtime_ns
     cached = sorted(p.name for p in reward_cache().iterdir())
 
-    run = shiftrl.train("morec-mopo", point_reach_data, out=tmp_path / "run", resume=True, **common)
+    run = train("morec-mopo", point_reach_data, out=tmp_path / "run", resume=True, **common)
     assert sorted(p.name for p in reward_cache().iterdir()) == cached
     assert saved.stat().st_mtime_ns == stamp
     assert [r["step"] for r in run.rows] == [40, 80]
