@@ -351,9 +351,11 @@ def test_mopo_and_mobile_beat_bc_and_model_free_sac_where_the_data_miss_actuator
         )
         scores[algo] = run.score("final")
         thrust[algo] = float(np.abs(run.policy.act(states)[:, 1:]).sum(-1).mean())
-    floor = max(40.0, scores["bc"] + 15.0, scores["sac"] + 25.0)
+    # bounds with room for another CPU's numerics: over seeds 0-2 MOPO / MOBILE scored
+    # >= 53.1 / 43.6, BC <= 24.0, SAC <= 13.7; SAC's thruster use was >= 2.2x theirs
+    floor = max(35.0, scores["bc"] + 15.0, scores["sac"] + 25.0)
     assert min(scores["mopo"], scores["mobile"]) > floor, scores
-    assert thrust["sac"] > 2.0 * max(thrust["mopo"], thrust["mobile"]), thrust
+    assert thrust["sac"] > 1.5 * max(thrust["mopo"], thrust["mobile"]), thrust
 
 
 def test_dara_composes_with_mopo(point_reach_data, random_point_reach, tmp_path):
