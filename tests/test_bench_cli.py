@@ -158,6 +158,30 @@ def test_bench_throughput_measures_model_based_phases(monkeypatch):
     assert cost.total == 3200.0
 
 
+def test_report_lists_learned_models_with_their_cost(tmp_path):
+    """A model-based study's report names each learned model once, with the run that trained
+    it, its training time and how many runs used it (from the runs' models.json)."""
+    from shiftrl.bench.report import write_report
+
+    curves = {
+        f"hopper-medium.{algo}/seed{k}": [(100, 10.0)]
+        for algo in ("mopo", "mobile")
+        for k in (0, 1)
+    }
+    study = fake_study(tmp_path / "mb-quick", "mb", "quick", (0, 1), curves)
+    ensemble = {"key": "abc", "dataset": {"name": "hopper/medium-v0"}, "seconds": 754.2}
+    ensemble.update({"epochs": 20, "stopped_early": False})
+    for i, job in enumerate(curves):
+        record = {**ensemble, "reused": i > 0}
+        (study / job / "models.json").write_text(json.dumps({"mopo": {"dynamics": record}}))
+    text = write_report(study, reps=20).read_text()
+    assert "## Learned models" in text
+    line = "| dynamics ensemble | hopper/medium-v0 | 12 min 34 s | 20 epochs | 4 | hopper-medium.mopo/seed0 |"
+    assert line in text.splitlines()
+    no_models = fake_study(tmp_path / "smoke-quick", "smoke", "quick", (0,), {})
+    assert "Learned models" not in write_report(no_models, reps=20).read_text()
+
+
 def test_report_runs_lists_progress_scores_and_metrics(tmp_path):
     """`shiftrl report DIR --runs --metric GLOB`: one line per planned run, finished,
     partial or not started, with the mean of a metric's last --window values."""

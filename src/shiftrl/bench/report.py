@@ -32,6 +32,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from shiftrl.bench.model_costs import model_cost_blocks
 from shiftrl.bench.plots import plot_aggregates, plot_curves, plot_scores
 from shiftrl.bench.render import Block, to_html, to_markdown
 from shiftrl.bench.results import CellResult, RunResult, Study, load_study
@@ -293,6 +294,8 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
                 )
                 header, body = paper_table(scoped, block, which)
                 doc.append(("table", header, body))
+
+    doc.extend(model_cost_blocks(study))
 
     kinds = (("final", "offline final score"), ("online", "online final score"))
     if not o2o:

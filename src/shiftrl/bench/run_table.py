@@ -11,17 +11,16 @@ spent training their dynamics ensemble / dynamics reward (0: taken from the cach
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shiftrl.bench.model_costs import model_records
 from shiftrl.bench.results import Study, _read_rows, load_study
 from shiftrl.bench.suites.spec import Cell
 from shiftrl.core.errors import ConfigError
-from shiftrl.training.rundir import MODELS_FILE
 
 
 @dataclass
@@ -83,18 +82,11 @@ def _planned(study: Study, cell: Cell) -> int:
 def _model_seconds(run_dir: Path | None) -> dict[str, float]:
     """Seconds this run spent training its models (models.json; 0 when it took them from
     the cache): `dynamics s`, `dynamics_reward s`."""
-    if run_dir is None or not (run_dir / MODELS_FILE).is_file():
-        return {}
-    try:
-        records = json.loads((run_dir / MODELS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, float] = {}
-    for by_model in records.values():
-        for model, record in by_model.items():
-            if isinstance(record, dict) and _number(record.get("seconds")):
-                out[f"{model} s"] = 0.0 if record.get("reused") else float(record["seconds"])
-    return out
+    return {
+        f"{kind} s": 0.0 if record.get("reused") else float(record["seconds"])
+        for kind, record in model_records(run_dir)
+        if _number(record.get("seconds"))
+    }
 
 
 def _metrics(rows: list[dict[str, Any]], patterns: Sequence[str], window: int) -> dict[str, float]:
