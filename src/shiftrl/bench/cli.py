@@ -226,9 +226,10 @@ def report(
     ] = None,
     window: Annotated[int, typer.Option("--window", help="rows averaged per --metric")] = 3,
 ) -> None:
-    """Tables (mean ± std of final and best scores), aggregate metrics with CIs, plots;
-    `--runs`: one line per run of the study (also while its sweep runs), with any logged
-    metric beside the scores."""
+    """Tables of final and best scores, aggregate metrics with CIs, plots; or --runs.
+
+    With --runs: one line per run (also mid-sweep), with any logged metric beside its scores.
+    """
     if runs:
         if fmt != "md":
             raise ConfigError(
