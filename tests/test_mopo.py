@@ -192,6 +192,22 @@ def test_mopo_trains_end_to_end_and_resumes(point_reach_data, tmp_path):
     policy = shiftrl.load_policy(tmp_path / "run")
     assert policy.act(np.zeros((1, 1), np.float32)).shape == (1, 1)
 
+    # the model tested on the policy's own episodes (its eval env), as a user would check
+    # whether the policy drives the model where it is wrong
+    from typer.testing import CliRunner
+
+    from shiftrl.cli import app
+
+    model_dir = json.loads((tmp_path / "run" / "models.json").read_text())["mopo"]["dynamics"]
+    args = ["dynamics", "eval", model_dir["cache_dir"], "--policy", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, [*args, "--transitions", "200", "--horizon", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["dataset"].startswith("policy of") and report["one_step"]["rows"] == 200
+    assert len(report["rollout"]["elite_mean_state_mse"]) == 5
+    both = CliRunner().invoke(app, [*args, "--dataset", "x"])
+    assert both.exit_code == 2 and "give --dataset or --policy" in both.output
+
 
 class ValueStub:
     """A learner whose target value is sum(s'), so MOBILE's penalty is known by hand."""

@@ -196,6 +196,39 @@ def evaluate(policy_or_run: Any, env_id: str, episodes: int = 10, seed: int = 0)
     return policy.evaluate(env_id, episodes, seed)
 
 
+def policy_transitions(
+    run_dir: str | Path,
+    env_id: str | None = None,
+    transitions: int = 5_000,
+    seed: int = 0,
+) -> TransitionDataset:
+    """The run's policy acting deterministically in `env_id` (default: the run's first
+    evaluation env), as a dataset of `transitions` transitions: the states the policy
+    itself visits, e.g. to test a dynamics model there (`evaluate_dynamics`), where a
+    model-based learner's policy may exploit it."""
+    import json
+
+    from shiftrl.core.errors import ConfigError
+    from shiftrl.data.collect import collect
+    from shiftrl.data.dataset import DatasetMetadata
+    from shiftrl.training.evaluation import check_env_shape
+
+    policy = load_policy(run_dir)
+    if policy.learner.recurrent:
+        raise ConfigError(
+            f"{run_dir}: a recurrent (context) policy; its transitions need per-episode "
+            "states, which collecting does not keep"
+        )
+    if env_id is None:
+        try:
+            env_id = json.loads((Path(run_dir) / "config.json").read_text())["eval_envs"][0]
+        except (OSError, ValueError, KeyError, IndexError):
+            raise ConfigError(f"{run_dir} names no evaluation env; give one (--env)") from None
+    check_env_shape(env_id, policy.learner.spec.obs_dim, policy.learner.spec.act_dim)
+    meta = DatasetMetadata(name=f"policy of {run_dir} in {env_id}", env_id=env_id)
+    return collect(env_id, lambda obs, rng: policy.act(obs), transitions, seed=seed, metadata=meta)
+
+
 def algos() -> list[dict[str, Any]]:
     """Every learner with its description, paper and presets (the `shiftrl algos` table)."""
     out = []

@@ -92,13 +92,29 @@ def record_mse(model) -> list[float]:
 @user_errors
 def eval_(
     model_dir: Annotated[Path, typer.Argument(help="a folder written by `dynamics train`")],
-    dataset: Annotated[str, typer.Option("--dataset", help="dataset ID or file to test on")],
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="dataset ID or file to test on")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="a run folder: test on its policy's own transitions instead of a dataset "
+            "(where a model-based learner's policy may exploit the model)",
+        ),
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="with --policy: env to act in (the run's)")
+    ] = None,
+    transitions: Annotated[
+        int, typer.Option("--transitions", help="with --policy: transitions to collect")
+    ] = 5_000,
     horizon: Annotated[int, typer.Option("--horizon", help="k for the k-step rollout error")] = 10,
     windows: Annotated[int, typer.Option("--windows", help="rollout start points")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """One-step MSE per member and k-step rollout error against the data's trajectories."""
+    """One-step MSE per member and k-step rollout error on a dataset or a policy's episodes."""
     from rich.console import Console
     from rich.table import Table
 
@@ -107,10 +123,17 @@ def eval_(
     from shiftrl.dynamics.evaluate import evaluate_model
     from shiftrl.dynamics.store import load_model
 
-    if horizon < 1 or windows < 1:
-        raise ConfigError("--horizon and --windows must be positive")
+    if horizon < 1 or windows < 1 or transitions < 1:
+        raise ConfigError("--horizon, --windows and --transitions must be positive")
+    if (dataset is None) == (policy is None):
+        raise ConfigError("give --dataset or --policy (one of them)")
     model, record = load_model(model_dir)
-    data = load_dataset(dataset)
+    if policy is not None:
+        from shiftrl.api import policy_transitions
+
+        data = policy_transitions(policy, env, transitions, seed)
+    else:
+        data = load_dataset(dataset)
     result = evaluate_model(model, data, record, horizon=horizon, windows=windows, seed=seed)
     if as_json:
         typer.echo(json.dumps(result))
