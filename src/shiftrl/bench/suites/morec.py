@@ -20,7 +20,9 @@ NeoRL rows (docs/methods.md); MOPO has none released and runs its defaults there
 
 Budgets: `paper` 1M SAC steps (MOREC trains 3M: 3,000 epochs x 1,000), seeds 0-4; `quick`
 (declared) 100k steps, the dynamics ensemble capped at 20 epochs as in `mb`, seeds 0-2
-(180 jobs). Not yet measured on any machine.
+(180 jobs). Measured so far (docs/benchmarks/morec.md): a MOREC-MOPO job runs 6-7 updates/s
+on the shared 2-core CPU, about 4.5 hours (rollouts of 100 steps x 10 candidates x 40
+snapshots every 1,000 steps), against MOPO's ~1 hour: the suite is for an accelerator.
 """
 
 from dataclasses import replace
