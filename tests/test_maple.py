@@ -38,6 +38,7 @@ from shiftrl.learners import LearnerSpec, get_learner
 from shiftrl.training import checkpoint
 from shiftrl.training.evaluation import RecurrentPolicy, run_episodes
 from shiftrl.training.loop import SamplerSpec, to_device
+from tests.conftest import Interrupt, stop_at
 
 ENVS = (POINT_REACH_ID, POINT_REACH_FLIPPED_ID)
 LEARN = {"hidden": (32, 32), "policy_lr": 1e-3, "qf_lr": 1e-3, "batch_size": 32}
@@ -296,10 +297,6 @@ MODEL_SETTINGS = [
 ]
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_maple_with_srpo_and_dara_resumes_from_the_cli(two_dynamics, tmp_path):
     """MAPLE with SRPO's and DARA's add-ons (one run, so one compilation, exercises both on
     the segment path) is killed after its first evaluation and resumed by `shiftrl train
@@ -311,11 +308,6 @@ def test_maple_with_srpo_and_dara_resumes_from_the_cli(two_dynamics, tmp_path):
     for data, path in zip(two_dynamics, (target, source), strict=True):
         save_dataset(data, path)  # files, so the CLI can load them again to resume
     settings = [*MODEL_SETTINGS, "batch_size=8", "hidden=16,16"]
-
-    def kill_after_first_eval(row):
-        if row["step"] == 10:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
         shiftrl.train(
             "maple",
@@ -328,7 +320,7 @@ def test_maple_with_srpo_and_dara_resumes_from_the_cli(two_dynamics, tmp_path):
             overrides=[*settings, "eval_every=10", "eval_episodes=2"],
             progress=False,
             out=tmp_path / "run",
-            callbacks=[kill_after_first_eval],
+            callbacks=[stop_at(10)],
         )
     assert checkpoint.latest(tmp_path / "run").name == "step_0000000010.msgpack"
     result = CliRunner().invoke(

@@ -13,6 +13,7 @@ from shiftrl.training import checkpoint
 from shiftrl.training.online import OnlineConfig, train_online
 from shiftrl.zoo import load_behaviour, manifest
 from shiftrl.zoo.export import _episode_returns, _uniform
+from tests.conftest import Interrupt, stop_at
 
 SMALL_SAC = SAC.Config(hidden=(64, 64))
 
@@ -40,22 +41,13 @@ def test_sac_learns_pendulum_online(tmp_path):
     assert last > 70, [round(r["normalized_score"]) for r in rows]
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_online_resume(tmp_path):
     learner = SAC(SMALL_SAC, LearnerSpec(3, 1, 3000))
     config = online_config(
         total_steps=3000, eval_every=1000, checkpoint_every=1000, start_steps=500
     )
-
-    def kill(row):
-        if row["step"] == 2000:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train_online(learner, config, tmp_path / "run", progress=False, callbacks=[kill])
+        train_online(learner, config, tmp_path / "run", progress=False, callbacks=[stop_at(2000)])
     assert checkpoint.latest(tmp_path / "run").name == "step_0000001000.msgpack"
     rows = train_online(learner, config, tmp_path / "run", resume=True, progress=False)
     assert [r["step"] for r in rows] == [1000, 2000, 3000]

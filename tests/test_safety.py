@@ -22,14 +22,10 @@ from shiftrl.envs.toy import POINT_REACH_ID
 from shiftrl.training import checkpoint, rundir
 from shiftrl.training.logger import RunLogger, read_rows
 from tests.bench_helpers import fake_study
-from tests.conftest import FAST_RUN, tiny_overrides
+from tests.conftest import FAST_RUN, Interrupt, stop_at, tiny_overrides
 
 runner = CliRunner()
 RUN = dict(FAST_RUN, eval_episodes=4, eval_every=100)
-
-
-class Interrupt(Exception):
-    pass
 
 
 def cli(*args):
@@ -167,17 +163,12 @@ def _strict_json(text: str):
 def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(point_reach_data, tmp_path):
     run_dir, data = tmp_path / "run", tmp_path / "data.npz"
     save_dataset(point_reach_data, data)  # a file, so that `train --resume` reloads it
-
-    def stop_after_first_eval(row):
-        if row["step"] == 100:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
         train(
             str(data),
             run_dir,
             algo="td3bc",
-            callbacks=[stop_after_first_eval],
+            callbacks=[stop_at(100)],
             overrides={"keep_checkpoints": 1},
         )
     # the run goes on with a learning rate that blows the critic up

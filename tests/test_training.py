@@ -35,13 +35,9 @@ from shiftrl.training.loop import (
     to_device,
     unstack_carry,
 )
-from tests.conftest import FAST_RUN, tiny_overrides
+from tests.conftest import FAST_RUN, Interrupt, stop_at, tiny_overrides
 
 RUN = dict(FAST_RUN, eval_episodes=4)
-
-
-class Interrupt(Exception):
-    pass
 
 
 def test_resume_equals_uninterrupted(point_reach_data, tmp_path):
@@ -53,16 +49,12 @@ def test_resume_equals_uninterrupted(point_reach_data, tmp_path):
     )
     full = shiftrl.train("td3bc", point_reach_data, out=tmp_path / "full", **common)
 
-    def kill_after_first_eval(row):
-        if row["step"] == 200:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
         shiftrl.train(
             "td3bc",
             point_reach_data,
             out=tmp_path / "killed",
-            callbacks=[kill_after_first_eval],
+            callbacks=[stop_at(200)],
             **common,
         )
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "killed")] == [
