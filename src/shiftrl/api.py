@@ -206,12 +206,11 @@ def policy_transitions(
     evaluation env), as a dataset of `transitions` transitions: the states the policy
     itself visits, e.g. to test a dynamics model there (`evaluate_dynamics`), where a
     model-based learner's policy may exploit it."""
-    import json
-
     from shiftrl.core.errors import ConfigError
     from shiftrl.data.collect import collect
     from shiftrl.data.dataset import DatasetMetadata
     from shiftrl.training.evaluation import check_env_shape
+    from shiftrl.training.rundir import read_meta
 
     policy = load_policy(run_dir)
     if policy.learner.recurrent:
@@ -220,10 +219,10 @@ def policy_transitions(
             "states, which collecting does not keep"
         )
     if env_id is None:
-        try:
-            env_id = json.loads((Path(run_dir) / "config.json").read_text())["eval_envs"][0]
-        except (OSError, ValueError, KeyError, IndexError):
-            raise ConfigError(f"{run_dir} names no evaluation env; give one (--env)") from None
+        envs = read_meta(Path(run_dir)).get("eval_envs") or []
+        if not envs:
+            raise ConfigError(f"{run_dir} names no evaluation env; give one (--env)")
+        env_id = envs[0]
     check_env_shape(env_id, policy.learner.spec.obs_dim, policy.learner.spec.act_dim)
     meta = DatasetMetadata(name=f"policy of {run_dir} in {env_id}", env_id=env_id)
     return collect(env_id, lambda obs, rng: policy.act(obs), transitions, seed=seed, metadata=meta)

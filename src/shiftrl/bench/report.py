@@ -181,13 +181,16 @@ def _bootstrap(
 # The document (rendered to markdown or html by bench.render)
 # ---------------------------------------------------------------------------------------
 def _budget_text(study: Study, o2o: bool) -> str:
-    """The budget line; online-only cells (trained online from scratch) get their own
-    steps, and a study of nothing else does not quote the offline budget it never ran."""
+    """The budget line with the profile's note; online-only cells (trained online from
+    scratch) get their own steps, and a study of nothing else quotes neither the offline
+    budget it never ran nor the note about it."""
     budget = study.budget
     assert budget is not None
+    offline = budget.describe(with_online=o2o)
+    note = f" ({budget.note})" if budget.note else ""
     online_only = [c.cell for c in study.cells if c.cell.online_only]
     if not online_only:
-        return budget.describe(with_online=o2o)
+        return offline + note
     o = budget.online
     steps = ", ".join(
         f"{cell.online.env} {o.online_steps(cell.online):,}"
@@ -199,7 +202,7 @@ def _budget_text(study: Study, o2o: bool) -> str:
     )
     if len(online_only) == len(study.cells):
         return text
-    return f"{budget.describe(with_online=o2o)}; online-only cells: {text}"
+    return f"{offline}; online-only cells: {text}{note}"
 
 
 def build(study: Study, reps: int = 10_000) -> list[Block]:
@@ -217,10 +220,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
     done = sum(c.n_finished for c in study.cells)
     facts = []
     if study.budget is not None:
-        note = f" ({study.budget.note})" if study.budget.note else ""
-        if all(c.cell.online_only for c in study.cells):
-            note = ""  # the profile's note is about its offline steps
-        facts.append(f"**Budget:** {_budget_text(study, o2o)}{note}.")
+        facts.append(f"**Budget:** {_budget_text(study, o2o)}.")
     seeds = sorted({s for c in study.cells for s in c.planned_seeds})
     facts.append(f"**Seeds:** {', '.join(map(str, seeds)) or MISSING}.")
     facts.append(f"**Runs finished:** {done} of {total}.")
