@@ -38,6 +38,7 @@ and CPU (`ds.checksum()`, recorded in `checksums.json`).
 
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import Any
 
@@ -55,6 +56,9 @@ SCHEME = 1
 """Version of the collection scheme; bump when a change here changes the data."""
 
 _synced: tuple[Any, ...] | None = None
+# Threads that look datasets up at once (a sweep's workers) must not see the registry half
+# rebuilt: one of them syncs while the others wait, then they find the key current.
+_sync_lock = threading.Lock()
 
 
 def sync() -> None:
@@ -73,15 +77,33 @@ def sync() -> None:
             key += (str(path), None, None)
     if key == _synced:
         return
-    for old in [i for i, s in REGISTRY.items() if s.origin == "zoo"]:
+    with _sync_lock:
+        if key != _synced:
+            _register_zoo_datasets()
+            _synced = key
+
+
+def _register_zoo_datasets() -> None:
+    from shiftrl import zoo
+    from shiftrl.data import neorl
+
+    # register the new entries before dropping the gone ones, so a lookup in another thread
+    # never misses a dataset that exists before and after
+    specs = [
+        (zoo_spec(variant, entry, level), _aliases(variant, level))
+        for variant, entry in sorted(zoo.manifest()["policies"].items())
+        for level in available_levels(entry)
+    ]
+    specs += [
+        (neorl.neorl_spec(variant, level), _aliases(variant, level))
+        for variant in neorl.neorl_variants()
+        for level in neorl.LEVEL_FRACTIONS
+    ]
+    gone = {i for i, s in REGISTRY.items() if s.origin == "zoo"} - {s.dataset_id for s, _ in specs}
+    for spec, aliases in specs:
+        register(spec, aliases=aliases)
+    for old in gone:
         unregister(old)
-    for variant, entry in sorted(zoo.manifest()["policies"].items()):
-        for level in available_levels(entry):
-            register(zoo_spec(variant, entry, level), aliases=_aliases(variant, level))
-    for variant in neorl.neorl_variants():
-        for level in neorl.LEVEL_FRACTIONS:
-            register(neorl.neorl_spec(variant, level), aliases=_aliases(variant, level))
-    _synced = key
 
 
 def available_levels(entry: dict[str, Any]) -> list[str]:
