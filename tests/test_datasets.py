@@ -108,6 +108,28 @@ def test_concurrent_first_uses_build_once(fake_zoo, monkeypatch):
     assert len(calls) == 1 and got[0].checksum() == got[1].checksum()
 
 
+def test_a_resync_never_hides_a_dataset_from_another_thread(fake_zoo):
+    # a sweep's workers look datasets up while another re-reads a changed manifest
+    import threading
+
+    registry.dataset_ids()
+    stop, missed = threading.Event(), []
+
+    def resync() -> None:
+        for _ in range(200):
+            zoo_datasets._synced = None
+            zoo_datasets.sync()
+        stop.set()
+
+    worker = threading.Thread(target=resync)
+    worker.start()
+    while not stop.is_set():
+        if not registry.is_registered("hopper/random-v0"):
+            missed.append(1)
+    worker.join()
+    assert not missed
+
+
 @pytest.mark.parametrize("level", zoo_datasets.LEVELS)
 def test_every_level_builds(fake_zoo, level):
     did = f"hopper-base/{level}-v0"
