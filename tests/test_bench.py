@@ -297,6 +297,12 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     assert "\n".join(lines[final : final + 10]) == DARA_FINAL
     bear = lines.index("### Final score") + 2  # the BEAR block has no runs: all missing
     assert lines[bear + 3] == "| hopper-medium | — | — | — | — |"  # no control columns
+    # each run's mean over its last three evaluations: the medium-replay DARA seed 1 ran
+    # two (35, 30 -> 32.5), seed 0 one (30): 31.25 ± 1.25 over the seeds
+    last3 = lines.index("### Last three evaluations", iql) + 2
+    assert lines[last3 + 4].startswith(
+        "| hopper-medium-replay | — | — | 40.0 ± 0.0 | 31.2 ± 1.2 ↓ |"
+    )
     best = lines.index("### Best score", iql) + 2
     controls = " — |" * 5  # IQL's control columns, not run here
     assert lines[best + 3] == (
@@ -360,7 +366,7 @@ def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
     ]
     first = [x.split(" | ")[0] for x in text.splitlines() if x.startswith("| ")]
     rows = [x[2:] for x in first if x[2:].startswith(("hopper", "walker2d")) and "." not in x]
-    assert rows == ["hopper-medium"] * 6  # final and best tables: the selected row only
+    assert rows == ["hopper-medium"] * 9  # final, last-three and best tables: the selected row only
 
 
 # ---------------------------------------------------------------------------------------

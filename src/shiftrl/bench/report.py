@@ -5,6 +5,9 @@ budget and seeds) and every run folder `DIR/<cell>/seed<k>/` (config.json,
 metrics.jsonl). Without a study.json, any folder of run folders works: cells are the
 folders holding `seed*/config.json`, laid out as rows = target dataset, columns = learner.
 
+Offline studies get, per block of the paper's table, the final score, the mean of each run's
+last three evaluations and the best score, mean ± std over seeds.
+
 Writes `DIR/report.md` (or `report.html`) and `DIR/plots/`: `scores.png` (final score per
 cell), `aggregates.png` (IQM / mean / optimality gap with CIs, over the tasks all methods
 of a block finished) and `curves/<cell>.png`.
@@ -18,8 +21,8 @@ aggregates are over offline and over online final scores; `online/<cell>.png` ar
 online learning curves.
 
 Per-environment tables: a suite whose layout names `per_env_tables` ({label: env ids},
-e.g. SRPO's "base dynamics only") gets, in each block after the final / best tables, the
-same tables again with every cell scored in those environments alone (the runs' logged
+e.g. SRPO's "base dynamics only") gets, in each block after the main tables, the same
+tables again with every cell scored in those environments alone (the runs' logged
 `eval/<env>/normalized_score`, mean over the listed envs a cell was evaluated in) instead
 of the mean over all its evaluation environments; cells evaluated in none of them show
 "—". Aggregates and plots stay on the main score. (Offline studies only.)
@@ -63,6 +66,14 @@ def grid(study: Study) -> tuple[list[str], list[str], list[str], dict]:
     rows = _ordered(lay.rows, [c.cell.row for c in study.cells])
     cols = _ordered(lay.columns, [c.cell.column for c in study.cells])
     return blocks, rows, cols, cells
+
+
+SCORE_TABLES = (
+    ("final", "Final score"),
+    ("last3", "Last three evaluations"),
+    ("best", "Best score"),
+)
+"""The per-block tables of an offline study: statistic, heading."""
 
 
 def fmt_cell(c: CellResult | None, which: str, baseline: CellResult | None = None) -> str:
@@ -254,8 +265,9 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
                 "Scores are normalized returns x100 (random 0, expert 100), averaged over "
                 "each run's evaluation environments; cells show mean ± std (population std) "
                 "over seeds. *Final* is the score at the last evaluation, *best* the best "
-                "evaluation of each run (CORL reports both). (k/n): only k of n seeds "
-                f"finished. {MISSING}: no finished run.",
+                "evaluation of each run (CORL reports both), *last three evaluations* each "
+                "run's mean over its last three (less at the mercy of one evaluation). "
+                f"(k/n): only k of n seeds finished. {MISSING}: no finished run.",
             )
         )
     if study.references:
@@ -273,7 +285,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
                 header, body = o2o_table(study, block, which)
                 doc.append(("table", header, body))
             continue
-        for which, label in (("final", "Final score"), ("best", "Best score")):
+        for which, label in SCORE_TABLES:
             doc.append(("h", 3, label))
             header, body = paper_table(study, block, which)
             doc.append(("table", header, body))
@@ -282,7 +294,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
                 set(c.cell.eval_envs) & set(envs) for c in study.cells if c.cell.block == block
             ):
                 continue  # no cell of this block is evaluated in those envs
-            for which, label in (("final", "Final score"), ("best", "Best score")):
+            for which, label in SCORE_TABLES:
                 doc.append(("h", 3, f"{label} ({env_label})"))
                 where = ", ".join(f"`{e}`" for e in envs)
                 doc.append(

@@ -29,6 +29,8 @@ from shiftrl.bench.suites.spec import Budget, Cell, Learner, TableLayout
 from shiftrl.core.errors import ConfigError, ShiftRLError
 
 ONLINE_DIR = "online"  # as bench.worker.ONLINE_DIR (kept free of the worker's imports)
+LAST_EVALS = 3
+"""Evaluations averaged by the `last3` statistic."""
 _ENV_KEY = re.compile(r"^eval/(.+)/normalized_score$")
 
 
@@ -84,8 +86,8 @@ class RunResult:
         return self.planned_online is None or (self.online is not None and self.online.finished)
 
     def value(self, which: str) -> float | None:
-        """final / best (offline run), online / online_best / regret (online phase)."""
-        if which in ("final", "best"):
+        """final / last3 / best (offline run), online / online_best / regret (online phase)."""
+        if which in ("final", "last3", "best"):
             return getattr(self, which)
         o = self.online
         if o is None or not o.finished:
@@ -95,6 +97,13 @@ class RunResult:
     @property
     def final(self) -> float | None:
         return self.scores[-1] if self.finished else None
+
+    @property
+    def last3(self) -> float | None:
+        """Mean of the last three evaluations: less at the mercy of one evaluation's fall than
+        `final` (hopper's IQL runs drop 40 points at one evaluation and recover at the next)."""
+        valid = [s for s in self.scores[-LAST_EVALS:] if s is not None]
+        return float(np.mean(valid)) if self.finished and valid else None
 
     @property
     def best(self) -> float | None:
