@@ -303,6 +303,14 @@ def test_report_from_fixed_run_folders_gives_the_papers_table(dara_report):
     assert lines[last3 + 4].startswith(
         "| hopper-medium-replay | — | — | 40.0 ± 0.0 | 31.2 ± 1.2 ↓ |"
     )
+    # paired by seed against the arrows' baselines: DARA 45, 55 vs w/o aug 40, 40 (final);
+    # medium-replay: 30 vs 40 twice, last three 30 and 32.5 vs 40
+    paired = lines.index("### Paired by seed", iql)
+    assert paired < lines.index("## DARA (target: unshifted dynamics): IQL, source gravity x0.5")
+    assert lines[paired + 6 : paired + 8] == [
+        "| hopper-medium | 1T+10S DARA | 1T+10S w/o aug | +10.0 (+5.0, +15.0) | +10.0 (+5.0, +15.0) |",
+        "| hopper-medium-replay | 1T+10S DARA | 1T+10S w/o aug | -10.0 (-10.0, -10.0) | -8.8 (-10.0, -7.5) |",
+    ]
     best = lines.index("### Best score", iql) + 2
     controls = " — |" * 5  # IQL's control columns, not run here
     assert lines[best + 3] == (
@@ -364,7 +372,8 @@ def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
         f"## DARA (target: unshifted dynamics): IQL, source {s}"
         for s in ("body mass x2", "gravity x0.5", "friction x0.5")
     ]
-    first = [x.split(" | ")[0] for x in text.splitlines() if x.startswith("| ")]
+    scores = [x for x in text.splitlines() if x.startswith("| ") and "±" in x]
+    first = [x.split(" | ")[0] for x in scores]
     rows = [x[2:] for x in first if x[2:].startswith(("hopper", "walker2d")) and "." not in x]
     assert rows == ["hopper-medium"] * 9  # final, last-three and best tables: the selected row only
 

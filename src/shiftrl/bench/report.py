@@ -6,7 +6,8 @@ metrics.jsonl). Without a study.json, any folder of run folders works: cells are
 folders holding `seed*/config.json`, laid out as rows = target dataset, columns = learner.
 
 Offline studies get, per block of the paper's table, the final score, the mean of each run's
-last three evaluations and the best score, mean ± std over seeds.
+last three evaluations and the best score, mean ± std over seeds; then, where the layout's
+arrows name a baseline column, each column minus it seed by seed (`bench.paired`).
 
 Writes `DIR/report.md` (or `report.html`) and `DIR/plots/`: `scores.png` (final score per
 cell), `aggregates.png` (IQM / mean / optimality gap with CIs, over the tasks all methods
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shiftrl.bench.model_costs import model_cost_blocks
+from shiftrl.bench.paired import paired_table
 from shiftrl.bench.plots import plot_aggregates, plot_curves, plot_scores
 from shiftrl.bench.render import Block, to_html, to_markdown
 from shiftrl.bench.results import CellResult, RunResult, Study, load_study
@@ -111,6 +113,26 @@ def paper_table(study: Study, block: str, which: str) -> tuple[list[str], list[l
             line.append(fmt_cell(cells.get((block, row, col)), which, base))
         body.append(line)
     return header, body
+
+
+def _paired_blocks(study: Study, block: str) -> list[Block]:
+    """The block's paired-by-seed differences against the arrows' baselines (if any)."""
+    _, rows, cols, cells = grid(study)
+    lay = study.layout
+    header, body = paired_table(block, rows, cols, cells, lay.arrows, lay.row_header)
+    if not body:
+        return []
+    return [
+        ("h", 3, "Paired by seed"),
+        (
+            "p",
+            "Each column minus the column its arrow compares it with, seed by seed (runs "
+            "of one seed share the target subset and the networks' initialisation): the "
+            "mean of the per-seed differences, then each seed's, over the seeds both "
+            "finished.",
+        ),
+        ("table", header, body),
+    ]
 
 
 def fmt_o2o(c: CellResult | None) -> str:
@@ -289,6 +311,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
             doc.append(("h", 3, label))
             header, body = paper_table(study, block, which)
             doc.append(("table", header, body))
+        doc.extend(_paired_blocks(study, block))
         for env_label, (envs, scoped) in per_env.items():
             if not any(
                 set(c.cell.eval_envs) & set(envs) for c in study.cells if c.cell.block == block
