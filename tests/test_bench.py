@@ -358,6 +358,22 @@ def test_report_without_study_json(dara_report, tmp_path):
     assert study.cells[0].stat("final") == (60.0, 10.0)
 
 
+def test_paired_differences_use_only_the_seeds_both_cells_finished():
+    from shiftrl.bench.paired import fmt_differences, seed_differences
+    from shiftrl.bench.results import CellResult, RunResult
+
+    def cell(runs: dict[int, list[float]], planned: int = 30) -> CellResult:
+        results = [RunResult(seed, [10, 20, 30][: len(v)], v, planned) for seed, v in runs.items()]
+        return CellResult(cell=None, runs=results)  # type: ignore[arg-type]
+
+    method = cell({0: [50.0, 60.0, 70.0], 1: [10.0, 20.0, 30.0], 2: [99.0]})  # seed 2 unfinished
+    base = cell({1: [0.0, 0.0, 40.0], 0: [20.0, 20.0, 20.0], 3: [5.0, 5.0, 5.0]})
+    assert seed_differences(method, base, "final") == [50.0, -10.0]  # seeds 0 and 1, in order
+    assert seed_differences(method, base, "last3") == [40.0, 20.0 - 40.0 / 3]
+    assert fmt_differences([50.0, -10.0]) == "+20.0 (+50.0, -10.0)"
+    assert fmt_differences([]) == "—"
+
+
 def test_report_of_a_selection_shows_only_the_cells_it_ran(tmp_path):
     suite = get_suite("dara")
     jobs = plan_jobs(suite, "quick", (0,), ["hopper-medium.iql.*"])
