@@ -226,7 +226,7 @@ def report(
     ] = None,
     window: Annotated[int, typer.Option("--window", help="rows averaged per --metric")] = 3,
 ) -> None:
-    """Tables of final and best scores, aggregate metrics with CIs, plots; or --runs.
+    """Score tables (final, last three, best, paired by seed), aggregates, plots; or --runs.
 
     With --runs: one line per run (also mid-sweep), with any logged metric beside its scores.
     """
