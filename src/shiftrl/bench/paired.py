@@ -22,13 +22,9 @@ PAIRED_STATS = (("final", "final"), ("last3", "last three evaluations"))
 
 def seed_differences(cell: CellResult, baseline: CellResult, which: str) -> list[float]:
     """`which` of each seed both cells finished, cell minus baseline, in seed order."""
-    mine = {r.seed: r.value(which) for r in cell.runs}
-    theirs = {r.seed: r.value(which) for r in baseline.runs}
-    return [
-        float(mine[s] - theirs[s])  # type: ignore[operator]
-        for s in sorted(mine.keys() & theirs.keys())
-        if mine[s] is not None and theirs[s] is not None
-    ]
+    mine = {r.seed: v for r in cell.runs if (v := r.value(which)) is not None}
+    theirs = {r.seed: v for r in baseline.runs if (v := r.value(which)) is not None}
+    return [float(mine[s] - theirs[s]) for s in sorted(mine.keys() & theirs.keys())]
 
 
 def fmt_differences(diffs: list[float]) -> str:
