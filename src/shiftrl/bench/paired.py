@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from shiftrl.bench.results import CellResult
+from shiftrl.bench.render import Block
+from shiftrl.bench.results import CellResult, Study, grid
 
 PAIRED_STATS = (("final", "final"), ("last3", "last three evaluations"))
 """(statistic, label) compared by seed."""
@@ -59,3 +60,23 @@ def paired_table(
             if any(diffs):
                 body.append([row, col, str(base_col), *map(fmt_differences, diffs)])
     return header, body
+
+
+def paired_blocks(study: Study, block: str) -> list[Block]:
+    """The block's paired-by-seed differences against the arrows' baselines (if any)."""
+    _, rows, cols, cells = grid(study)
+    lay = study.layout
+    header, body = paired_table(block, rows, cols, cells, lay.arrows, lay.row_header)
+    if not body:
+        return []
+    return [
+        ("h", 3, "Paired by seed"),
+        (
+            "p",
+            "Each column minus the column its arrow compares it with, seed by seed (runs "
+            "of one seed share the target subset and the networks' initialisation): the "
+            "mean of the per-seed differences, then each seed's, over the seeds both "
+            "finished.",
+        ),
+        ("table", header, body),
+    ]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shiftrl.bench.results import grid
+
 if TYPE_CHECKING:
     from shiftrl.bench.results import CellResult, Study
 
@@ -57,7 +59,6 @@ def plot_curves(study: Study, path: Path, block: str = "", online: bool = False)
     """Learning curves of one block: one axis per row (dataset / task), the columns
     (methods) overlaid on it, each its mean over seeds with a ± std band; a legend of the
     methods drawn. Online: the online phases, the offline final score dashed."""
-    from shiftrl.bench.report import grid  # here: report imports this module
 
     _, rows, cols, cells = grid(study)
     panels, env_steps = [], online
@@ -116,7 +117,6 @@ def plot_scores(
 ) -> bool:
     """Bars of `bar` scores (mean ± std) per cell with `mark` scores as marks."""
     caption = caption or "final (bars), best (—)"
-    from shiftrl.bench.report import grid  # here: report imports this module
 
     blocks, rows, cols, cells = grid(study)
     blocks = [b for b in blocks if any(k[0] == b and v.values(bar) for k, v in cells.items())]

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
 from pathlib import Path
 
 from shiftrl.bench.model_costs import model_cost_blocks
-from shiftrl.bench.paired import paired_table
+from shiftrl.bench.paired import paired_blocks
 from shiftrl.bench.plots import plot_aggregates, plot_curves, plot_scores
 from shiftrl.bench.render import Block, to_html, to_markdown
-from shiftrl.bench.results import CellResult, RunResult, Study, load_study
+from shiftrl.bench.results import CellResult, RunResult, Study, grid, load_study
 from shiftrl.bench.stats import Interval, stratified_bootstrap
 from shiftrl.core.errors import ConfigError
 
@@ -51,25 +50,6 @@ FORMATS = ("md", "html")
 # ---------------------------------------------------------------------------------------
 # Layout
 # ---------------------------------------------------------------------------------------
-def _ordered(declared: Sequence[str], seen: Sequence[str]) -> list[str]:
-    """The declared order, then undeclared entries; declared ones with no cell are dropped
-    (a study run with `--only` shows the rows and columns it ran, not the whole suite's)."""
-    present = set(seen)
-    out = [x for x in declared if x in present]
-    out += [x for x in dict.fromkeys(seen) if x not in out]
-    return out
-
-
-def grid(study: Study) -> tuple[list[str], list[str], list[str], dict]:
-    """(blocks, rows, columns, {(block, row, column): CellResult})."""
-    lay = study.layout
-    cells = {(c.cell.block, c.cell.row, c.cell.column): c for c in study.cells}
-    blocks = _ordered(lay.blocks, [c.cell.block for c in study.cells])
-    rows = _ordered(lay.rows, [c.cell.row for c in study.cells])
-    cols = _ordered(lay.columns, [c.cell.column for c in study.cells])
-    return blocks, rows, cols, cells
-
-
 SCORE_TABLES = (
     ("final", "Final score"),
     ("last3", "Last three evaluations"),
@@ -113,26 +93,6 @@ def paper_table(study: Study, block: str, which: str) -> tuple[list[str], list[l
             line.append(fmt_cell(cells.get((block, row, col)), which, base))
         body.append(line)
     return header, body
-
-
-def _paired_blocks(study: Study, block: str) -> list[Block]:
-    """The block's paired-by-seed differences against the arrows' baselines (if any)."""
-    _, rows, cols, cells = grid(study)
-    lay = study.layout
-    header, body = paired_table(block, rows, cols, cells, lay.arrows, lay.row_header)
-    if not body:
-        return []
-    return [
-        ("h", 3, "Paired by seed"),
-        (
-            "p",
-            "Each column minus the column its arrow compares it with, seed by seed (runs "
-            "of one seed share the target subset and the networks' initialisation): the "
-            "mean of the per-seed differences, then each seed's, over the seeds both "
-            "finished.",
-        ),
-        ("table", header, body),
-    ]
 
 
 def fmt_o2o(c: CellResult | None) -> str:
@@ -311,7 +271,7 @@ def build(study: Study, reps: int = 10_000) -> list[Block]:
             doc.append(("h", 3, label))
             header, body = paper_table(study, block, which)
             doc.append(("table", header, body))
-        doc.extend(_paired_blocks(study, block))
+        doc.extend(paired_blocks(study, block))
         for env_label, (envs, scoped) in per_env.items():
             if not any(
                 set(c.cell.eval_envs) & set(envs) for c in study.cells if c.cell.block == block

@@ -171,6 +171,25 @@ class Study:
         )
 
 
+def _ordered(declared: Sequence[str], seen: Sequence[str]) -> list[str]:
+    """The declared order, then undeclared entries; declared ones with no cell are dropped
+    (a study run with `--only` shows the rows and columns it ran, not the whole suite's)."""
+    present = set(seen)
+    out = [x for x in declared if x in present]
+    out += [x for x in dict.fromkeys(seen) if x not in out]
+    return out
+
+
+def grid(study: Study) -> tuple[list[str], list[str], list[str], dict]:
+    """(blocks, rows, columns, {(block, row, column): CellResult})."""
+    lay = study.layout
+    cells = {(c.cell.block, c.cell.row, c.cell.column): c for c in study.cells}
+    blocks = _ordered(lay.blocks, [c.cell.block for c in study.cells])
+    rows = _ordered(lay.rows, [c.cell.row for c in study.cells])
+    cols = _ordered(lay.columns, [c.cell.column for c in study.cells])
+    return blocks, rows, cols, cells
+
+
 def _mean(vals: Sequence[float | None]) -> float | None:
     valid = [v for v in vals if v is not None]
     return float(np.mean(valid)) if valid else None
