@@ -142,3 +142,50 @@ def test_stops_in_pretraining_and_mid_window_resume_bitwise(
                 assert a[k] == b[k], k
             else:
                 np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_pretraining_progress_is_saved_so_a_killed_run_does_not_redo_it(
+    point_reach_data, tmp_path, monkeypatch
+):
+    """Pretraining writes its progress every `PRETRAIN_SAVE_EVERY_S` and once complete, so a
+    run killed afterwards (no Ctrl-C, no chance to save) resumes without redoing it."""
+    from shiftrl.training import run as run_module
+    from shiftrl.training.runloop import RunLoop
+
+    common = dict(
+        steps=20,
+        eval_envs=[POINT_REACH_ID],
+        addons=[{"name": "spot", "hidden": (16, 16), "pretrain_steps": 20}],
+        overrides=tiny_overrides("td3bc", eval_every=20, batch_size=64, eval_episodes=1),
+        progress=False,
+    )
+    saves: list[tuple[int, bool]] = []
+    save = RunLoop.save_pretraining
+
+    def spy(self, carry, done, interrupted=True):
+        saves.append((done, interrupted))
+        save(self, carry, done, interrupted)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*a, **k):
+        raise Killed
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "PRETRAIN_SAVE_EVERY_S", 0.0)  # every chunk
+        m.setattr(run_module.ChunkPacer, "next", lambda self, left: min(left, 10))
+        m.setattr(RunLoop, "save_pretraining", spy)
+        m.setattr(RunLoop, "run", killed)  # dies as training starts
+        with pytest.raises(Killed):
+            shiftrl.train("td3bc", point_reach_data, out=out, **common)
+    assert saves == [(10, False), (20, False)]  # periodic, then complete; both silent
+    assert checkpoint.load_extra(checkpoint.latest(out)) == {"pretrain_done": 20}
+
+    chunks = []
+    make = run_module.make_pretrain_chunk
+    monkeypatch.setattr(run_module, "make_pretrain_chunk", lambda *a: chunks.append(1) or make(*a))
+    resumed = shiftrl.train("td3bc", point_reach_data, out=out, resume=True, **common)
+    assert chunks == []  # the pretraining phase was not run again
+    assert [r["step"] for r in resumed.rows if "return" in r] == [20]

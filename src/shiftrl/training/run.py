@@ -162,6 +162,10 @@ def annotated_arrays(
     return out
 
 
+PRETRAIN_SAVE_EVERY_S = 300.0
+"""How often a long add-on pretraining phase writes its progress to the run folder."""
+
+
 def pretrain_addons(
     learner,
     addons,
@@ -172,20 +176,26 @@ def pretrain_addons(
     axes: Any = None,
     start: int = 0,
     stop: StopRequest | None = None,
-    save: Callable[[Any, int], None] | None = None,
+    save: Callable[[Any, int, bool], None] | None = None,
+    save_every_s: float | None = None,
 ):
     """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
     in compiled chunks of a few seconds under a progress bar (`axes`: the carry holds
-    stacked seeds), from pretraining step `start`. On a `stop` request, `save(carry, done)`
-    is called after the chunk in flight, then KeyboardInterrupt is raised."""
+    stacked seeds), from pretraining step `start`.
+
+    `save(carry, done, interrupted)` writes the phase's progress: every `save_every_s`
+    seconds and once the phase is complete (a run killed later, even by SIGKILL, resumes
+    without redoing minutes to hours of pretraining), and on a `stop` request after the
+    chunk in flight, which then raises KeyboardInterrupt."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
     if start >= steps:
         return carry
+    every = PRETRAIN_SAVE_EVERY_S if save_every_s is None else save_every_s
     chunk = make_pretrain_chunk(learner, addons, sampler, axes)
     pacer = ChunkPacer()
     names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
     with Progress(f"pretrain {names}", steps, start=start, progress=progress) as bar:
-        done = start
+        done, saved_at = start, time.monotonic()
         while done < steps:
             n = pacer.next(steps - done)
             t0 = time.perf_counter()
@@ -196,8 +206,11 @@ def pretrain_addons(
             bar.advance(n)
             if stop is not None and stop.requested and done < steps:
                 if save is not None:
-                    save(carry, done)
+                    save(carry, done, True)
                 stop.check()
+            if save is not None and (done == steps or time.monotonic() - saved_at >= every):
+                save(carry, done, False)
+                saved_at = time.monotonic()
     return carry
 
 

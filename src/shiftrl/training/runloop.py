@@ -166,15 +166,17 @@ class RunLoop:
             )
         self._say_saved(f"training step {step:,}")
 
-    def save_pretraining(self, carry, done: int) -> None:
-        """Ctrl-C during add-on pretraining: a step-0 checkpoint recording how many
-        pretraining steps are done, so `--resume` finishes the phase instead of redoing it."""
+    def save_pretraining(self, carry, done: int, interrupted: bool = True) -> None:
+        """A step-0 checkpoint recording how many add-on pretraining steps are done, so
+        `--resume` finishes the phase instead of redoing it (after Ctrl-C, `interrupted`,
+        it says how to resume; the periodic and end-of-phase saves are silent)."""
         for i, (cfg, run_dir, _) in enumerate(self.members):
             own = self.member_carry(carry, i)
             checkpoint.save(
                 run_dir, 0, own, cfg.keep_checkpoints, extra={"pretrain_done": int(done)}
             )
-        self._say_saved(f"pretraining step {done:,}")
+        if interrupted:
+            self._say_saved(f"pretraining step {done:,}")
 
     def _say_saved(self, where: str) -> None:
         dirs = [d for _, d, _ in self.members]
