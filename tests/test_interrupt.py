@@ -189,3 +189,40 @@ def test_pretraining_progress_is_saved_so_a_killed_run_does_not_redo_it(
     resumed = shiftrl.train("td3bc", point_reach_data, out=out, resume=True, **common)
     assert chunks == []  # the pretraining phase was not run again
     assert [r["step"] for r in resumed.rows if "return" in r] == [20]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_request_a_stop_then_the_handlers_are_restored(sig):
+    """A scheduler's SIGTERM (SLURM preemption, a time limit) stops a loop like Ctrl-C does:
+    the first one only sets the flag the loop reads between chunks, a second one stops at
+    once; leaving the loop puts back what was there."""
+    from shiftrl.core.interrupt import StopRequest
+
+    before = signal.getsignal(sig)
+    if sig == signal.SIGTERM and before is not signal.SIG_DFL:
+        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    with StopRequest() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # delivered to the main thread at the next bytecode
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), sig)
+            time.sleep(0.05)
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+    assert signal.getsignal(sig) is before
+
+
+def test_a_programs_own_sigterm_handler_is_left_alone():
+    from shiftrl.core.interrupt import StopRequest
+
+    def own(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        with StopRequest():
+            assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,5 @@
-"""Ctrl-C during training: finish the compiled call in flight, save a checkpoint, stop.
+"""Ctrl-C (or a scheduler's SIGTERM) during training: finish the compiled call in flight,
+save a checkpoint, stop.
 
 A compiled call cannot be interrupted, and a KeyboardInterrupt raised at an arbitrary
 point inside JAX's dispatch can leave donated buffers half-owned (a segfault at exit was
@@ -6,8 +7,12 @@ seen with `--algo ssar-cql`). So while a training loop runs, the first SIGINT on
 `requested`, which the loop reads between compiled calls (each a few seconds at most, see
 `training.loop.ChunkPacer`): it then writes a resumable checkpoint and raises
 KeyboardInterrupt itself. A second SIGINT interrupts at once, as Python usually does.
-Outside the main thread (no signal handlers there) or where SIGINT is ignored, nothing
-changes.
+
+SIGTERM is treated the same way: SLURM and other schedulers send it on preemption or at
+the time limit and kill the job some seconds later (SLURM's KillWait, 30 s by default), time
+enough to finish a chunk and save. Outside the main thread (no signal handlers there),
+where SIGINT is ignored, or where SIGTERM already has a handler of the program's own,
+nothing changes.
 """
 
 from __future__ import annotations
@@ -17,37 +22,43 @@ import signal
 import threading
 from typing import Any
 
+_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
 
 class StopRequest:
-    """A context manager; `requested` turns True at the first Ctrl-C inside it."""
+    """A context manager; `requested` turns True at the first Ctrl-C or SIGTERM inside it."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is not signal.SIG_IGN:
-                self._previous = signal.signal(signal.SIGINT, self._handle)
-                self._installed = True
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                if sig == signal.SIGINT:
+                    take = previous is not signal.SIG_IGN
+                else:  # only over the default: a program's own SIGTERM handling stays
+                    take = previous is signal.SIG_DFL
+                if take:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # the second Ctrl-C: stop now, without a checkpoint
+        name = _NAMES.get(signum, f"signal {signum}")
+        if self.requested:  # the second one: stop now, without a checkpoint
             raise KeyboardInterrupt
         self.requested = True
         # os.write, not print: a signal handler may run in the middle of another print
         os.write(
             2,
-            b"\nshiftrl: stopping after the current chunk of steps to save a checkpoint "
-            b"(Ctrl-C again to stop at once, without one)\n",
+            f"\nshiftrl: {name}: stopping after the current chunk of steps to save a "
+            f"checkpoint ({name} again to stop at once, without one)\n".encode(),
         )
 
     def check(self) -> None:
