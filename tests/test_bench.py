@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -495,28 +496,54 @@ def test_worker_thread_environment():
 _ORPHAN_SWEEP = """
 import multiprocessing as mp, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
-from shiftrl.bench.worker import init_pool_worker
+from shiftrl.bench import worker
+from shiftrl.bench.worker import init_pool_worker, pool_call
+
+
+def training_loop(marker, post):  # stands for a run's chunk loop: it saves when asked to stop
+    from shiftrl.core.interrupt import StopRequest
+
+    with StopRequest() as stop:
+        print(os.getpid(), flush=True)
+        while not stop.requested:
+            time.sleep(0.05)
+        open(marker, "w").write("checkpoint")
+        stop.check()
+
+
+worker.CALLS["training_loop"] = training_loop  # runs in each spawned worker too
 
 if __name__ == "__main__":
-    ex = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+    ex = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"),
                              initializer=init_pool_worker, initargs=({}, None))
-    print(ex.submit(os.getpid).result(), flush=True)
-    ex.submit(time.sleep, 600)  # a long job, still running when the sweep is killed
+    ex.submit(pool_call, "training_loop", sys.argv[1])
+    ex.submit(time.sleep, 600)  # a long job with no stop handling
     time.sleep(600)
 """
 
 
-def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
-    script = tmp_path / "sweep.py"
+def test_pool_workers_save_and_exit_when_the_sweep_is_killed(tmp_path):
+    """A sweep killed outright (SIGKILL: no cleanup runs in it) leaves no worker training
+    on, and a worker in a training loop saves its checkpoint on the way out."""
+    script, marker = tmp_path / "sweep.py", tmp_path / "saved"
     script.write_text(_ORPHAN_SWEEP)
-    sweep = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    worker = int(sweep.stdout.readline())
-    sweep.kill()  # SIGKILL: no cleanup runs in the sweep
+    sweep = subprocess.Popen(
+        [sys.executable, str(script), str(marker)], stdout=subprocess.PIPE, text=True
+    )
+    looping = int(sweep.stdout.readline())  # the loop is running in this worker
+    workers = [p for p in _children(sweep.pid) if p != looping]
+    sweep.kill()
     sweep.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(worker):
+    deadline = time.monotonic() + 20  # the workers' grace is 30 s: they left before it
+    while time.monotonic() < deadline and any(map(_alive, [looping, *workers])):
         time.sleep(0.2)
-    assert not _alive(worker)
+    assert not any(map(_alive, [looping, *workers]))
+    assert marker.read_text() == "checkpoint"
+
+
+def _children(pid: int) -> list[int]:
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in kids.read_text().split()] if kids.exists() else []
 
 
 def _alive(pid: int) -> bool:

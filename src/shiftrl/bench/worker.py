@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -36,6 +37,8 @@ ONLINE_DIR = "online"
 
 # -- pool workers ------------------------------------------------------------------------
 _QUEUE: Any = None
+_JOB_RUNNING = threading.Event()
+"""Set while this pool process runs a job (the exit watcher waits for it to save)."""
 
 
 def init_pool_worker(env: dict[str, str], queue: Any) -> None:
@@ -50,16 +53,25 @@ def init_pool_worker(env: dict[str, str], queue: Any) -> None:
     exit_with_parent()
 
 
-def exit_with_parent(poll_s: float = 2.0) -> None:
+def exit_with_parent(poll_s: float = 2.0, grace_s: float = 30.0) -> None:
     """Stop this worker when the sweep that started it is gone.
 
     A sweep killed without cleanup (SIGTERM, SIGKILL, a closed terminal) would otherwise
-    leave its workers training on, writing into run folders the next sweep resumes."""
+    leave its workers training on, writing into run folders the next sweep resumes. The
+    worker sends itself SIGTERM first: a training loop takes it as a stop request and saves
+    a checkpoint of the step it is at (`core.interrupt`), so the next sweep resumes from
+    there, not from the last evaluation; anything else dies at once. It exits when the job
+    has ended, or after `grace_s` regardless."""
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
+        with contextlib.suppress(OSError):
+            os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while _JOB_RUNNING.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
@@ -67,7 +79,11 @@ def exit_with_parent(poll_s: float = 2.0) -> None:
 
 def pool_call(fn: str, *args: Any) -> dict[str, Any]:
     """What a pool process runs: `run_job` or `prepare_dataset`, by name."""
-    return CALLS[fn](*args, post=_post)
+    _JOB_RUNNING.set()
+    try:
+        return CALLS[fn](*args, post=_post)
+    finally:
+        _JOB_RUNNING.clear()
 
 
 def _post(event: Event) -> None:
