@@ -22,6 +22,7 @@ def test_ssar_quick_at_20k_steps_plans_scaled_jobs():
     jobs = plan_jobs("ssar", "quick", seeds=(0,), only="hopper-medium.td3bc*", steps=20_000)
     assert {j.id for j in jobs} == {
         "hopper-medium.td3bc/seed0",
+        "hopper-medium.td3bc-ln/seed0",
         "hopper-medium.td3bc-ssar/seed0",
         "hopper-medium.td3bc-ssar-uniform/seed0",
         "hopper-medium.td3bc-ssar-top-half/seed0",
@@ -43,7 +44,12 @@ def test_ssar_quick_at_20k_steps_plans_scaled_jobs():
         )
         config = job_config(job.to_json())
         assert (config.steps, config.eval_every, config.eval_episodes) == (20_000, 2000, 10)
-    ssar = job_config(jobs[1].to_json()).addons
+    by_id = {j.id.split("/")[0].split(".")[1]: job_config(j.to_json()) for j in jobs}
+    # the backbone control: SSAR's LayerNorm critics, no add-on; TD3+BC has neither
+    assert by_id["td3bc-ln"].addons == () and by_id["td3bc-ln"].learner.critic_layer_norm
+    assert not by_id["td3bc"].learner.critic_layer_norm
+    assert by_id["td3bc-ssar"].learner.critic_layer_norm
+    ssar = by_id["td3bc-ssar"].addons
     assert [(a["name"], a["iql_steps"], a["update_period"]) for a in ssar] == [
         ("ssar", 20_000, 1000)
     ]

@@ -3,6 +3,11 @@
 Rows: hopper / walker2d / halfcheetah x medium / medium-replay / medium-expert, on the
 project's own datasets, evaluated in the unshifted variants. Columns: each backbone with
 its paper (CORL) hyperparameters, then with SSAR (↑ / ↓ against the backbone):
+- `TD3+BC (LayerNorm)` (the backbone control): TD3+BC with SSAR's LayerNorm critics
+  (the learner's `ssar` preset) and no add-on, so a gain of +SSAR over TD3+BC can be split
+  into what LayerNorm does and what SSAR's regularizer does. The +SSAR columns' arrows
+  compare with it; its own arrow with TD3+BC. (CQL has no such column yet: a CQL job is
+  5-11 hours on the CPU machine.)
 - `TD3+BC+SSAR`, `CQL+SSAR`: the `ssar-td3bc` / `ssar-cql` recipes (`shiftrl.recipes`):
   the learner's `ssar` preset (LayerNorm critics) plus the `ssar` add-on with the official
   per-dataset settings (`shiftrl.addons.ssar.preset_settings`: trusted-data selection by
@@ -12,7 +17,8 @@ its paper (CORL) hyperparameters, then with SSAR (↑ / ↓ against the backbone
   regularization without its state dependence. Its arrow compares it with +SSAR.
 - `TD3+BC+SSAR top-half trust` (the trusted-data control, on the rows whose official
   config trusts by return: the medium rows): trajectories above the dataset's median return
-  are trusted instead of the official D4RL threshold. Its arrow compares it with TD3+BC.
+  are trusted instead of the official D4RL threshold. Its arrow compares it with the
+  LayerNorm backbone.
 
 Budgets (the add-on's own steps scale with the learner's through the budget's
 `addon_settings`, which only jobs with the `ssar` add-on take):
@@ -25,10 +31,10 @@ Budgets (the add-on's own steps scale with the learner's through the budget's
   pretraining steps, the n schedule every 5k steps and beta(s)'s learning rate 10x the
   official (`ssar.beta_lr_steps=100000`: Adam moves a weight about lr per step, so beta
   moves as far in 10x fewer steps); evaluation every 10,000 steps with 10
-  episodes, the same networks, seeds 0-2 (171 jobs). On the 2-core CPU machine (rates
+  episodes, the same networks, seeds 0-2 (198 jobs). On the 2-core CPU machine (rates
   measured there, see docs/benchmarks/README.md: TD3+BC ~170 updates/s, TD3+BC+SSAR ~50,
   SSAR's IQL pretraining ~165, CQL at 3x256 2.5-6, CQL+SSAR ~0.75x CQL) the TD3+BC
-  columns take about 42 core-hours (TD3+BC ~12 minutes a job, TD3+BC+SSAR and its
+  columns take about 47 core-hours (TD3+BC ~12 minutes a job, TD3+BC+SSAR and its
   uniform control ~35-45 each), but
   a CQL job takes 5-11 hours and a CQL+SSAR job 6-15, several hundred core-hours for the
   CQL columns: run those on a GPU or a Ray cluster, or leave them out with
@@ -55,9 +61,14 @@ the dataset's median return (`trust_quantile` 0.5) instead. The official D4RL th
 mapped through our reference scores, trust 3-6% of our hopper-medium; is that, rather than
 beta(s), what decides +SSAR's score?"""
 
+BACKBONE = "TD3+BC (LayerNorm)"
+"""SSAR's own backbone without SSAR: the official SSAR code's critics carry LayerNorm,
+CORL's TD3+BC's do not, and LayerNorm alone is known to lift offline TD3+BC."""
+
 # column: (cell suffix, learner)
 COLUMNS = {
     "TD3+BC": ("td3bc", Learner("td3bc")),
+    BACKBONE: ("td3bc-ln", Learner("td3bc", preset="ssar")),
     "TD3+BC+SSAR": ("td3bc-ssar", Learner("ssar-td3bc")),
     "TD3+BC+SSAR uniform": (
         "td3bc-ssar-uniform",
@@ -108,15 +119,17 @@ SUITE = Suite(
         rows=ROWS,
         columns=tuple(COLUMNS),
         arrows={
-            "TD3+BC+SSAR": "TD3+BC",
+            BACKBONE: "TD3+BC",
+            "TD3+BC+SSAR": BACKBONE,
             "CQL+SSAR": "CQL",
             "TD3+BC+SSAR uniform": "TD3+BC+SSAR",
-            MEDIAN_TRUST: "TD3+BC",
+            MEDIAN_TRUST: BACKBONE,
             "CQL+SSAR uniform": "CQL+SSAR",
         },
         note="+SSAR: the learner's `ssar` preset (LayerNorm critics) + the `ssar` add-on with "
-        "the official per-dataset settings; ↑ / ↓: above / below the backbone's mean (the "
-        "uniform-beta control: against +SSAR).",
+        "the official per-dataset settings; ↑ / ↓: above / below the backbone's mean (TD3+BC "
+        "variants: against TD3+BC (LayerNorm), the same critics without SSAR; that one "
+        "against TD3+BC; the uniform-beta control: against +SSAR).",
     ),
     references=("Luo et al., Selective State-Adaptive Regularization for Offline RL, ICML 2025",),
 )
