@@ -541,6 +541,63 @@ def test_pool_workers_save_and_exit_when_the_sweep_is_killed(tmp_path):
     assert marker.read_text() == "checkpoint"
 
 
+_STOPPING_SWEEP = """
+import os, sys, time
+from pathlib import Path
+from shiftrl.bench import worker
+from shiftrl.bench.backends import LocalBackend
+
+
+def training_loop(marker, study_dir, post):  # a run's chunk loop: saves when asked to stop
+    from shiftrl.core.interrupt import StopRequest
+
+    with StopRequest() as stop:
+        print(os.getpid(), flush=True)
+        while not stop.requested:
+            time.sleep(0.05)
+        open(marker, "w").write("checkpoint")
+        stop.check()
+
+
+worker.CALLS["training_loop"] = training_loop  # runs in each spawned worker too
+
+if __name__ == "__main__":
+    backend = LocalBackend(2)
+    backend.start(Path(sys.argv[2]))
+    backend.submit("training_loop", sys.argv[1])
+    sys.stdin.readline()  # the test saw the loop start
+    t0 = time.monotonic()
+    backend.shutdown(cancel=True)  # what a sweep does when it stops on an error or Ctrl-C
+    print(f"{time.monotonic() - t0:.1f}", flush=True)
+"""
+
+
+def test_a_stopping_sweep_lets_its_workers_save_then_leaves(tmp_path):
+    """A sweep stopping early (an error, Ctrl-C) sends its workers SIGTERM: a run in its
+    training loop saves the step it is at and its worker exits at once, well within the
+    30 s grace after which stragglers are killed."""
+    script, marker = tmp_path / "sweep.py", tmp_path / "saved"
+    script.write_text(_STOPPING_SWEEP)
+    sweep = subprocess.Popen(
+        [sys.executable, str(script), str(marker), str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        looping = int(sweep.stdout.readline())
+        sweep.stdin.write("go\n")
+        sweep.stdin.flush()
+        took = float(sweep.stdout.readline())
+        assert sweep.wait(timeout=60) == 0
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert marker.read_text() == "checkpoint"
+    assert not _alive(looping)
+    assert took < 20  # it left on its own, not at the grace's end
+
+
 def _children(pid: int) -> list[int]:
     kids = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in kids.read_text().split()] if kids.exists() else []

@@ -214,6 +214,24 @@ def test_sigint_and_sigterm_request_a_stop_then_the_handlers_are_restored(sig):
     assert signal.getsignal(sig) is before
 
 
+def test_ctrl_c_then_a_sweeps_sigterm_is_one_request():
+    """A benchmark worker gets the terminal's Ctrl-C and then its stopping sweep's SIGTERM:
+    still one stop request, so its run saves; only the same signal twice stops at once."""
+    from shiftrl.core.interrupt import StopRequest
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop.requested  # and no KeyboardInterrupt yet
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+
+
 def test_a_programs_own_sigterm_handler_is_left_alone():
     from shiftrl.core.interrupt import StopRequest
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue as queue_mod
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from shiftrl.bench.threads import thread_env
 from shiftrl.core.errors import ConfigError
 
 BACKENDS = ("local", "ray")
+STOP_GRACE_S = 30.0
+"""How long a stopping sweep waits for its workers to save their runs before killing them."""
 
 
 class LocalBackend:
@@ -78,9 +81,17 @@ class LocalBackend:
         if cancel:
             procs = list((getattr(self.ex, "_processes", None) or {}).values())
             self.ex.shutdown(wait=False, cancel_futures=True)
+            # SIGTERM: a job in its training loop saves the step it is at and its worker
+            # leaves (core.interrupt, worker.pool_call); an idle worker dies at once
             for p in procs:
                 with contextlib.suppress(Exception):
                     p.terminate()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.join(max(0.0, deadline - time.monotonic()))
+                    if p.is_alive():
+                        p.kill()
         else:
             self.ex.shutdown(wait=True)
         with contextlib.suppress(Exception):

@@ -82,6 +82,11 @@ def pool_call(fn: str, *args: Any) -> dict[str, Any]:
     _JOB_RUNNING.set()
     try:
         return CALLS[fn](*args, post=_post)
+    except KeyboardInterrupt:
+        # a stop request honoured (the run saved its checkpoint): the sweep is stopping,
+        # so leave now rather than wait for its shutdown to kill an idle worker
+        sys.stderr.flush()
+        os._exit(130)
     finally:
         _JOB_RUNNING.clear()
 

@@ -10,9 +10,10 @@ KeyboardInterrupt itself. A second SIGINT interrupts at once, as Python usually 
 
 SIGTERM is treated the same way: SLURM and other schedulers send it on preemption or at
 the time limit and kill the job some seconds later (SLURM's KillWait, 30 s by default), time
-enough to finish a chunk and save. Outside the main thread (no signal handlers there),
-where SIGINT is ignored, or where SIGTERM already has a handler of the program's own,
-nothing changes.
+enough to finish a chunk and save. Only the same signal twice stops at once: a benchmark
+worker that got the terminal's Ctrl-C and then its sweep's SIGTERM still saves. Outside
+the main thread (no signal handlers there), where SIGINT is ignored, or where SIGTERM
+already has a handler of the program's own, nothing changes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, Any] = {}
+        self._seen: set[int] = set()
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -51,8 +53,11 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = _NAMES.get(signum, f"signal {signum}")
-        if self.requested:  # the second one: stop now, without a checkpoint
+        if signum in self._seen:  # the same one again: stop now, without a checkpoint
             raise KeyboardInterrupt
+        self._seen.add(signum)
+        if self.requested:  # Ctrl-C, then a sweep's SIGTERM to its workers: one request
+            return
         self.requested = True
         # os.write, not print: a signal handler may run in the middle of another print
         os.write(
