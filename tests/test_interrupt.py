@@ -244,3 +244,16 @@ def test_a_programs_own_sigterm_handler_is_left_alone():
             assert signal.getsignal(signal.SIGTERM) is own
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_sweep_takes_sigterm_as_an_interrupt():
+    """A benchmark sweep runs no training loop itself: `kill PID` raises KeyboardInterrupt
+    in it, so it stops through its cleanup (workers told to save) instead of dying."""
+    from shiftrl.core.interrupt import sigterm_as_interrupt
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -27,6 +27,7 @@ from shiftrl.bench.seed_groups import plan_calls
 from shiftrl.bench.suites import Budget, Cell, Suite, get_suite
 from shiftrl.bench.worker import job_config, job_finished, job_scores, online_plan
 from shiftrl.core.errors import ConfigError
+from shiftrl.core.interrupt import sigterm_as_interrupt
 from shiftrl.core.jsonfile import read_json_object
 from shiftrl.training import rundir
 
@@ -355,21 +356,22 @@ def run_suite(
                 f", ... ({len(cells) - 6} more)" if len(cells) > 6 else ""
             )
             echo(f"--only selects {len(cells)} cell(s), {len(jobs)} job(s): {shown}")
-        return _sweep(
-            suite,
-            profile,
-            jobs,
-            study_dir,
-            old,
-            backend,
-            workers,
-            ray_address,
-            cpus_per_job,
-            gpus_per_job,
-            progress,
-            echo,
-            vmap_seeds,
-        )
+        with sigterm_as_interrupt():  # `kill PID`: workers save, the record is written
+            return _sweep(
+                suite,
+                profile,
+                jobs,
+                study_dir,
+                old,
+                backend,
+                workers,
+                ray_address,
+                cpus_per_job,
+                gpus_per_job,
+                progress,
+                echo,
+                vmap_seeds,
+            )
     finally:
         lock.release()
 

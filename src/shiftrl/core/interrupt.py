@@ -18,9 +18,11 @@ already has a handler of the program's own, nothing changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 _NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
@@ -70,3 +72,26 @@ class StopRequest:
         """Raise KeyboardInterrupt if a stop was requested (the caller has saved)."""
         if self.requested:
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM raises KeyboardInterrupt, as Ctrl-C does (main thread, over the
+    default handler only). For a process that runs no training loop itself, a benchmark
+    sweep waiting on its workers: `kill PID` then stops it through its cleanup (workers
+    told to save, study record written, lock released) instead of killing it outright."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
