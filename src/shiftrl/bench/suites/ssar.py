@@ -34,8 +34,8 @@ Budgets (the add-on's own steps scale with the learner's through the budget's
   episodes, the same networks, seeds 0-2 (198 jobs). On the 2-core CPU machine (rates
   measured there, see docs/benchmarks/README.md: TD3+BC ~170 updates/s, TD3+BC+SSAR ~50,
   SSAR's IQL pretraining ~165, CQL at 3x256 2.5-6, CQL+SSAR ~0.75x CQL) the TD3+BC
-  columns take about 47 core-hours (TD3+BC ~12 minutes a job, TD3+BC+SSAR and its
-  uniform control ~35-45 each), but
+  columns take about 52 core-hours (54 TD3+BC jobs ~11 minutes each; 63 TD3+BC+SSAR and
+  control jobs ~40 minutes each), but
   a CQL job takes 5-11 hours and a CQL+SSAR job 6-15, several hundred core-hours for the
   CQL columns: run those on a GPU or a Ray cluster, or leave them out with
   `--only '*.td3bc*'`.
