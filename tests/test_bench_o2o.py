@@ -63,13 +63,19 @@ def test_spot_suite_configs(profile):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_ssar_suite_configs(profile):
     jobs = _configs("ssar", profile)
-    # 9 rows x (TD3+BC, +SSAR, +SSAR uniform, CQL, ...) + the 3 medium rows' trust control
-    assert len(jobs) == 57
+    # 9 rows x (TD3+BC, TD3+BC (LayerNorm), +SSAR, +SSAR uniform, CQL, ...) + the 3
+    # medium rows' trust control
+    assert len(jobs) == 66
     for job, config in jobs:
         backbone = "cql" if job.cell.column.startswith("CQL") else "td3bc"
         assert config.algo == backbone
+        if job.cell.column == "TD3+BC (LayerNorm)":  # SSAR's backbone, without SSAR
+            assert config.addons == () and config.preset == "ssar"
+            assert config.learner.critic_layer_norm
+            continue
         if "+SSAR" not in job.cell.column:
             assert config.addons == () and config.preset in (None, "default")
+            assert not config.learner.critic_layer_norm
             continue
         assert config.preset == "ssar" and config.learner.critic_layer_norm
         (ssar,) = config.addons
@@ -83,12 +89,13 @@ def test_ssar_suite_configs(profile):
         assert official and {k: ssar[k] for k in official} == official
         for key, value in ADDON_STEPS[profile]["ssar"].items():
             assert ssar[key] == value
-    columns = {"TD3+BC", "TD3+BC+SSAR", "TD3+BC+SSAR uniform", "CQL", "CQL+SSAR"}
-    columns |= {"CQL+SSAR uniform", "TD3+BC+SSAR top-half trust"}
+    columns = {"TD3+BC", "TD3+BC (LayerNorm)", "TD3+BC+SSAR", "TD3+BC+SSAR uniform"}
+    columns |= {"CQL", "CQL+SSAR", "CQL+SSAR uniform", "TD3+BC+SSAR top-half trust"}
     assert {j.cell.column for j, _ in jobs} == columns
     assert get_suite("ssar").layout.arrows == {
-        "TD3+BC+SSAR": "TD3+BC",
-        "TD3+BC+SSAR top-half trust": "TD3+BC",
+        "TD3+BC (LayerNorm)": "TD3+BC",
+        "TD3+BC+SSAR": "TD3+BC (LayerNorm)",
+        "TD3+BC+SSAR top-half trust": "TD3+BC (LayerNorm)",
         "CQL+SSAR": "CQL",
         "TD3+BC+SSAR uniform": "TD3+BC+SSAR",
         "CQL+SSAR uniform": "CQL+SSAR",

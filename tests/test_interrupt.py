@@ -41,7 +41,14 @@ def test_sigint_stops_a_long_chunk_run_with_a_resumable_checkpoint(point_reach_d
         argv += ["--set", f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"]
     env = {**os.environ, "PYTHONPATH": str(Path(shiftrl.__file__).parents[1])}
     proc = subprocess.Popen(
-        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        argv,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        # a test run started in the background of a non-interactive shell ignores SIGINT,
+        # and so would the child: reset it (Python then installs its Ctrl-C handling)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
@@ -201,6 +208,8 @@ def test_sigint_and_sigterm_request_a_stop_then_the_handlers_are_restored(sig):
     before = signal.getsignal(sig)
     if sig == signal.SIGTERM and before is not signal.SIG_DFL:
         pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    if before is signal.SIG_IGN:  # started in the background of a non-interactive shell
+        pytest.skip("this test process ignores the signal, so StopRequest leaves it alone")
     with StopRequest() as stop:
         assert not stop.requested
         os.kill(os.getpid(), sig)
@@ -221,6 +230,8 @@ def test_ctrl_c_then_a_sweeps_sigterm_is_one_request():
 
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        pytest.skip("this test process ignores SIGINT, so StopRequest leaves it alone")
     with StopRequest() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
