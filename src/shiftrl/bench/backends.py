@@ -51,7 +51,7 @@ class LocalBackend:
             max_workers=self.workers,
             mp_context=ctx,
             initializer=init_pool_worker,
-            initargs=(env, self.queue),
+            initargs=(env, self.queue, os.getpid()),
         )
 
     def submit(self, fn: str, *args: Any) -> Any:

@@ -41,19 +41,20 @@ _JOB_RUNNING = threading.Event()
 """Set while this pool process runs a job (the exit watcher waits for it to save)."""
 
 
-def init_pool_worker(env: dict[str, str], queue: Any) -> None:
+def init_pool_worker(env: dict[str, str], queue: Any, parent: int | None = None) -> None:
     """ProcessPoolExecutor initializer: runs in each fresh worker before any job.
 
     The pool's parent also puts `env` in the environment the workers start with: importing
     this module imports `shiftrl`, which may already start XLA (a module-level jnp
-    constant does), and then NPROC set here would come too late."""
+    constant does), and then NPROC set here would come too late. `parent`: the sweep's pid
+    (it may have died while this worker was still importing)."""
     global _QUEUE
     limit_threads(env)
     _QUEUE = queue
-    exit_with_parent()
+    exit_with_parent(parent)
 
 
-def exit_with_parent(poll_s: float = 2.0, grace_s: float = 30.0) -> None:
+def exit_with_parent(parent: int | None = None, poll_s: float = 2.0, grace_s: float = 30.0) -> None:
     """Stop this worker when the sweep that started it is gone.
 
     A sweep killed without cleanup (SIGTERM, SIGKILL, a closed terminal) would otherwise
@@ -61,8 +62,10 @@ def exit_with_parent(poll_s: float = 2.0, grace_s: float = 30.0) -> None:
     worker sends itself SIGTERM first: a training loop takes it as a stop request and saves
     a checkpoint of the step it is at (`core.interrupt`), so the next sweep resumes from
     there, not from the last evaluation; anything else dies at once. It exits when the job
-    has ended, or after `grace_s` regardless."""
-    parent = os.getppid()
+    has ended, or after `grace_s` regardless. `parent`: the sweep's pid, passed in because
+    a worker still importing when the sweep died would otherwise take its new parent
+    (init, a subreaper) for the sweep and wait forever."""
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:
