@@ -494,14 +494,8 @@ def test_worker_thread_environment():
     assert thread_env(2)["NPROC"] == "2"
 
 
-_ORPHAN_SWEEP = """
-import multiprocessing as mp, os, sys, time
-from concurrent.futures import ProcessPoolExecutor
-from shiftrl.bench import worker
-from shiftrl.bench.worker import init_pool_worker, pool_call
-
-
-def training_loop(marker, post):  # stands for a run's chunk loop: it saves when asked to stop
+_STOP_AWARE_LOOP = """
+def training_loop(marker, *_, post):  # a run's chunk loop: it saves when asked to stop
     from shiftrl.core.interrupt import StopRequest
 
     with StopRequest() as stop:
@@ -513,6 +507,19 @@ def training_loop(marker, post):  # stands for a run's chunk loop: it saves when
 
 
 worker.CALLS["training_loop"] = training_loop  # runs in each spawned worker too
+"""
+
+_ORPHAN_SWEEP = (
+    """
+import multiprocessing as mp, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from shiftrl.bench import worker
+from shiftrl.bench.worker import init_pool_worker, pool_call
+
+
+"""
+    + _STOP_AWARE_LOOP
+    + """
 
 if __name__ == "__main__":
     ex = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"),
@@ -521,6 +528,7 @@ if __name__ == "__main__":
     ex.submit(time.sleep, 600)  # a long job with no stop handling
     time.sleep(600)
 """
+)
 
 
 def test_pool_workers_save_and_exit_when_the_sweep_is_killed(tmp_path):
@@ -544,25 +552,17 @@ def test_pool_workers_save_and_exit_when_the_sweep_is_killed(tmp_path):
     assert marker.read_text() == "checkpoint"
 
 
-_STOPPING_SWEEP = """
+_STOPPING_SWEEP = (
+    """
 import os, sys, time
 from pathlib import Path
 from shiftrl.bench import worker
 from shiftrl.bench.backends import LocalBackend
 
 
-def training_loop(marker, study_dir, post):  # a run's chunk loop: saves when asked to stop
-    from shiftrl.core.interrupt import StopRequest
-
-    with StopRequest() as stop:
-        print(os.getpid(), flush=True)
-        while not stop.requested:
-            time.sleep(0.05)
-        open(marker, "w").write("checkpoint")
-        stop.check()
-
-
-worker.CALLS["training_loop"] = training_loop  # runs in each spawned worker too
+"""
+    + _STOP_AWARE_LOOP
+    + """
 
 if __name__ == "__main__":
     backend = LocalBackend(2)
@@ -573,6 +573,7 @@ if __name__ == "__main__":
     backend.shutdown(cancel=True)  # what a sweep does when it stops on an error or Ctrl-C
     print(f"{time.monotonic() - t0:.1f}", flush=True)
 """
+)
 
 
 def test_a_stopping_sweep_lets_its_workers_save_then_leaves(tmp_path):
