@@ -198,6 +198,16 @@ def test_pretraining_progress_is_saved_so_a_killed_run_does_not_redo_it(
     assert [r["step"] for r in resumed.rows if "return" in r] == [20]
 
 
+def _skip_unless_deliverable(*sigs: int) -> None:
+    """These tests signal their own process: skip where that would stop it (its own SIGTERM
+    handler) or where the signal is ignored (a run started in the background of a
+    non-interactive shell), so StopRequest leaves it alone."""
+    if signal.SIGTERM in sigs and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    if any(signal.getsignal(s) is signal.SIG_IGN for s in sigs):
+        pytest.skip("this test process ignores the signal, so StopRequest leaves it alone")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_request_a_stop_then_the_handlers_are_restored(sig):
     """A scheduler's SIGTERM (SLURM preemption, a time limit) stops a loop like Ctrl-C does:
@@ -205,11 +215,8 @@ def test_sigint_and_sigterm_request_a_stop_then_the_handlers_are_restored(sig):
     once; leaving the loop puts back what was there."""
     from shiftrl.core.interrupt import StopRequest
 
+    _skip_unless_deliverable(sig)
     before = signal.getsignal(sig)
-    if sig == signal.SIGTERM and before is not signal.SIG_DFL:
-        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
-    if before is signal.SIG_IGN:  # started in the background of a non-interactive shell
-        pytest.skip("this test process ignores the signal, so StopRequest leaves it alone")
     with StopRequest() as stop:
         assert not stop.requested
         os.kill(os.getpid(), sig)
@@ -228,10 +235,7 @@ def test_ctrl_c_then_a_sweeps_sigterm_is_one_request():
     still one stop request, so its run saves; only the same signal twice stops at once."""
     from shiftrl.core.interrupt import StopRequest
 
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        pytest.skip("this test process ignores SIGINT, so StopRequest leaves it alone")
+    _skip_unless_deliverable(signal.SIGINT, signal.SIGTERM)
     with StopRequest() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
@@ -262,8 +266,7 @@ def test_a_sweep_takes_sigterm_as_an_interrupt():
     in it, so it stops through its cleanup (workers told to save) instead of dying."""
     from shiftrl.core.interrupt import sigterm_as_interrupt
 
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        pytest.skip("this test process handles SIGTERM itself; sending it one could stop it")
+    _skip_unless_deliverable(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)

@@ -28,6 +28,18 @@ from typing import Any
 _NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
+def _may_handle(sig: int) -> bool:
+    """Whether to install our handler for `sig` here: only in the main thread (no signal
+    handlers elsewhere); SIGINT unless it is ignored; SIGTERM only over the default, so a
+    program's own SIGTERM handling stays."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(sig)
+    if sig == signal.SIGINT:
+        return previous is not signal.SIG_IGN
+    return previous is signal.SIG_DFL
+
+
 class StopRequest:
     """A context manager; `requested` turns True at the first Ctrl-C or SIGTERM inside it."""
 
@@ -37,15 +49,9 @@ class StopRequest:
         self._seen: set[int] = set()
 
     def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous = signal.getsignal(sig)
-                if sig == signal.SIGINT:
-                    take = previous is not signal.SIG_IGN
-                else:  # only over the default: a program's own SIGTERM handling stays
-                    take = previous is signal.SIG_DFL
-                if take:
-                    self._previous[sig] = signal.signal(sig, self._handle)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if _may_handle(sig):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,10 +86,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     default handler only). For a process that runs no training loop itself, a benchmark
     sweep waiting on its workers: `kill PID` then stops it through its cleanup (workers
     told to save, study record written, lock released) instead of killing it outright."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
+    if not _may_handle(signal.SIGTERM):
         yield
         return
 

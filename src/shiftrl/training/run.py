@@ -177,20 +177,18 @@ def pretrain_addons(
     start: int = 0,
     stop: StopRequest | None = None,
     save: Callable[[Any, int, bool], None] | None = None,
-    save_every_s: float | None = None,
 ):
     """Each add-on's pretraining phase (DARA's classifiers, SPOT's VAE, SSAR's IQL critic),
     in compiled chunks of a few seconds under a progress bar (`axes`: the carry holds
     stacked seeds), from pretraining step `start`.
 
-    `save(carry, done, interrupted)` writes the phase's progress: every `save_every_s`
-    seconds and once the phase is complete (a run killed later, even by SIGKILL, resumes
+    `save(carry, done, interrupted)` writes the phase's progress: every
+    `PRETRAIN_SAVE_EVERY_S` seconds and once the phase is complete (a run killed later, even by SIGKILL, resumes
     without redoing minutes to hours of pretraining), and on a `stop` request after the
     chunk in flight, which then raises KeyboardInterrupt."""
     steps = max((ad.pretrain_steps for ad in addons), default=0)
     if start >= steps:
         return carry
-    every = PRETRAIN_SAVE_EVERY_S if save_every_s is None else save_every_s
     chunk = make_pretrain_chunk(learner, addons, sampler, axes)
     pacer = ChunkPacer()
     names = "+".join(ad.name for ad in addons if ad.pretrain_steps)
@@ -208,7 +206,9 @@ def pretrain_addons(
                 if save is not None:
                     save(carry, done, True)
                 stop.check()
-            if save is not None and (done == steps or time.monotonic() - saved_at >= every):
+            if save is not None and (
+                done == steps or time.monotonic() - saved_at >= PRETRAIN_SAVE_EVERY_S
+            ):
                 save(carry, done, False)
                 saved_at = time.monotonic()
     return carry
